@@ -1,0 +1,58 @@
+"""Analysis events: what the pipeline emits. Times are seconds from the start of the call audio.
+
+Frozen dataclasses with a type constant and `to_dict`; the transport layer wraps them with ids,
+sequence numbers and seat identity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar, Literal
+
+Party = Literal["agent", "customer"]
+PARTIES: tuple[Party, Party] = ("agent", "customer")
+
+
+@dataclass(frozen=True)
+class Event:
+    type: ClassVar[str] = "event"
+    start: float
+    """Seconds from the start of the call."""
+    end: float
+    """Seconds from the start of the call."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"type": self.type}
+        for k, v in asdict(self).items():
+            d[k] = round(v, 2) if isinstance(v, float) and k in ("start", "end") else v
+        return d
+
+
+@dataclass(frozen=True)
+class Speech(Event):
+    type: ClassVar[str] = "speech"
+    speaker: Party = "agent"
+
+
+@dataclass(frozen=True)
+class TalkOver(Event):
+    type: ClassVar[str] = "talk_over"
+    by: Party = "agent"
+    """The party who started while the other was already speaking."""
+    kind: Literal["interruption", "backchannel"] = "interruption"
+    overlap: float = 0.0
+    """Seconds both parties spoke inside [start, end]."""
+
+
+@dataclass(frozen=True)
+class DeadAir(Event):
+    type: ClassVar[str] = "dead_air"
+
+
+@dataclass(frozen=True)
+class CallSummary(Event):
+    type: ClassVar[str] = "call_summary"
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "start": round(self.start, 2), "end": round(self.end, 2), **self.metrics}

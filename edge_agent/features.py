@@ -1,0 +1,167 @@
+"""Spectral features per 10 ms frame: log-mel energies, noise floors and leakage-corrected excess.
+
+Everything here is streaming: each class keeps the little history it needs between blocks, so a
+file analysed in one go and the same audio fed in 10 ms pieces give the same numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft as sfft
+from numpy.lib.stride_tricks import sliding_window_view
+from scipy.signal import lfilter
+
+from edge_agent.audio import FRAME, SAMPLE_RATE
+from edge_agent.crosstalk import LeakageEstimator
+
+F32 = npt.NDArray[np.float32]
+
+WINDOW = 400  # 25 ms analysis window, hop of one 10 ms frame
+NFFT = 512
+N_MELS = 24
+FMIN, FMAX = 80.0, 7600.0
+LOG_FLOOR = 1e-10
+
+
+def mel_filterbank(n_mels: int = N_MELS, fmin: float = FMIN, fmax: float = FMAX) -> F32:
+    """Triangular mel filters, shape (NFFT // 2 + 1, n_mels), each normalised to unit area."""
+
+    def hz_to_mel(f: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return 2595.0 * np.log10(1.0 + f / 700.0)
+
+    edges_mel = np.linspace(hz_to_mel(np.array(fmin)), hz_to_mel(np.array(fmax)), n_mels + 2)
+    edges = 700.0 * (10 ** (edges_mel / 2595.0) - 1.0)
+    freqs = np.fft.rfftfreq(NFFT, 1.0 / SAMPLE_RATE)
+    fb = np.zeros((len(freqs), n_mels), np.float64)
+    for m in range(n_mels):
+        lo, mid, hi = edges[m], edges[m + 1], edges[m + 2]
+        rise = (freqs - lo) / (mid - lo)
+        fall = (hi - freqs) / (hi - mid)
+        fb[:, m] = np.clip(np.minimum(rise, fall), 0.0, None)
+        fb[:, m] /= max(fb[:, m].sum(), 1e-9)
+    return fb.astype(np.float32)
+
+
+class LogMel:
+    """One channel's log-mel energies (dB) per 10 ms frame, with the window's tail kept across blocks."""
+
+    def __init__(self) -> None:
+        self._fb = mel_filterbank()
+        self._win = np.hanning(WINDOW).astype(np.float32)
+        self._tail = np.zeros(WINDOW - FRAME, np.float32)
+
+    def reset(self) -> None:
+        self._tail[:] = 0.0
+
+    def process(self, samples: F32) -> tuple[F32, F32]:
+        """samples: a whole number of frames at 16 kHz. Returns (mel dB (n, N_MELS), frame dB (n,))."""
+        n = len(samples) // FRAME
+        buf = np.concatenate([self._tail, samples[: n * FRAME]])
+        self._tail = buf[len(buf) - (WINDOW - FRAME) :].copy()
+        frames = sliding_window_view(buf, WINDOW)[::FRAME][:n] * self._win
+        spec = sfft.rfft(frames, NFFT, axis=1)
+        power = spec.real**2 + spec.imag**2
+        mel = 10.0 * np.log10(power @ self._fb + LOG_FLOOR)
+        # frame level over the hop itself (not the window) so it follows onsets sharply
+        hop = samples[: n * FRAME].reshape(n, FRAME)
+        level = 10.0 * np.log10(np.mean(hop * hop, axis=1) + LOG_FLOOR)
+        return mel.astype(np.float32), level.astype(np.float32)
+
+
+class NoiseFloor:
+    """Per-band noise floor by minimum statistics: the minimum of smoothed energy over ~2 s.
+
+    Each run of SUB frames contributes its minimum; the floor is the minimum over the last KEEP
+    runs and the current one, so it follows a rising noise within ~2 s and speech shorter than
+    that cannot pull it up. Vectorised per run, not per frame.
+    """
+
+    SUB = 25
+    KEEP = 8
+
+    def __init__(self, n_bands: int) -> None:
+        self._n_bands = n_bands
+        self.reset()
+
+    def reset(self) -> None:
+        self._mins = np.full((self.KEEP, self._n_bands), np.inf, np.float32)
+        self._cur = np.full(self._n_bands, np.inf, np.float32)
+        self._count = 0
+        self._slot = 0
+        self._smooth: F32 | None = None
+
+    def process(self, mel_db: F32) -> F32:
+        """Returns the floor (dB) in force at each frame, shape like mel_db."""
+        n = len(mel_db)
+        if n == 0:
+            return mel_db.copy()
+        # a short recursive smoothing keeps single low frames from dragging the floor down
+        zi = mel_db[0] if self._smooth is None else self._smooth
+        sm = lfilter([0.3], [1.0, -0.7], mel_db, axis=0, zi=(0.7 * zi)[None, :])[0].astype(np.float32)
+        self._smooth = sm[-1].copy()
+        out = np.empty_like(mel_db)
+        i = 0
+        while i < n:
+            k = min(self.SUB - self._count, n - i)
+            run = np.minimum.accumulate(np.vstack([self._cur[None, :], sm[i : i + k]]), axis=0)[1:]
+            past = self._mins.min(axis=0)
+            out[i : i + k] = np.minimum(run, past)
+            self._cur = run[-1].copy()
+            self._count += k
+            i += k
+            if self._count == self.SUB:
+                self._mins[self._slot] = self._cur
+                self._slot = (self._slot + 1) % self.KEEP
+                self._cur[:] = np.inf
+                self._count = 0
+        return out
+
+
+SNR_CLIP = (-10.0, 60.0)
+EXCESS_CLIP = (-30.0, 40.0)
+N_CHANNEL_FEATURES = 2 * N_MELS + 1
+N_FEATURES = 2 * N_CHANNEL_FEATURES  # agent block then customer block
+
+
+class CallFeatures:
+    """Both channels' per-frame features for the speech model, plus what the metrics reuse.
+
+    Per channel: band SNR over the noise floor, band excess over the other side's leakage, and
+    broadband level over the floor, all in dB / 10 so they sit near unit scale.
+    """
+
+    def __init__(self) -> None:
+        self.mel = (LogMel(), LogMel())
+        self.floor = (NoiseFloor(N_MELS), NoiseFloor(N_MELS))
+        self.level_floor = (NoiseFloor(1), NoiseFloor(1))
+        self.leak = (LeakageEstimator(N_MELS), LeakageEstimator(N_MELS))
+
+    def reset(self) -> None:
+        for group in (self.mel, self.floor, self.level_floor, self.leak):
+            for stage in group:
+                stage.reset()
+
+    def process(self, samples: F32) -> tuple[F32, F32, F32]:
+        """samples: (k * FRAME, 2) at 16 kHz, agent then customer.
+
+        Returns (features (k, N_FEATURES), frame level dB (k, 2), band SNR dB (k, 2, N_MELS)).
+        """
+        mels, levels, snrs, lsnrs = [], [], [], []
+        for ch in (0, 1):
+            mel, level = self.mel[ch].process(np.ascontiguousarray(samples[:, ch]))
+            floor = self.floor[ch].process(mel)
+            lfloor = self.level_floor[ch].process(level[:, None])[:, 0]
+            mels.append(mel)
+            levels.append(level)
+            snrs.append(mel - floor)
+            lsnrs.append(level - lfloor)
+        blocks = []
+        for ch in (0, 1):
+            other = 1 - ch
+            excess = self.leak[ch].process(mels[ch], mels[other], snrs[other])
+            blocks.append(np.clip(snrs[ch], *SNR_CLIP))
+            blocks.append(np.clip(excess, *EXCESS_CLIP))
+            blocks.append(np.clip(lsnrs[ch], *SNR_CLIP)[:, None])
+        feats = np.concatenate(blocks, axis=1) / 10.0
+        return feats.astype(np.float32), np.stack(levels, axis=1), np.stack(snrs, axis=1)

@@ -1,0 +1,123 @@
+"""The analysis pipeline: audio blocks in, events out. The same object serves files and live capture.
+
+    samples -> Framer -> CallFeatures (log-mel, noise floor, leakage) -> VAD backend -> Smoother
+            -> SegmentTracker / TalkOverDetector / DeadAirDetector -> CallMetrics -> CallSummary
+
+Stages keep their own state and do no I/O. The VAD backend and the smoother run a fixed number of
+frames late; per-frame levels and samples wait in a short queue so metrics see them in step.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.audio import FRAME, Framer
+from edge_agent.config import AnalyzerConfig
+from edge_agent.events import CallSummary, Event
+from edge_agent.features import N_CHANNEL_FEATURES, N_MELS, CallFeatures
+from edge_agent.metrics import CallMetrics
+from edge_agent.turns import DeadAirDetector, SegmentTracker, TalkOverDetector
+from edge_agent.vad import Smoother, VadBackend, make_backend
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+
+
+class _Queue:
+    """FIFO of per-frame rows (levels) and their samples, popped as activity catches up."""
+
+    def __init__(self) -> None:
+        self.levels = np.zeros((0, 2), np.float32)
+        self.samples = np.zeros((0, 2), np.float32)
+
+    def push(self, levels: F32, samples: F32) -> None:
+        self.levels = np.vstack([self.levels, levels])
+        self.samples = np.vstack([self.samples, samples])
+
+    def pop(self, n: int) -> tuple[F32, F32]:
+        lv, sm = self.levels[:n], self.samples[: n * FRAME]
+        self.levels, self.samples = self.levels[n:], self.samples[n * FRAME :]
+        return lv, sm
+
+
+class Pipeline:
+    def __init__(self, cfg: AnalyzerConfig | None = None, backend: VadBackend | None = None) -> None:
+        self.cfg = cfg or AnalyzerConfig()
+        self.backend = backend or make_backend(self.cfg.vad)
+        self.reset()
+
+    def reset(self) -> None:
+        """Start a new call (the VAD model stays loaded)."""
+        self.framer = Framer()
+        self.features = CallFeatures()
+        self.backend.reset()
+        self.smoother = Smoother(self.cfg.smoothing)
+        self.segments = SegmentTracker()
+        self.talk_over = TalkOverDetector(self.cfg.talk_over)
+        self.dead_air = DeadAirDetector(self.cfg.dead_air)
+        self.metrics = CallMetrics(self.cfg.metrics, self.cfg.dead_air.min_silence_s)
+        self._queue = _Queue()
+        self.frames_in = 0
+
+    @property
+    def latency_frames(self) -> int:
+        """Frames between audio entering and its activity being decided."""
+        return self.backend.delay + self.smoother.delay
+
+    def process(self, block: F32) -> list[Event]:
+        """block: (n, 2) float32 at 16 kHz, agent then customer, any n."""
+        samples = self.framer.process(block)
+        if len(samples) == 0:
+            return []
+        feats, levels, _ = self.features.process(samples)
+        self.frames_in += len(feats)
+        self._queue.push(levels, samples)
+        excess = self._broadband_excess(feats) if self.backend.uses_excess else np.zeros((len(feats), 2), np.float32)
+        probs = self.backend.process(samples, feats, excess)
+        return self._activity(self.smoother.process(probs))
+
+    def finish(self) -> list[Event]:
+        """End of the call: flush every stage and append the call summary."""
+        events = self._activity(self.smoother.process(self.backend.finish()))
+        events += self._activity(self.smoother.finish())
+        tail: list[Event] = []
+        for stage in (self.segments, self.talk_over, self.dead_air):
+            tail += stage.finish()
+        self.metrics.add_events(tail)
+        events += sorted(tail, key=lambda e: e.end)
+        summary = self.metrics.summary()
+        events.append(CallSummary(0.0, summary["duration"], metrics=summary))
+        self.reset()
+        return events
+
+    def run(self, blocks: Iterable[F32]) -> Iterable[Event]:
+        """Analyse a whole call from an iterable of blocks, yielding events as they are decided."""
+        for block in blocks:
+            yield from self.process(block)
+        yield from self.finish()
+
+    def _activity(self, act: npt.NDArray[np.bool_]) -> list[Event]:
+        if len(act) == 0:
+            return []
+        levels, samples = self._queue.pop(len(act))
+        self.metrics.process(act, levels, samples)
+        events: list[Event] = []
+        for stage in (self.segments, self.talk_over, self.dead_air):
+            events += stage.process(act)
+        self.metrics.add_events([e for e in events if e.type != "speech"])
+        events.sort(key=lambda e: e.end)
+        return events
+
+    @staticmethod
+    def _broadband_excess(feats: F32) -> F32:
+        """Median band excess over leakage per channel (dB), for the gated single-channel VADs."""
+        out = np.empty((len(feats), 2), np.float32)
+        for ch in (0, 1):
+            base = ch * N_CHANNEL_FEATURES + N_MELS
+            out[:, ch] = np.median(feats[:, base : base + N_MELS], axis=1) * 10.0
+        return out

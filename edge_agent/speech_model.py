@@ -1,0 +1,133 @@
+"""The two-channel speech model: per-frame probability that each party is speaking.
+
+A small MLP over `CallFeatures` pooled over a context of -0.4 s to +0.2 s. It sees both channels at
+once, so it learns to tell a party's own voice from the other side's leakage and from room noise.
+Weights ship in `models/shipped/` as .npz with a JSON card (input spec, sha256); inference is numpy.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.features import N_FEATURES
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+
+# (first, last) frame offsets of each pooled window; the centre frame also enters alone
+POOLS: tuple[tuple[int, int], ...] = ((-40, -21), (-20, -9), (-8, -3), (-2, 2), (3, 8), (9, 20))
+PAST = -min(a for a, _ in POOLS)
+LOOKAHEAD = max(b for _, b in POOLS)
+N_INPUTS = N_FEATURES * (len(POOLS) + 1)
+DEFAULT_MODEL = "speech-mlp-v1"
+
+
+class ContextStack:
+    """Turns a stream of per-frame features into pooled-context model inputs, LOOKAHEAD frames late.
+
+    The first frames see copies of frame 0 as their past; `finish` pads the end with copies of
+    the last frame, so a whole file yields exactly one input row per frame.
+    """
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._buf = np.zeros((0, N_FEATURES), np.float32)
+        self._started = False
+
+    def process(self, feats: F32) -> F32:
+        if len(feats) == 0:
+            return np.zeros((0, N_INPUTS), np.float32)
+        if not self._started:
+            self._buf = np.repeat(feats[:1], PAST, axis=0)
+            self._started = True
+        self._buf = np.vstack([self._buf, feats])
+        return self._emit()
+
+    def finish(self) -> F32:
+        if not self._started:
+            return np.zeros((0, N_INPUTS), np.float32)
+        self._buf = np.vstack([self._buf, np.repeat(self._buf[-1:], LOOKAHEAD, axis=0)])
+        out = self._emit()
+        self.reset()
+        return out
+
+    def _emit(self) -> F32:
+        # rows PAST .. len-LOOKAHEAD-1 of the buffer have their whole context
+        n = len(self._buf) - PAST - LOOKAHEAD
+        if n <= 0:
+            return np.zeros((0, N_INPUTS), np.float32)
+        cs = np.vstack([np.zeros((1, N_FEATURES), np.float64), np.cumsum(self._buf, axis=0, dtype=np.float64)])
+        centre = np.arange(PAST, PAST + n)
+        parts = [self._buf[centre]]
+        for a, b in POOLS:
+            parts.append(((cs[centre + b + 1] - cs[centre + a]) / (b - a + 1)).astype(np.float32))
+        self._buf = self._buf[n:]
+        return np.concatenate(parts, axis=1)
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    sha256: str
+    """Of the weights file."""
+    inputs: int
+    outputs: tuple[str, ...]
+
+
+class SpeechModel:
+    """Numpy MLP inference: inputs (n, N_INPUTS) -> probabilities (n, 2), agent then customer."""
+
+    def __init__(self, weights: Path | None = None) -> None:
+        path = weights or default_model_path()
+        raw = path.read_bytes()
+        digest = hashlib.sha256(raw).hexdigest()
+        card_path = path.with_suffix(".json")
+        card = json.loads(card_path.read_text()) if card_path.exists() else {}
+        if card.get("sha256") not in (None, digest):
+            raise ValueError(f"{path}: sha256 {digest[:12]} does not match its card {card['sha256'][:12]}")
+        with np.load(path) as z:
+            self.mean = z["mean"].astype(np.float32)
+            self.scale = z["scale"].astype(np.float32)
+            self.layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(_n_layers(z))]
+        # fold the input normalisation into the first layer: one matmul instead of two passes
+        w0, b0 = self.layers[0]
+        self.layers[0] = (
+            (w0 * self.scale[:, None]).astype(np.float32),
+            (b0 - (self.mean * self.scale) @ w0).astype(np.float32),
+        )
+        if self.layers[0][0].shape[0] != N_INPUTS:
+            raise ValueError(f"{path}: model expects {self.layers[0][0].shape[0]} inputs, features give {N_INPUTS}")
+        self.card = ModelCard(
+            card.get("name", path.stem), digest, N_INPUTS, tuple(card.get("outputs", ("agent", "customer")))
+        )
+        # warm-up: the first matmul allocates; do it at load, not on the first live frame
+        self.predict(np.zeros((4, N_INPUTS), np.float32))
+        log.debug("speech model %s loaded (sha256 %s)", self.card.name, digest[:12])
+
+    def predict(self, x: F32) -> F32:
+        h = x
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w + b
+            if i < len(self.layers) - 1:
+                np.maximum(h, 0.0, out=h)
+        out = 1.0 / (1.0 + np.exp(-np.clip(h, -30.0, 30.0)))
+        return out.astype(np.float32, copy=False)
+
+
+def _n_layers(z: np.lib.npyio.NpzFile) -> int:
+    return sum(1 for k in z.files if k.startswith("w"))
+
+
+def default_model_path() -> Path:
+    return Path(str(resources.files("models.shipped").joinpath(f"{DEFAULT_MODEL}.npz")))

@@ -1,0 +1,179 @@
+"""Turn taking from per-frame activity: speech segments, talk-overs and dead air.
+
+Each detector is a small stateful class fed (m, 2) boolean activity blocks (agent, customer) in
+order; frame i of the call is at i / 100 s. Events come out as soon as they are certain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.config import DeadAirConfig, TalkOverConfig
+from edge_agent.events import PARTIES, DeadAir, Event, Party, Speech, TalkOver
+
+BOOL = npt.NDArray[np.bool_]
+FPS = 100  # frames per second
+
+
+def _t(frame: int) -> float:
+    return frame / FPS
+
+
+class SegmentTracker:
+    """Speech segments per party, emitted when each one ends."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._frame = 0
+        self._start: list[int | None] = [None, None]
+
+    def process(self, act: BOOL) -> list[Event]:
+        out: list[Event] = []
+        for ch in (0, 1):
+            col = act[:, ch]
+            d = np.diff(np.concatenate([[self._start[ch] is not None], col]).astype(np.int8))
+            for i in np.flatnonzero(d):
+                t = self._frame + int(i)
+                if d[i] > 0:
+                    self._start[ch] = t
+                else:
+                    s = self._start[ch]
+                    if s is not None:
+                        out.append(Speech(_t(s), _t(t), speaker=PARTIES[ch]))
+                    self._start[ch] = None
+        self._frame += len(act)
+        out.sort(key=lambda e: e.end)
+        return out
+
+    def finish(self) -> list[Event]:
+        out: list[Event] = [
+            Speech(_t(s), _t(self._frame), speaker=PARTIES[ch]) for ch, s in enumerate(self._start) if s is not None
+        ]
+        self.reset()
+        return out
+
+
+@dataclass
+class _Overlap:
+    start: int
+    by: int
+    newcomer_start: int
+    last_both: int
+    both: int = 0
+    stopper: int | None = None  # 0 agent, 1 customer, 2 both, at the first frame after the overlap
+
+
+class TalkOverDetector:
+    """Both parties speaking >= min_overlap_s. `by` started later; the kind depends on who yields.
+
+    The newcomer yielding first after speaking no longer than backchannel_max_s is a backchannel
+    (the other keeps the floor); the one already speaking yielding, or a long fight, is an
+    interruption.
+    """
+
+    def __init__(self, cfg: TalkOverConfig) -> None:
+        self.cfg = cfg
+        self.min_both = round(cfg.min_overlap_s * FPS)
+        self.merge = round(cfg.merge_gap_s * FPS)
+        self.bc_max = round(cfg.backchannel_max_s * FPS)
+        self.reset()
+
+    def reset(self) -> None:
+        self._frame = 0
+        self._run_start: list[int | None] = [None, None]
+        self._ov: _Overlap | None = None
+
+    def process(self, act: BOOL) -> list[Event]:
+        out: list[Event] = []
+        for a, c in act.tolist():
+            t = self._frame
+            for ch, on in ((0, a), (1, c)):
+                if on and self._run_start[ch] is None:
+                    self._run_start[ch] = t
+                elif not on:
+                    self._run_start[ch] = None
+            ov = self._ov
+            if a and c:
+                if ov is None:
+                    # both runs were opened at the latest on this frame, above
+                    sa, sc = (t if s is None else s for s in self._run_start)
+                    by = 0 if sa > sc else 1
+                    self._ov = _Overlap(start=t, by=by, newcomer_start=max(sa, sc), last_both=t)
+                    ov = self._ov
+                ov.last_both = t
+                ov.both += 1
+                ov.stopper = None
+            elif ov is not None:
+                if ov.stopper is None:
+                    ov.stopper = 2 if not (a or c) else (1 if a else 0)
+                if t - ov.last_both > self.merge or not (a or c):
+                    ev = self._close(ov)
+                    if ev is not None:
+                        out.append(ev)
+                    self._ov = None
+            self._frame += 1
+        return out
+
+    def _close(self, ov: _Overlap) -> TalkOver | None:
+        if ov.both < self.min_both:
+            return None
+        newcomer, holder = ov.by, 1 - ov.by
+        newcomer_len = ov.last_both + 1 - ov.newcomer_start
+        kind: Literal["interruption", "backchannel"]
+        if ov.stopper == holder:
+            kind = "interruption"
+        else:
+            kind = "backchannel" if newcomer_len <= self.bc_max else "interruption"
+        by: Party = PARTIES[newcomer]
+        return TalkOver(_t(ov.start), _t(ov.last_both + 1), by=by, kind=kind, overlap=round(ov.both / FPS, 2))
+
+    def finish(self) -> list[Event]:
+        out: list[Event] = []
+        if self._ov is not None:
+            self._ov.stopper = 2
+            ev = self._close(self._ov)
+            if ev is not None:
+                out.append(ev)
+        self.reset()
+        return out
+
+
+class DeadAirDetector:
+    """Both parties silent >= min_silence_s between speech (not before the first or after the last)."""
+
+    def __init__(self, cfg: DeadAirConfig) -> None:
+        self.min_frames = round(cfg.min_silence_s * FPS)
+        self.reset()
+
+    def reset(self) -> None:
+        self._frame = 0
+        self._heard = False
+        self._silence_start: int | None = None
+
+    def process(self, act: BOOL) -> list[Event]:
+        out: list[Event] = []
+        any_on = act[:, 0] | act[:, 1]
+        was_on = self._heard and self._silence_start is None
+        d = np.diff(np.concatenate([[was_on], any_on]).astype(np.int8))
+        for i in np.flatnonzero(d):
+            t = self._frame + int(i)
+            if d[i] < 0:  # speech stopped
+                self._silence_start = t
+            else:  # speech (re)started
+                s = self._silence_start
+                if self._heard and s is not None and t - s >= self.min_frames:
+                    out.append(DeadAir(_t(s), _t(t)))
+                self._heard = True
+                self._silence_start = None
+        self._frame += len(act)
+        return out
+
+    def finish(self) -> list[Event]:
+        self.reset()
+        return []

@@ -1,0 +1,243 @@
+"""Speech activity per party: pluggable backends behind a registry, then onset/hangover smoothing.
+
+Backends turn 10 ms frames of both channels into per-frame speech probabilities (agent, customer):
+- `model` (default): the two-channel speech model, which also rejects crosstalk and echo;
+- `webrtc`: webrtcvad per channel, gated by the leakage estimate (see `crosstalk.py`);
+- `silero`: Silero VAD's ONNX file through onnxruntime, gated the same way.
+Each reports how many frames late its output runs (`delay`), so the pipeline can keep audio-derived
+data in step with it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.audio import FRAME, SAMPLE_RATE
+from edge_agent.config import ModelVadConfig, SileroVadConfig, SmoothingConfig, VadConfig, WebrtcVadConfig
+from edge_agent.speech_model import LOOKAHEAD, ContextStack, SpeechModel
+
+log = logging.getLogger(__name__)
+
+F32 = npt.NDArray[np.float32]
+BOOL = npt.NDArray[np.bool_]
+
+
+class VadBackend(Protocol):
+    delay: int
+    """Frames between a frame entering `process` and its probability coming out."""
+    name: str
+    uses_excess: bool
+    """Whether `process` reads the leakage excess (the pipeline skips computing it otherwise)."""
+
+    def process(self, samples: F32, features: F32, excess_db: F32) -> F32:
+        """samples (k*FRAME, 2), features (k, N_FEATURES), broadband excess over leakage (k, 2) -> probs (m, 2)."""
+        ...
+
+    def finish(self) -> F32: ...
+
+    def reset(self) -> None: ...
+
+
+class ModelVad:
+    def __init__(self, cfg: ModelVadConfig) -> None:
+        self.model = SpeechModel(Path(cfg.weights) if cfg.weights else None)
+        self.stack = ContextStack()
+        self.delay = LOOKAHEAD
+        self.uses_excess = False
+        self.name = f"model:{self.model.card.name}"
+
+    def process(self, samples: F32, features: F32, excess_db: F32) -> F32:
+        return self.model.predict(self.stack.process(features))
+
+    def finish(self) -> F32:
+        return self.model.predict(self.stack.finish())
+
+    def reset(self) -> None:
+        self.stack.reset()
+
+
+class _GatedVad:
+    """Common part of the single-channel VADs: a crosstalk gate on the leakage excess."""
+
+    gate_db: float
+    uses_excess = True
+
+    def _gate(self, probs: F32, excess_db: F32) -> F32:
+        return np.where(excess_db >= self.gate_db, probs, 0.0).astype(np.float32)
+
+
+class WebrtcVad(_GatedVad):
+    def __init__(self, cfg: WebrtcVadConfig) -> None:
+        try:
+            import webrtcvad
+        except ImportError as exc:  # pragma: no cover - it is a core dependency
+            raise RuntimeError("the webrtc VAD backend needs the webrtcvad-wheels package") from exc
+        self._vads = [webrtcvad.Vad(cfg.mode), webrtcvad.Vad(cfg.mode)]
+        self.gate_db = cfg.crosstalk_gate_db
+        self.delay = 0
+        self.name = f"webrtc:{cfg.mode}"
+
+    def process(self, samples: F32, features: F32, excess_db: F32) -> F32:
+        k = len(samples) // FRAME
+        pcm = (np.clip(samples[: k * FRAME], -1.0, 1.0) * 32767).astype("<i2")
+        out = np.zeros((k, 2), np.float32)
+        for ch in (0, 1):
+            col = np.ascontiguousarray(pcm[:, ch]).tobytes()
+            vad = self._vads[ch]
+            out[:, ch] = [vad.is_speech(col[i * 2 * FRAME : (i + 1) * 2 * FRAME], SAMPLE_RATE) for i in range(k)]
+        return self._gate(out, excess_db)
+
+    def finish(self) -> F32:
+        return np.zeros((0, 2), np.float32)
+
+    def reset(self) -> None:
+        pass
+
+
+class SileroVad(_GatedVad):
+    """Silero VAD v5 ONNX (512-sample windows at 16 kHz with 64 samples of context)."""
+
+    CHUNK = 512
+    CONTEXT = 64
+
+    def __init__(self, cfg: SileroVadConfig) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:  # pragma: no cover - it is a core dependency
+            raise RuntimeError("the silero VAD backend needs onnxruntime") from exc
+        path = cfg.onnx or silero_onnx_path()
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = 1
+        opts.inter_op_num_threads = 1
+        self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.gate_db = cfg.crosstalk_gate_db
+        self.delay = 0
+        self.name = "silero"
+        self.reset()
+
+    def reset(self) -> None:
+        self._state = [np.zeros((2, 1, 128), np.float32) for _ in range(2)]
+        self._ctx = [np.zeros((1, self.CONTEXT), np.float32) for _ in range(2)]
+        self._pending = np.zeros((0, 2), np.float32)
+        self._prob = np.zeros(2, np.float32)
+        self._queued = np.zeros((0, 2), np.float32)
+        self._excess = np.zeros((0, 2), np.float32)
+
+    def process(self, samples: F32, features: F32, excess_db: F32) -> F32:
+        self._pending = np.vstack([self._pending, samples])
+        self._excess = np.vstack([self._excess, excess_db])
+        n_chunks = len(self._pending) // self.CHUNK
+        per_frame = []
+        for i in range(n_chunks):
+            chunk = self._pending[i * self.CHUNK : (i + 1) * self.CHUNK]
+            for ch in (0, 1):
+                x = np.concatenate([self._ctx[ch], chunk[None, :, ch]], axis=1)
+                out, self._state[ch] = self._sess.run(
+                    None, {"input": x, "state": self._state[ch], "sr": np.array(SAMPLE_RATE, np.int64)}
+                )
+                self._ctx[ch] = chunk[None, -self.CONTEXT :, ch].copy()
+                self._prob[ch] = float(out[0, 0])
+            per_frame.append(np.repeat(self._prob[None, :], self.CHUNK, axis=0))
+        self._pending = self._pending[n_chunks * self.CHUNK :]
+        if per_frame:
+            self._queued = np.vstack([self._queued, *per_frame])
+        # hand out whole 10 ms frames of the per-sample probability track
+        k = min(len(self._queued) // FRAME, len(self._excess))
+        probs = self._queued[: k * FRAME].reshape(k, FRAME, 2).mean(axis=1)
+        self._queued = self._queued[k * FRAME :]
+        gated = self._gate(probs, self._excess[:k])
+        self._excess = self._excess[k:]
+        return gated
+
+    def finish(self) -> F32:
+        # the last partial chunk keeps the last probability
+        k = len(self._excess)
+        probs = np.repeat(self._prob[None, :], k, axis=0)
+        out = self._gate(probs, self._excess)
+        self.reset()
+        return out
+
+
+def silero_onnx_path() -> Path:
+    """The ONNX file inside the silero-vad wheel, found without importing the package (it imports torch)."""
+    spec = importlib.util.find_spec("silero_vad")
+    for root in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(root) / "data" / "silero_vad.onnx"
+        if path.exists():
+            return path
+    raise RuntimeError("the silero VAD backend needs its ONNX file: pip install --no-deps silero-vad, or set vad.onnx")
+
+
+BACKENDS: dict[str, Callable[..., VadBackend]] = {"model": ModelVad, "webrtc": WebrtcVad, "silero": SileroVad}
+
+
+def make_backend(cfg: VadConfig) -> VadBackend:
+    backend: VadBackend = BACKENDS[cfg.type](cfg)
+    return backend
+
+
+class Smoother:
+    """Hysteresis on probabilities with a minimum speech run and a hangover, per channel.
+
+    A channel turns on once its probability has stayed at or above `on` for `min_speech_ms`
+    (the onset is dated back to the first such frame) and off once it has stayed below `off` for
+    longer than `hangover_ms` (the offset is dated back to the first low frame). Exactly streaming:
+    output runs `delay` frames behind input whatever the block size.
+    """
+
+    def __init__(self, cfg: SmoothingConfig) -> None:
+        self.cfg = cfg
+        self.min_speech = max(round(cfg.min_speech_ms / 10), 1)
+        self.hangover = max(round(cfg.hangover_ms / 10), 0)
+        self.delay = max(self.min_speech, self.hangover + 1)
+        self.reset()
+
+    def reset(self) -> None:
+        self._on = [False, False]
+        self._run = [0, 0]  # frames of the pending change (high while off, low while on)
+        self._buf: list[list[bool]] = [[], []]
+
+    def process(self, probs: F32) -> BOOL:
+        for ch in (0, 1):
+            on, run, buf = self._on[ch], self._run[ch], self._buf[ch]
+            hi, lo = self.cfg.on, self.cfg.off
+            for p in probs[:, ch].tolist():
+                if not on:
+                    run = run + 1 if p >= hi else 0
+                    buf.append(False)
+                    if run >= self.min_speech:
+                        on, run = True, 0
+                        buf[len(buf) - self.min_speech :] = [True] * self.min_speech
+                else:
+                    run = run + 1 if p < lo else 0
+                    buf.append(True)
+                    if run > self.hangover:
+                        on, run = False, 0
+                        buf[len(buf) - self.hangover - 1 :] = [False] * (self.hangover + 1)
+            self._on[ch], self._run[ch] = on, run
+        return self._emit(len(self._buf[0]) - self.delay)
+
+    def finish(self) -> BOOL:
+        # a pending onset shorter than min_speech stays off; a pending offset is taken as real
+        for ch in (0, 1):
+            if self._on[ch] and self._run[ch]:
+                k = self._run[ch]
+                self._buf[ch][len(self._buf[ch]) - k :] = [False] * k
+        out = self._emit(len(self._buf[0]))
+        self.reset()
+        return out
+
+    def _emit(self, ready: int) -> BOOL:
+        if ready <= 0:
+            return np.zeros((0, 2), bool)
+        out = np.array([self._buf[0][:ready], self._buf[1][:ready]], bool).T
+        for ch in (0, 1):
+            del self._buf[ch][:ready]
+        return out

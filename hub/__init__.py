@@ -1,0 +1,1 @@
+"""Hub: ingest, storage, scoring, API and dashboard (built by the hub issues)."""

@@ -1,0 +1,1 @@
+"""Training of the two-channel speech model."""

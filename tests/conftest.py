@@ -1,0 +1,61 @@
+"""Fixtures: real-speech calls composed by ../shared/tools/compose_calls.py, and small WAV helpers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+
+def shared_or_skip() -> Path:
+    if not (SHARED / "tools" / "compose_calls.py").exists():
+        pytest.skip("../shared (real speech and the call composer) is not beside the checkout")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def real_calls(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Three 1-minute two-channel calls from real RAVDESS speech with real noise, crosstalk, G.711."""
+    shared = shared_or_skip()
+    out = tmp_path_factory.mktemp("calls")
+    noises = [shared / "data" / "noise" / f"{n}.flac" for n in ("babble", "street")]
+    subprocess.run(
+        [
+            sys.executable,
+            str(shared / "tools" / "compose_calls.py"),
+            str(shared / "tools" / "dev_speakers.json"),
+            str(out),
+            "--calls",
+            "3",
+            "--minutes",
+            "1",
+            "--seed",
+            "5",
+            "--noise",
+            *map(str, noises),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return sorted(out.glob("call*.wav"))
+
+
+def truth(wav: Path) -> dict:  # type: ignore[type-arg]
+    return json.loads(wav.with_suffix(".json").read_text())
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "edge_agent.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+def write_wav(path: Path, data: np.ndarray, rate: int = 16000, subtype: str = "PCM_16") -> Path:
+    sf.write(path, data, rate, subtype=subtype)
+    return path

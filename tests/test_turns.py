@@ -1,0 +1,68 @@
+"""Turn-taking detectors on activity tracks whose truth is known."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from edge_agent.config import DeadAirConfig, TalkOverConfig
+from edge_agent.events import DeadAir, Speech, TalkOver
+from edge_agent.turns import DeadAirDetector, SegmentTracker, TalkOverDetector
+
+
+def track(n: int, agent: list[tuple[int, int]], customer: list[tuple[int, int]]) -> np.ndarray:
+    act = np.zeros((n, 2), bool)
+    for col, runs in ((0, agent), (1, customer)):
+        for s, e in runs:
+            act[s:e, col] = True
+    return act
+
+
+def talk_overs(act: np.ndarray, block: int = 1000) -> list[TalkOver]:
+    det = TalkOverDetector(TalkOverConfig())
+    out = [e for i in range(0, len(act), block) for e in det.process(act[i : i + block])] + det.finish()
+    return [e for e in out if isinstance(e, TalkOver)]
+
+
+def test_backchannel_when_the_newcomer_yields_quickly() -> None:
+    act = track(1000, agent=[(100, 600)], customer=[(300, 350)])
+    (ev,) = talk_overs(act)
+    assert (ev.by, ev.kind, ev.start, ev.end) == ("customer", "backchannel", 3.0, 3.5)
+
+
+def test_interruption_when_the_speaker_yields() -> None:
+    act = track(1000, agent=[(100, 400)], customer=[(300, 700)])
+    (ev,) = talk_overs(act, block=7)
+    assert (ev.by, ev.kind, ev.start, ev.end) == ("customer", "interruption", 3.0, 4.0)
+
+
+def test_long_fight_that_the_newcomer_loses_is_still_an_interruption() -> None:
+    act = track(1000, agent=[(300, 700)], customer=[(100, 900)])
+    (ev,) = talk_overs(act)
+    assert (ev.by, ev.kind) == ("agent", "interruption")
+
+
+def test_overlap_shorter_than_minimum_is_not_a_talk_over() -> None:
+    act = track(1000, agent=[(100, 500)], customer=[(480, 800)])
+    assert talk_overs(act) == []
+
+
+def test_brief_gap_inside_an_overlap_joins_it() -> None:
+    act = track(1000, agent=[(100, 800)], customer=[(300, 320), (330, 360)])
+    (ev,) = talk_overs(act)
+    assert ev.start == 3.0 and ev.end == 3.6 and ev.kind == "backchannel"
+
+
+def test_dead_air_only_between_speech() -> None:
+    act = track(3000, agent=[(500, 800)], customer=[(1200, 1300), (1700, 2000)])
+    det = DeadAirDetector(DeadAirConfig())
+    evs = [e for i in range(0, 3000, 250) for e in det.process(act[i : i + 250])] + det.finish()
+    # 4 s before the first word and the trailing silence are not dead air; 8->12 s (4 s) is, 13->17 s too
+    assert evs == [DeadAir(8.0, 12.0), DeadAir(13.0, 17.0)]
+
+
+def test_segments_per_party() -> None:
+    act = track(500, agent=[(10, 50), (100, 130)], customer=[(40, 400)])
+    det = SegmentTracker()
+    evs = det.process(act[:120]) + det.process(act[120:]) + det.finish()
+    got = sorted((e.speaker, e.start, e.end) for e in evs if isinstance(e, Speech))
+    assert got == [("agent", 0.1, 0.5), ("agent", 1.0, 1.3), ("customer", 0.4, 4.0)]
