@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from edge_agent.audio import AudioError, read_call
 from edge_agent.config import ConfigError, load_config
 from edge_agent.pipeline import Pipeline
+from edge_agent.speech_model import ModelError
 
 log = logging.getLogger("edge_agent")
 
@@ -51,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             return analyze(args.file, args.agent_channel, args.config)
-    except (AudioError, ConfigError) as exc:
+    except (AudioError, ConfigError, ModelError) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

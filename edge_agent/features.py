@@ -70,15 +70,15 @@ class LogMel:
 
 
 class NoiseFloor:
-    """Per-band noise floor by minimum statistics: the minimum of smoothed energy over ~2 s.
+    """Per-band noise floor by minimum statistics: the minimum of smoothed energy over ~3 s.
 
     Each run of SUB frames contributes its minimum; the floor is the minimum over the last KEEP
-    runs and the current one, so it follows a rising noise within ~2 s and speech shorter than
+    runs and the current one, so it follows a rising noise within ~3 s and speech shorter than
     that cannot pull it up. Vectorised per run, not per frame.
     """
 
     SUB = 25
-    KEEP = 8
+    KEEP = 12
 
     def __init__(self, n_bands: int) -> None:
         self._n_bands = n_bands
@@ -120,15 +120,17 @@ class NoiseFloor:
 
 SNR_CLIP = (-10.0, 60.0)
 EXCESS_CLIP = (-30.0, 40.0)
-N_CHANNEL_FEATURES = 2 * N_MELS + 1
+N_CHANNEL_FEATURES = 2 * N_MELS + 2
+LEVEL_OFFSET_DB = 50.0  # centres the absolute frame level (dBFS) near zero before the /10 scaling
 N_FEATURES = 2 * N_CHANNEL_FEATURES  # agent block then customer block
 
 
 class CallFeatures:
     """Both channels' per-frame features for the speech model, plus what the metrics reuse.
 
-    Per channel: band SNR over the noise floor, band excess over the other side's leakage, and
-    broadband level over the floor, all in dB / 10 so they sit near unit scale.
+    Per channel: band SNR over the noise floor, band excess over the other side's leakage,
+    broadband level over the floor and the absolute frame level (so continuous speech, which lifts
+    a minimum-statistics floor, still reads as speech), all in dB / 10 so they sit near unit scale.
     """
 
     def __init__(self) -> None:
@@ -163,5 +165,6 @@ class CallFeatures:
             blocks.append(np.clip(snrs[ch], *SNR_CLIP))
             blocks.append(np.clip(excess, *EXCESS_CLIP))
             blocks.append(np.clip(lsnrs[ch], *SNR_CLIP)[:, None])
+            blocks.append(np.clip(levels[ch] + LEVEL_OFFSET_DB, -50.0, 50.0)[:, None])
         feats = np.concatenate(blocks, axis=1) / 10.0
         return feats.astype(np.float32), np.stack(levels, axis=1), np.stack(snrs, axis=1)

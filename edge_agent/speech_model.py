@@ -85,21 +85,33 @@ class ModelCard:
     outputs: tuple[str, ...]
 
 
+class ModelError(Exception):
+    """Weights that cannot be used: missing, corrupt, or not matching their card."""
+
+
 class SpeechModel:
     """Numpy MLP inference: inputs (n, N_INPUTS) -> probabilities (n, 2), agent then customer."""
 
     def __init__(self, weights: Path | None = None) -> None:
         path = weights or default_model_path()
-        raw = path.read_bytes()
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise ModelError(f"{path}: cannot read model weights ({exc.strerror})") from None
         digest = hashlib.sha256(raw).hexdigest()
         card_path = path.with_suffix(".json")
         card = json.loads(card_path.read_text()) if card_path.exists() else {}
         if card.get("sha256") not in (None, digest):
-            raise ValueError(f"{path}: sha256 {digest[:12]} does not match its card {card['sha256'][:12]}")
-        with np.load(path) as z:
-            self.mean = z["mean"].astype(np.float32)
-            self.scale = z["scale"].astype(np.float32)
-            self.layers = [(z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(_n_layers(z))]
+            raise ModelError(f"{path}: sha256 {digest[:12]} does not match its card {card['sha256'][:12]}")
+        try:
+            with np.load(path) as z:
+                self.mean = z["mean"].astype(np.float32)
+                self.scale = z["scale"].astype(np.float32)
+                self.layers = [
+                    (z[f"w{i}"].astype(np.float32), z[f"b{i}"].astype(np.float32)) for i in range(_n_layers(z))
+                ]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ModelError(f"{path}: not a speech-model weights file ({exc})") from None
         # fold the input normalisation into the first layer: one matmul instead of two passes
         w0, b0 = self.layers[0]
         self.layers[0] = (
@@ -107,7 +119,7 @@ class SpeechModel:
             (b0 - (self.mean * self.scale) @ w0).astype(np.float32),
         )
         if self.layers[0][0].shape[0] != N_INPUTS:
-            raise ValueError(f"{path}: model expects {self.layers[0][0].shape[0]} inputs, features give {N_INPUTS}")
+            raise ModelError(f"{path}: model expects {self.layers[0][0].shape[0]} inputs, features give {N_INPUTS}")
         self.card = ModelCard(
             card.get("name", path.stem), digest, N_INPUTS, tuple(card.get("outputs", ("agent", "customer")))
         )

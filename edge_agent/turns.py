@@ -64,6 +64,7 @@ class _Overlap:
     start: int
     by: int
     newcomer_start: int
+    holder_start: int
     last_both: int
     both: int = 0
     stopper: int | None = None  # 0 agent, 1 customer, 2 both, at the first frame after the overlap
@@ -79,6 +80,7 @@ class TalkOverDetector:
 
     def __init__(self, cfg: TalkOverConfig) -> None:
         self.cfg = cfg
+        self.turn_gap = round(cfg.turn_gap_s * FPS)
         self.min_both = round(cfg.min_overlap_s * FPS)
         self.merge = round(cfg.merge_gap_s * FPS)
         self.bc_max = round(cfg.backchannel_max_s * FPS)
@@ -86,8 +88,15 @@ class TalkOverDetector:
 
     def reset(self) -> None:
         self._frame = 0
+        # start of each party's current turn: a run resumed within turn_gap continues the turn, so
+        # a speaker's breath pause does not make them the "newcomer" when the other cuts in
         self._run_start: list[int | None] = [None, None]
+        self._last_end: list[int] = [-(10**9), -(10**9)]
+        self._turn_start: list[int] = [0, 0]
         self._ov: _Overlap | None = None
+        # (by, newcomer turn, holder turn) of the last talk-over: a holder resuming after a breath
+        # inside the same two turns is the same fight, not a new talk-over
+        self._last: tuple[int, int, int] | None = None
 
     def process(self, act: BOOL) -> list[Event]:
         out: list[Event] = []
@@ -96,15 +105,22 @@ class TalkOverDetector:
             for ch, on in ((0, a), (1, c)):
                 if on and self._run_start[ch] is None:
                     self._run_start[ch] = t
-                elif not on:
+                    if t - self._last_end[ch] > self.turn_gap:
+                        self._turn_start[ch] = t
+                elif not on and self._run_start[ch] is not None:
                     self._run_start[ch] = None
+                    self._last_end[ch] = t
             ov = self._ov
             if a and c:
                 if ov is None:
-                    # both runs were opened at the latest on this frame, above
-                    sa, sc = (t if s is None else s for s in self._run_start)
+                    sa, sc = self._turn_start
+                    if sa == sc:  # a tie in turns: the later run is the newcomer
+                        ra, rc = (t if s is None else s for s in self._run_start)
+                        sa, sc = (sa + 1, sc) if ra > rc else (sa, sc + 1)
                     by = 0 if sa > sc else 1
-                    self._ov = _Overlap(start=t, by=by, newcomer_start=max(sa, sc), last_both=t)
+                    self._ov = _Overlap(
+                        start=t, by=by, newcomer_start=max(sa, sc), holder_start=min(sa, sc), last_both=t
+                    )
                     ov = self._ov
                 ov.last_both = t
                 ov.both += 1
@@ -123,6 +139,10 @@ class TalkOverDetector:
     def _close(self, ov: _Overlap) -> TalkOver | None:
         if ov.both < self.min_both:
             return None
+        key = (ov.by, ov.newcomer_start, ov.holder_start)
+        if key == self._last:
+            return None
+        self._last = key
         newcomer, holder = ov.by, 1 - ov.by
         newcomer_len = ov.last_both + 1 - ov.newcomer_start
         kind: Literal["interruption", "backchannel"]

@@ -66,3 +66,21 @@ def test_segments_per_party() -> None:
     evs = det.process(act[:120]) + det.process(act[120:]) + det.finish()
     got = sorted((e.speaker, e.start, e.end) for e in evs if isinstance(e, Speech))
     assert got == [("agent", 0.1, 0.5), ("agent", 1.0, 1.3), ("customer", 0.4, 4.0)]
+
+
+def test_a_breath_pause_does_not_make_the_speaker_the_newcomer() -> None:
+    # the agent pauses 0.3 s; the customer cuts in during the pause; the agent resumes over them
+    act = track(1000, agent=[(100, 400), (430, 700)], customer=[(410, 800)])
+    (ev,) = talk_overs(act)
+    assert (ev.by, ev.kind) == ("customer", "interruption")
+    # a real turn gap (0.6 s) does reset the turn: then the agent is the one cutting in
+    act = track(1000, agent=[(100, 400), (460, 700)], customer=[(410, 800)])
+    (ev,) = talk_overs(act)
+    assert ev.by == "agent"
+
+
+def test_holder_resuming_inside_the_same_turns_is_one_talk_over() -> None:
+    # customer cuts in at 3 s; the agent pauses 0.25 s and resumes over the customer's same turn
+    act = track(1200, agent=[(100, 340), (365, 600)], customer=[(300, 900)])
+    evs = talk_overs(act)
+    assert [(e.by, e.kind, e.start) for e in evs] == [("customer", "interruption", 3.0)]

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.speech_model import DEFAULT_MODEL, N_INPUTS, POOLS
-from models.vad.dataset import compose, load_calls, speaker_manifest
+from models.vad.dataset import compose, load_calls, load_meetings, speaker_manifest
 
 log = logging.getLogger("models.vad.train")
 
@@ -64,7 +64,9 @@ def train(
     xvt = torch.from_numpy((xv - mean) * scale)
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
-    loss_fn = torch.nn.BCEWithLogitsLoss()
+    # frames where both talk decide talk-overs: weigh them up
+    wt = torch.from_numpy(1.0 + 2.0 * (y[:, 0] & y[:, 1]).astype(np.float32))[:, None]
+    loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
         net.train()
@@ -73,7 +75,7 @@ def train(
         for i in range(0, len(perm), 1024):  # minibatches
             idx = perm[i : i + 1024]
             opt.zero_grad()
-            loss = loss_fn(net(xt[idx]), yt[idx])
+            loss = (loss_fn(net(xt[idx]), yt[idx]) * wt[idx]).mean()
             loss.backward()
             opt.step()
             total += float(loss.detach()) * len(idx)
@@ -97,7 +99,8 @@ def main() -> None:
     ap.add_argument("--manifest", type=Path, default=SHARED / "tools" / "dev_speakers.json")
     ap.add_argument("--noise-dir", type=Path, default=SHARED / "data" / "noise")
     ap.add_argument("--composer", type=Path, default=SHARED / "tools" / "compose_calls.py")
-    ap.add_argument("--calls", type=int, default=48)
+    ap.add_argument("--meetings", type=Path, default=SHARED / "data" / "ami-mix", help="AMI mixes + RTTM (train split)")
+    ap.add_argument("--calls", type=int, default=96)
     ap.add_argument("--val-calls", type=int, default=12)
     ap.add_argument("--val-speakers", type=int, default=5, help="speakers held out for validation")
     ap.add_argument("--val-noises", type=int, default=2, help="noise types held out for validation")
@@ -119,7 +122,11 @@ def main() -> None:
     va_man = speaker_manifest(args.manifest, val_spk, work / "val_speakers.json")
     tr_wavs = compose(args.composer, tr_man, work / "train", args.calls, args.seed, 3.0, train_noise)
     va_wavs = compose(args.composer, va_man, work / "val", args.val_calls, args.seed + 1, 3.0, val_noise)
-    x, y = load_calls(tr_wavs)
+    x, y = load_calls(tr_wavs, np.random.default_rng(args.seed))
+    if args.meetings.exists():
+        # the AMI train split only: its development and test splits stay for evaluation
+        xm, ym = load_meetings(args.meetings, "train", np.random.default_rng(args.seed + 2))
+        x, y = np.concatenate([x, xm]), np.concatenate([y, ym])
     xv, yv = load_calls(va_wavs)
     log.info("train %d frames, val %d frames (%.0f s so far)", len(x), len(xv), time.time() - t0)
     weights = train(x, y, xv, yv, args.epochs, args.seed)
@@ -144,6 +151,8 @@ def main() -> None:
         },
         "hidden": list(HIDDEN),
         "training": {
+            "meetings": "AMI headset mixes, train split, on either side" if args.meetings.exists() else None,
+            "augmentation": "capture gain -14..+8 dB per call, +-3 dB per channel",
             "speakers": train_spk,
             "noises": [p.stem for p in train_noise],
             "calls": len(tr_wavs),
