@@ -46,7 +46,7 @@ COLUMNS = (
 )
 
 
-def compose(outdir: Path, calls: int, minutes: float, seed: int, heldout: bool) -> None:
+def compose_calls_into(outdir: Path, calls: int, minutes: float, seed: int, heldout: bool) -> None:
     manifest = TOOLS / "dev_speakers.json"
     noises = sorted((SHARED / "data" / "noise").glob("*.flac"))
     if heldout:
@@ -139,7 +139,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         calldir = args.calldir or Path(tmp)
         if args.calldir is None:
-            compose(calldir, args.calls, args.minutes, args.seed, args.speakers == "heldout")
+            compose_calls_into(calldir, args.calls, args.minutes, args.seed, args.speakers == "heldout")
         rows = {
             "webrtc": score(calldir, "webrtc"),
             "silero": score(calldir, "silero"),

@@ -38,7 +38,7 @@ def analyze(path: str, agent_channel: int, config: str | None) -> int:
     cfg = load_config(config)
     pipeline = Pipeline(cfg)
     out = sys.stdout
-    for event in pipeline.run(read_call(path, agent_channel)):
+    for event in pipeline.run(read_call(path, agent_channel, block_seconds=2.0)):
         out.write(json.dumps(event.to_dict(), separators=(",", ":")) + "\n")
     out.flush()
     return 0

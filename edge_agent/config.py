@@ -38,7 +38,7 @@ class SmoothingConfig(_Strict):
     on: float = Field(0.5, gt=0, lt=1, description="probability that turns a channel on")
     off: float = Field(0.4, gt=0, lt=1, description="probability under which a channel may turn off")
     min_speech_ms: int = Field(120, ge=10, le=1000, description="shortest speech run kept (onset)")
-    hangover_ms: int = Field(150, ge=0, le=2000, description="pauses up to this long are bridged")
+    hangover_ms: int = Field(100, ge=0, le=2000, description="pauses up to this long are bridged")
 
 
 class TalkOverConfig(_Strict):
@@ -46,7 +46,7 @@ class TalkOverConfig(_Strict):
     backchannel_max_s: float = Field(
         1.0, gt=0, le=5, description="newcomer speech this short that yields is a backchannel"
     )
-    merge_gap_s: float = Field(0.15, ge=0, le=1, description="overlap pauses up to this long join one talk-over")
+    merge_gap_s: float = Field(0.3, ge=0, le=1, description="overlap pauses up to this long join one talk-over")
     turn_gap_s: float = Field(0.35, ge=0, le=2, description="a party's pauses up to this long do not end its turn")
 
 

@@ -10,7 +10,6 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.signal import lfilter
 
 from edge_agent.audio import FRAME, SAMPLE_RATE
 from edge_agent.crosstalk import LeakageEstimator
@@ -69,6 +68,26 @@ class LogMel:
         return mel.astype(np.float32), level.astype(np.float32)
 
 
+_SMOOTH_POLE = 0.7
+_SMOOTH_CHUNK = 32
+_k = np.arange(_SMOOTH_CHUNK)
+# y[t] = a*y[t-1] + (1-a)*x[t], unrolled over a chunk as a lower-triangular matrix: exact, and no
+# scipy.signal on the station (it costs ~50 MB of RSS for one first-order filter)
+_SMOOTH_M = np.tril((1 - _SMOOTH_POLE) * _SMOOTH_POLE ** (_k[:, None] - _k[None, :]).clip(0)).astype(np.float32)
+_SMOOTH_P = (_SMOOTH_POLE ** (_k + 1)).astype(np.float32)[:, None]
+
+
+def _smooth(x: F32, y_prev: F32) -> F32:
+    """First-order recursive smoothing along frames, continuing from the previous output y_prev."""
+    out = np.empty_like(x)
+    for i in range(0, len(x), _SMOOTH_CHUNK):
+        xs = x[i : i + _SMOOTH_CHUNK]
+        n = len(xs)
+        out[i : i + n] = _SMOOTH_M[:n, :n] @ xs + _SMOOTH_P[:n] * y_prev
+        y_prev = out[i + n - 1]
+    return out
+
+
 class NoiseFloor:
     """Per-band noise floor by minimum statistics: the minimum of smoothed energy over ~3 s.
 
@@ -97,8 +116,7 @@ class NoiseFloor:
         if n == 0:
             return mel_db.copy()
         # a short recursive smoothing keeps single low frames from dragging the floor down
-        zi = mel_db[0] if self._smooth is None else self._smooth
-        sm = lfilter([0.3], [1.0, -0.7], mel_db, axis=0, zi=(0.7 * zi)[None, :])[0].astype(np.float32)
+        sm = _smooth(mel_db, mel_db[0] if self._smooth is None else self._smooth)
         self._smooth = sm[-1].copy()
         out = np.empty_like(mel_db)
         i = 0

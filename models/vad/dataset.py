@@ -7,6 +7,7 @@ split before composing, never clips, so validation speakers are never heard in t
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import subprocess
@@ -39,7 +40,7 @@ def speaker_manifest(manifest: Path, speakers: Sequence[str], out: Path) -> Path
     return out
 
 
-def compose(
+def compose_into(
     composer: Path, manifest: Path, outdir: Path, calls: int, seed: int, minutes: float, noise: Sequence[Path]
 ) -> list[Path]:
     """Compose calls unless the folder already holds them (the composer is deterministic per seed)."""
@@ -138,9 +139,9 @@ def load_meetings(folder: Path, split: str, rng: np.random.Generator) -> tuple[F
 
 
 def mulaw(x: F32) -> F32:
-    """G.711 mu-law round trip (8-bit), what the customer's line does to speech."""
-    mu = 255.0
-    y = np.sign(x) * np.log1p(mu * np.abs(np.clip(x, -1, 1))) / np.log1p(mu)
-    y = np.round((y + 1) * 127.5) / 127.5 - 1
-    out: F32 = (np.sign(y) * ((1 + mu) ** np.abs(y) - 1) / mu).astype(np.float32)
-    return out
+    """G.711 mu-law round trip through libsndfile's own codec, what the customer's line does to speech."""
+    buf = io.BytesIO()
+    sf.write(buf, np.clip(x, -1.0, 1.0), 16000, format="WAV", subtype="ULAW")
+    buf.seek(0)
+    out, _ = sf.read(buf, dtype="float32")
+    return np.asarray(out, np.float32)

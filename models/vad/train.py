@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.speech_model import DEFAULT_MODEL, N_INPUTS, POOLS
-from models.vad.dataset import compose, load_calls, load_meetings, speaker_manifest
+from models.vad.dataset import compose_into, load_calls, load_meetings, speaker_manifest
 
 log = logging.getLogger("models.vad.train")
 
@@ -120,8 +120,8 @@ def main() -> None:
     work = args.work
     tr_man = speaker_manifest(args.manifest, train_spk, work / "train_speakers.json")
     va_man = speaker_manifest(args.manifest, val_spk, work / "val_speakers.json")
-    tr_wavs = compose(args.composer, tr_man, work / "train", args.calls, args.seed, 3.0, train_noise)
-    va_wavs = compose(args.composer, va_man, work / "val", args.val_calls, args.seed + 1, 3.0, val_noise)
+    tr_wavs = compose_into(args.composer, tr_man, work / "train", args.calls, args.seed, 3.0, train_noise)
+    va_wavs = compose_into(args.composer, va_man, work / "val", args.val_calls, args.seed + 1, 3.0, val_noise)
     x, y = load_calls(tr_wavs, np.random.default_rng(args.seed))
     if args.meetings.exists():
         # the AMI train split only: its development and test splits stay for evaluation
