@@ -1,8 +1,13 @@
-"""`edge-agent` command line: analyze a call file into JSON Lines events.
+"""`edge-agent` command line: analyze a call file into JSON Lines events, or replay calls to the hub.
 
 Contract (other tools depend on it): `edge-agent analyze FILE [--agent-channel 0|1] [--config PATH]`
 prints one JSON event per line on stdout, the call summary last; bad input exits 2 with one line on
 stderr and no traceback.
+
+`edge-agent replay FILE [FILE ...] --seat ID --site ID --broker mqtt://HOST:PORT [--outbox PATH]
+[--agent ID] [--timeout S]` analyzes each file as one call with the same pipeline, puts every event into the
+durable outbox and publishes it; exits 0 once all are acknowledged by the broker, 3 after --timeout seconds
+with the rest kept in the outbox for the next run, 2 on bad input.
 """
 
 from __future__ import annotations
@@ -10,17 +15,25 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+import uuid
 from collections.abc import Sequence
+from pathlib import Path
 
 from edge_agent.audio import AudioError, read_call
 from edge_agent.config import ConfigError, load_config
+from edge_agent.events import Event
+from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError, Publisher
+from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.pipeline import Pipeline
+from edge_agent.schema import Envelope, ModelRef, SchemaError, check_name, envelope
 from edge_agent.speech_model import ModelError
 
 log = logging.getLogger("edge_agent")
 
 EXIT_BAD_INPUT = 2
+EXIT_NOT_ACKNOWLEDGED = 3
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,6 +44,20 @@ def _parser() -> argparse.ArgumentParser:
     an.add_argument("file", help="WAV/FLAC/... with the agent mic and the customer line as two channels")
     an.add_argument("--agent-channel", type=int, choices=(0, 1), default=0, help="channel holding the agent mic")
     an.add_argument("--config", help="YAML or TOML analyzer config (section 'analyzer' or top level)")
+    rp = sub.add_parser("replay", help="analyze call files and publish their events to the hub over MQTT")
+    rp.add_argument("files", nargs="+", metavar="FILE", help="two-channel call files, one call each")
+    rp.add_argument("--seat", required=True, help="seat id (an MQTT topic level)")
+    rp.add_argument("--site", required=True, help="site id (an MQTT topic level)")
+    rp.add_argument(
+        "--broker",
+        required=True,
+        help="mqtt://HOST:PORT or mqtts://HOST:PORT (a password comes from $EDGE_AGENT_MQTT_PASSWORD)",
+    )
+    rp.add_argument("--outbox", help="outbox database (default: $XDG_STATE_HOME/edge-agent/outbox.sqlite)")
+    rp.add_argument("--agent", help="agent id to put on the events")
+    rp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for acknowledgements (default 60)")
+    rp.add_argument("--agent-channel", type=int, choices=(0, 1), default=0, help="channel holding the agent mic")
+    rp.add_argument("--config", help="YAML or TOML analyzer config (section 'analyzer' or top level)")
     return ap
 
 
@@ -44,6 +71,57 @@ def analyze(path: str, agent_channel: int, config: str | None) -> int:
     return 0
 
 
+def default_outbox() -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "edge-agent" / "outbox.sqlite"
+
+
+def model_ref(pipeline: Pipeline) -> ModelRef | None:
+    """The weights behind the VAD backend, when it is the speech model (it decides every event)."""
+    card = getattr(getattr(pipeline.backend, "model", None), "card", None)
+    return ModelRef(card.name, card.sha256) if card is not None else None
+
+
+def replay(args: argparse.Namespace) -> int:
+    site, seat = check_name("site", args.site), check_name("seat", args.seat)
+    broker = BrokerConfig.from_url(args.broker)
+    pipeline = Pipeline(load_config(args.config))
+    model = model_ref(pipeline)
+    # every file is analysed before anything is queued: a bad file exits 2 without leaving half a batch
+    calls: list[list[Envelope]] = []
+    for path in args.files:
+        call_id = uuid.uuid4().hex
+        events: list[Event] = list(pipeline.run(read_call(path, args.agent_channel, block_seconds=2.0)))
+        calls.append(
+            [envelope(e, seat=seat, site=site, call_id=call_id, agent_id=args.agent, model=model) for e in events]
+        )
+        log.info("%s: call %s, %d events", path, call_id, len(events))
+    outbox_path = Path(args.outbox) if args.outbox else default_outbox()
+    with Outbox(outbox_path) as outbox:
+        for envs in calls:
+            outbox.put_many(envs)  # one transaction per call
+        publisher = Publisher(outbox, site=site, seat=seat, broker=broker)
+        publisher.start()
+        try:
+            done = publisher.drain(args.timeout)
+        finally:
+            publisher.stop()
+        if not done:
+            left = outbox.count(seat)
+            print(
+                f"edge-agent: {left} events not acknowledged by {broker.host}:{broker.port} after {args.timeout:g} s;"
+                f" kept in {outbox_path}",
+                file=sys.stderr,
+            )
+            return EXIT_NOT_ACKNOWLEDGED
+        log.info(
+            "all events acknowledged (%d this run, %d dropped by the outbox budget ever)",
+            publisher.acked,
+            outbox.dropped,
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(
@@ -52,7 +130,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "analyze":
             return analyze(args.file, args.agent_channel, args.config)
-    except (AudioError, ConfigError, ModelError) as exc:
+        if args.command == "replay":
+            return replay(args)
+    except (AudioError, ConfigError, ModelError, SchemaError, OutboxError, BrokerUrlError) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

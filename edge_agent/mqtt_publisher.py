@@ -1,0 +1,286 @@
+"""MQTT side of the station: sends outbox rows to the broker and deletes each only once its PUBACK came back.
+
+    Outbox --pending--> pump thread --publish QoS 1--> paho network thread --PUBACK--> on_publish --> ack
+
+One paho 2.x client per seat: a stable client id and `clean_session=False`, so the broker keeps the session
+over reconnects; paho itself re-sends unacknowledged messages after a reconnect, and the outbox re-sends
+them after a process restart (the hub deduplicates by `id`). `qa/v1/{site}/{seat}/status` is retained:
+`online` on every connect, `offline` as the last will and on a clean stop. `.../status/health` (retained
+JSON) carries the outbox backlog and the drop count.
+
+Locks: callbacks run on paho's network thread while it holds paho's own message lock, so they never wait
+for a lock that is held around a `publish` call; they record, ack and wake the pump thread, nothing more.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.outbox import Outbox
+from edge_agent.schema import check_name, event_topic, status_topic, utc_now
+
+log = logging.getLogger(__name__)
+
+PASSWORD_ENV = "EDGE_AGENT_MQTT_PASSWORD"  # noqa: S105 - the variable name, not a secret
+"""Where the broker password comes from when the URL has none (keeps it out of argv and shell history)."""
+
+
+class BrokerUrlError(ValueError):
+    """A --broker value that is not mqtt[s]://[user[:password]@]host[:port]."""
+
+
+@dataclass(frozen=True)
+class BrokerConfig:
+    host: str
+    port: int = 1883
+    tls: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    ca_certs: str | None = None
+    """CA bundle for TLS; None means the system's."""
+    certfile: str | None = None
+    """Client certificate (optional, TLS only)."""
+    keyfile: str | None = None
+    keepalive_s: int = 30
+    reconnect_max_s: int = 30
+
+    @classmethod
+    def from_url(cls, url: str, **kw: Any) -> BrokerConfig:
+        """mqtt://host[:1883] or mqtts://host[:8883], optionally with user[:password]@."""
+        try:
+            u = urlsplit(url)
+            port = u.port
+        except ValueError as exc:
+            raise BrokerUrlError(f"broker {url!r}: {exc}") from None
+        if u.scheme not in ("mqtt", "mqtts") or not u.hostname or u.path not in ("", "/"):
+            raise BrokerUrlError(f"broker {url!r}: expected mqtt://HOST:PORT or mqtts://HOST:PORT")
+        tls = u.scheme == "mqtts"
+        password = unquote(u.password) if u.password else os.environ.get(PASSWORD_ENV)
+        return cls(
+            host=u.hostname,
+            port=port or (8883 if tls else 1883),
+            tls=tls,
+            username=unquote(u.username) if u.username else None,
+            password=password if u.username else None,
+            **kw,
+        )
+
+
+def new_client(broker: BrokerConfig, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
+    """A paho client with a persistent session, credentials, TLS and reconnect backoff set."""
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, manual_ack=manual_ack)
+    if broker.username is not None:
+        client.username_pw_set(broker.username, broker.password)
+    if broker.tls:
+        client.tls_set(ca_certs=broker.ca_certs, certfile=broker.certfile, keyfile=broker.keyfile)
+    # paho backs off exponentially from min to max; a per-process max spreads a whole site's reconnects
+    # after a broker restart (paho has no jitter of its own)
+    jittered_max = max(2, round(broker.reconnect_max_s * random.uniform(0.7, 1.0)))  # noqa: S311 - not crypto
+    client.reconnect_delay_set(min_delay=1, max_delay=jittered_max)
+    return client
+
+
+def _rc_ok(rc: MQTTErrorCode) -> bool:
+    # NO_CONN: paho keeps a QoS 1 message and sends it after the reconnect
+    return rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
+
+
+class Publisher:
+    """Publishes one seat's outbox rows at QoS 1; rows leave the outbox only on their PUBACK."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        *,
+        site: str,
+        seat: str,
+        broker: BrokerConfig,
+        client_id: str | None = None,
+        window: int = 1000,
+        inflight: int = 100,
+        health_interval_s: float = 60.0,
+    ) -> None:
+        self.outbox, self.site, self.seat, self.broker = (
+            outbox,
+            check_name("site", site),
+            check_name("seat", seat),
+            broker,
+        )
+        self.window = window
+        """Rows handed to paho and not yet acknowledged, at most (bounds memory, keeps mids unique)."""
+        self.health_interval_s = health_interval_s
+        self.client = new_client(broker, client_id or f"callqa-station-{site}-{seat}")
+        self.client.max_inflight_messages_set(inflight)
+        self.client.will_set(status_topic(site, seat), "offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self._map_lock = threading.Lock()  # guards _by_mid and _early; never held across a paho call
+        self._by_mid: dict[int, str | None] = {}  # mid -> outbox id (None: a status message)
+        self._early: set[int] = set()  # PUBACKs that beat publish() returning its mid
+        self._cursor = 0  # outbox `n` of the last row handed to paho
+        self._wake = threading.Event()
+        self._progress = threading.Condition()
+        self._connected = threading.Event()
+        self._stopping = threading.Event()
+        self._pump_thread: threading.Thread | None = None
+        self.acked = 0
+        """Events acknowledged by the broker since start."""
+        self.connects = 0
+        """Successful connections since start (more than one: it reconnected)."""
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info("station %s/%s: connecting to %s:%d", self.site, self.seat, self.broker.host, self.broker.port)
+        self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
+        self.client.loop_start()  # paho's thread: network I/O, callbacks, reconnects with backoff
+        self._pump_thread = threading.Thread(target=self._pump_loop, name=f"outbox-pump-{self.seat}", daemon=True)
+        self._pump_thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Say `offline` (the will covers unclean exits), disconnect; unacknowledged rows stay in the outbox."""
+        self._stopping.set()
+        self._wake.set()
+        if self._pump_thread is not None:
+            self._pump_thread.join(timeout)
+        if self._connected.is_set():
+            info = self.client.publish(status_topic(self.site, self.seat), "offline", qos=1, retain=True)
+            if _rc_ok(info.rc):
+                info.wait_for_publish(timeout)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def __enter__(self) -> Publisher:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def notify(self) -> None:
+        """New rows were put into the outbox: send them now rather than at the next poll."""
+        self._wake.set()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until this seat's outbox is empty (every event acknowledged); False if `timeout` runs out."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        with self._progress:
+            while self.outbox.count(self.seat) > 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._progress.wait(min(remaining, 0.25))
+        return True
+
+    # --- pumping -------------------------------------------------------------------------------------------
+
+    def _pump_loop(self) -> None:
+        next_health = 0.0
+        while not self._stopping.is_set():
+            self._wake.wait(1.0)
+            self._wake.clear()
+            if self._stopping.is_set() or not self._connected.is_set():
+                continue
+            try:
+                self._pump()
+                if time.monotonic() >= next_health:
+                    self.publish_health()
+                    next_health = time.monotonic() + self.health_interval_s
+            except Exception:
+                # supervised: log with the traceback and retry after a pause; the rows are safe on disk
+                log.exception("outbox pump failed; retrying in 1 s")
+                self._stopping.wait(1.0)
+
+    def _pump(self) -> None:
+        with self._map_lock:
+            room = self.window - len(self._by_mid)
+        if room <= 0:
+            return
+        for row in self.outbox.pending(room, seat=self.seat, after=self._cursor):
+            if not self._publish(event_topic(row.site, row.seat), row.payload, retain=False, event_id=row.id):
+                return  # paho refused it (queue full, say): retry this row at the next wake
+            self._cursor = row.n
+
+    def _publish(self, topic: str, payload: str, *, retain: bool, event_id: str | None) -> bool:
+        info = self.client.publish(topic, payload, qos=1, retain=retain)
+        if not _rc_ok(info.rc):
+            log.warning("publish to %s refused by the client: %s", topic, mqtt.error_string(info.rc))
+            return False
+        with self._map_lock:
+            early = info.mid in self._early
+            if early:
+                self._early.discard(info.mid)
+            else:
+                self._by_mid[info.mid] = event_id
+        if early:
+            self._acked(event_id)
+        return True
+
+    def publish_health(self) -> None:
+        health = {"ts": utc_now(), "pending": self.outbox.count(self.seat), "dropped": self.outbox.dropped}
+        self._publish(
+            status_topic(self.site, self.seat) + "/health",
+            json.dumps(health, separators=(",", ":")),
+            retain=True,
+            event_id=None,
+        )
+
+    def _acked(self, event_id: str | None) -> None:
+        if event_id is not None:
+            self.outbox.ack(event_id)
+            self.acked += 1
+        with self._progress:
+            self._progress.notify_all()
+
+    # --- paho callbacks (network thread) -------------------------------------------------------------------
+
+    def _on_connect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.ConnectFlags, rc: ReasonCode, props: object
+    ) -> None:
+        if rc.is_failure:
+            log.error("broker refused the connection: %s", rc)
+            return
+        log.info("connected (session present: %s)", flags.session_present)
+        self.connects += 1
+        self._publish(status_topic(self.site, self.seat), "online", retain=True, event_id=None)
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: object, flags: mqtt.DisconnectFlags, rc: ReasonCode, props: object
+    ) -> None:
+        self._connected.clear()
+        if not self._stopping.is_set():
+            log.warning("disconnected from the broker (%s); reconnecting with backoff", rc)
+
+    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: ReasonCode, props: object) -> None:
+        if rc.is_failure:
+            # MQTT 5 brokers may refuse a message in its PUBACK: keep the row, it goes again after a restart
+            log.error("broker refused message %d: %s", mid, rc)
+            with self._map_lock:
+                self._by_mid.pop(mid, None)
+            return
+        with self._map_lock:
+            if mid not in self._by_mid:
+                self._early.add(mid)
+                return
+            event_id = self._by_mid.pop(mid)
+        self._acked(event_id)

@@ -1,0 +1,259 @@
+"""Durable outbox: every event is on disk before anything tries to send it, and leaves only once acknowledged.
+
+SQLite in WAL mode. `put` stamps the seat's next `seq` and commits (fsync) before returning; the per-seat
+counter lives in the same database and the same transaction, so a crash can neither lose an event nor reuse
+or skip a sequence number. `pending` hands rows out oldest first; `ack` deletes a row once the broker has
+acknowledged it. The outbox is bounded by rows, bytes and optionally age: when over budget the OLDEST rows
+are dropped, and every drop is counted in the database (`dropped`), never silent.
+
+The transport reads from here; the analysis side only writes. Nothing here knows about MQTT.
+One process owns an outbox at a time (a lock file next to it enforces that).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+from edge_agent.schema import MAX_PAYLOAD_BYTES, UNSEQUENCED, Envelope, SchemaError
+
+log = logging.getLogger(__name__)
+
+_DDL = """
+CREATE TABLE IF NOT EXISTS outbox (
+    n INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: never reused, so a cursor over n stays valid
+    id TEXT NOT NULL UNIQUE,
+    seat TEXT NOT NULL,
+    site TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS seat_seq (seat TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox database cannot be opened or used."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """One stored event waiting for its broker acknowledgement."""
+
+    n: int
+    """Insertion order; a cursor for `pending(after=...)`."""
+    id: str
+    seat: str
+    site: str
+    seq: int
+    payload: str
+    """The envelope's compact JSON, exactly as it goes on the wire."""
+
+
+class Outbox:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        max_rows: int = 200_000,
+        max_bytes: int = 256 * 1024 * 1024,
+        max_age_s: float | None = None,
+    ) -> None:
+        if max_rows < 1 or max_bytes < MAX_PAYLOAD_BYTES:
+            raise ValueError(f"outbox budget too small: max_rows >= 1 and max_bytes >= {MAX_PAYLOAD_BYTES}")
+        self.path = Path(path)
+        self.max_rows, self.max_bytes, self.max_age_s = max_rows, max_bytes, max_age_s
+        self._lock = threading.Lock()  # the publisher acks from its network thread
+        self._lockfile = self._take_process_lock()
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":
+                raise OutboxError(f"{self.path}: cannot use WAL mode (got {mode})")
+            # FULL: a committed put survives power loss, not just a process crash
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_DDL)
+            row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
+            self._rows, self._bytes = int(row[0]), int(row[1])
+        except sqlite3.Error as exc:
+            self._lockfile.close()
+            raise OutboxError(f"{self.path}: {exc}") from None
+        log.info("outbox %s: %d pending, %d dropped so far", self.path, self._rows, self.dropped)
+
+    def _take_process_lock(self) -> BinaryIO:
+        lockpath = self.path.with_name(self.path.name + ".lock")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            f = open(lockpath, "a+b")  # held open (and locked) for the outbox's lifetime
+        except OSError as exc:
+            raise OutboxError(f"{lockpath}: {exc.strerror}") from None
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.close()
+            raise OutboxError(f"{self.path}: in use by another process") from None
+        return f
+
+    # --- writing -------------------------------------------------------------------------------------------
+
+    def put(self, env: Envelope) -> Envelope:
+        """Stamp `env` with its seat's next seq, commit it to disk, and return the stamped envelope."""
+        return self.put_many([env])[0]
+
+    def put_many(self, envs: Iterable[Envelope]) -> list[Envelope]:
+        """Like `put` for several envelopes, in one transaction (one fsync): all are stored or none."""
+        envs = list(envs)
+        if any(e.seq != UNSEQUENCED for e in envs):
+            raise SchemaError("put takes unsequenced envelopes: the outbox assigns seq")
+        stamped: list[Envelope] = []
+        now = time.time()
+        with self._transaction():
+            last: dict[str, int] = {}
+            for env in envs:
+                if env.seat not in last:
+                    row = self._db.execute("SELECT last_seq FROM seat_seq WHERE seat = ?", (env.seat,)).fetchone()
+                    last[env.seat] = row[0] if row else 0
+                last[env.seat] += 1
+                env = env.with_seq(last[env.seat])
+                payload = env.to_json()
+                size = len(payload.encode())
+                if size > MAX_PAYLOAD_BYTES:
+                    raise SchemaError(f"event {env.type} of {size} bytes exceeds {MAX_PAYLOAD_BYTES}")
+                self._db.execute(
+                    "INSERT INTO outbox (id, seat, site, seq, payload, size, created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (env.id, env.seat, env.site, env.seq, payload, size, now),
+                )
+                self._rows += 1
+                self._bytes += size
+                stamped.append(env)
+            self._db.executemany(
+                "INSERT INTO seat_seq (seat, last_seq) VALUES (?, ?) "
+                "ON CONFLICT(seat) DO UPDATE SET last_seq = excluded.last_seq",
+                last.items(),
+            )
+            self._enforce_budget(now)
+        return stamped
+
+    def _enforce_budget(self, now: float) -> None:
+        """Drop the oldest rows until within budget; inside the caller's transaction."""
+        cutoff = now - self.max_age_s if self.max_age_s is not None else None
+        if self._rows <= self.max_rows and self._bytes <= self.max_bytes and cutoff is None:
+            return
+        rows, nbytes, last_n = self._rows, self._bytes, None
+        for n, size, created in self._db.execute("SELECT n, size, created FROM outbox ORDER BY n"):
+            too_old = cutoff is not None and created < cutoff
+            if rows <= 1 or not (rows > self.max_rows or nbytes > self.max_bytes or too_old):
+                break
+            rows, nbytes, last_n = rows - 1, nbytes - size, n
+        if last_n is None:
+            return
+        dropped = self._rows - rows
+        self._db.execute("DELETE FROM outbox WHERE n <= ?", (last_n,))
+        self._db.execute(
+            "INSERT INTO counters (name, value) VALUES ('dropped', ?) "
+            "ON CONFLICT(name) DO UPDATE SET value = value + excluded.value",
+            (dropped,),
+        )
+        self._rows, self._bytes = rows, nbytes
+        total = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()[0]
+        log.warning("outbox over budget: dropped the %d oldest events (%d dropped in all)", dropped, total)
+
+    def ack(self, event_id: str) -> bool:
+        """Delete an event the broker acknowledged; False if it was not there (already acked or dropped)."""
+        return self.ack_many([event_id]) == 1
+
+    def ack_many(self, event_ids: Iterable[str]) -> int:
+        ids = list(event_ids)
+        # an ack lost to power loss only means a resend that the hub deduplicates by id, so no fsync here;
+        # the next put's FULL commit syncs the WAL, this delete included
+        with self._transaction(durable=False):
+            deleted = 0
+            for event_id in ids:
+                row = self._db.execute("DELETE FROM outbox WHERE id = ? RETURNING size", (event_id,)).fetchone()
+                if row:
+                    deleted += 1
+                    self._rows -= 1
+                    self._bytes -= row[0]
+        return deleted
+
+    # --- reading -------------------------------------------------------------------------------------------
+
+    def pending(self, limit: int = 100, *, seat: str | None = None, after: int = 0) -> list[Pending]:
+        """Up to `limit` stored events oldest first, optionally of one seat and inserted after cursor `after`."""
+        sql = "SELECT n, id, seat, site, seq, payload FROM outbox WHERE n > ?"
+        args: tuple[object, ...] = (after,)
+        if seat is not None:
+            sql += " AND seat = ?"
+            args += (seat,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY n LIMIT ?", (*args, limit)).fetchall()
+        return [Pending(*r) for r in rows]
+
+    def count(self, seat: str | None = None) -> int:
+        if seat is None:
+            return int(self._rows)
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM outbox WHERE seat = ?", (seat,)).fetchone()[0])
+
+    def __len__(self) -> int:
+        return int(self._rows)
+
+    @property
+    def size_bytes(self) -> int:
+        return int(self._bytes)
+
+    @property
+    def dropped(self) -> int:
+        """Events dropped by the budget over the outbox's whole life (persisted)."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM counters WHERE name = 'dropped'").fetchone()
+        return int(row[0]) if row else 0
+
+    def last_seq(self, seat: str) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT last_seq FROM seat_seq WHERE seat = ?", (seat,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+        self._lockfile.close()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, durable: bool = True) -> Iterator[None]:
+        with self._lock:
+            rows, nbytes = self._rows, self._bytes
+            try:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=NORMAL")
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    self._rows, self._bytes = rows, nbytes  # keep the in-memory totals in step with the rollback
+                    raise
+            except sqlite3.Error as exc:
+                raise OutboxError(f"{self.path}: {exc}") from None
+            finally:
+                if not durable:
+                    self._db.execute("PRAGMA synchronous=FULL")
