@@ -109,14 +109,15 @@ def replay(args: argparse.Namespace) -> int:
         if not done:
             left = outbox.count(seat)
             print(
-                f"edge-agent: {left} events not acknowledged by {broker.host}:{broker.port} after {args.timeout:g} s;"
+                f"edge-agent: {left} events not confirmed by the hub via {broker.host}:{broker.port}"
+                f" after {args.timeout:g} s;"
                 f" kept in {outbox_path}",
                 file=sys.stderr,
             )
             return EXIT_NOT_ACKNOWLEDGED
         log.info(
-            "all events acknowledged (%d this run, %d dropped by the outbox budget ever)",
-            publisher.acked,
+            "all events confirmed by the hub (%d this run, %d dropped by the outbox budget ever)",
+            publisher.confirmed,
             outbox.dropped,
         )
     return 0

@@ -1,6 +1,13 @@
-"""MQTT side of the station: sends outbox rows to the broker and deletes each only once its PUBACK came back.
+"""MQTT side of the station: sends outbox rows to the broker and deletes each only once the hub has it.
 
-    Outbox --pending--> pump thread --publish QoS 1--> paho network thread --PUBACK--> on_publish --> ack
+    Outbox --pending--> pump thread --publish QoS 1--> paho network thread --PUBACK--> on_publish --> mark_sent
+    hub --retained qa/v1/{site}/{seat}/ack {"seq": N}--> on_message --> confirm (delete seq <= N)
+
+A PUBACK alone is not enough: a broker that is killed before it saved or forwarded a message loses it, and it
+had already acknowledged it. So by default (`hub_confirm=True`) a PUBACK only marks the row sent; the hub
+publishes, per seat, the seqs it has committed, and only those rows are deleted. Rows sent but unconfirmed for
+`resend_s`, and all of them after a reconnect, are published again (the hub deduplicates by `id`).
+With `hub_confirm=False` a row is deleted on its PUBACK (for a hub that publishes no acks).
 
 One paho 2.x client per seat: a stable client id and `clean_session=False`, so the broker keeps the session
 over reconnects; paho itself re-sends unacknowledged messages after a reconnect, and the outbox re-sends
@@ -29,7 +36,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.outbox import Outbox
-from edge_agent.schema import check_name, event_topic, status_topic, utc_now
+from edge_agent.schema import ack_topic, check_name, event_topic, status_topic, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -97,8 +104,31 @@ def _rc_ok(rc: MQTTErrorCode) -> bool:
     return rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
 
+def parse_ack(payload: bytes | bytearray) -> tuple[int, list[tuple[int, int]]]:
+    """A hub ack -> (highest seq covered, inclusive seq ranges below it the hub does not have).
+
+    `{"seq": N}` covers 1..N. With `"max": M, "gaps": [[a, b], ...]` it covers 1..M except the gaps, which
+    lets the station delete rows above a gap the hub will never fill (rows the station's budget dropped).
+    ValueError for anything else.
+    """
+    data = json.loads(payload)
+    if not isinstance(data, dict) or not _is_seq(data.get("seq")):
+        raise ValueError("no integer 'seq'")
+    top, gaps = int(data["seq"]), []
+    raw = data.get("gaps")
+    if _is_seq(data.get("max")) and isinstance(raw, list):
+        if not all(isinstance(g, list) and len(g) == 2 and all(_is_seq(x) for x in g) for g in raw):
+            raise ValueError("malformed 'gaps'")
+        top, gaps = int(data["max"]), [(int(a), int(b)) for a, b in raw]
+    return top, gaps
+
+
+def _is_seq(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
 class Publisher:
-    """Publishes one seat's outbox rows at QoS 1; rows leave the outbox only on their PUBACK."""
+    """Publishes one seat's outbox rows at QoS 1; rows leave the outbox once the hub (or broker) has them."""
 
     def __init__(
         self,
@@ -111,6 +141,8 @@ class Publisher:
         window: int = 1000,
         inflight: int = 100,
         health_interval_s: float = 60.0,
+        hub_confirm: bool = True,
+        resend_s: float = 30.0,
     ) -> None:
         self.outbox, self.site, self.seat, self.broker = (
             outbox,
@@ -121,16 +153,24 @@ class Publisher:
         self.window = window
         """Rows handed to paho and not yet acknowledged, at most (bounds memory, keeps mids unique)."""
         self.health_interval_s = health_interval_s
+        self.hub_confirm = hub_confirm
+        """Delete rows only on the hub's ack (end to end), not on the broker's PUBACK."""
+        self.resend_s = resend_s
+        """Publish a row again when the hub has not confirmed it this long after its PUBACK."""
+        self._ack_topic = ack_topic(site, seat)
         self.client = new_client(broker, client_id or f"callqa-station-{site}-{seat}")
         self.client.max_inflight_messages_set(inflight)
         self.client.will_set(status_topic(site, seat), "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
         self._map_lock = threading.Lock()  # guards _by_mid and _early; never held across a paho call
         self._by_mid: dict[int, str | None] = {}  # mid -> outbox id (None: a status message)
         self._early: set[int] = set()  # PUBACKs that beat publish() returning its mid
         self._cursor = 0  # outbox `n` of the last row handed to paho
+        self._resend_before: float | None = None  # set on reconnect: resend rows PUBACKed before it
+        self._next_resend_scan = 0.0
         self._wake = threading.Event()
         self._progress = threading.Condition()
         self._connected = threading.Event()
@@ -138,6 +178,10 @@ class Publisher:
         self._pump_thread: threading.Thread | None = None
         self.acked = 0
         """Events acknowledged by the broker since start."""
+        self.confirmed = 0
+        """Events the hub confirmed (and the outbox deleted) since start."""
+        self.resent = 0
+        """Events published again since start because the hub had not confirmed them."""
         self.connects = 0
         """Successful connections since start (more than one: it reconnected)."""
 
@@ -179,7 +223,8 @@ class Publisher:
         self._wake.set()
 
     def drain(self, timeout: float) -> bool:
-        """Wait until this seat's outbox is empty (every event acknowledged); False if `timeout` runs out."""
+        """Wait until this seat's outbox is empty (every event confirmed by the hub, or with `hub_confirm=False`
+        acknowledged by the broker, or dropped by the budget); False if `timeout` runs out."""
         deadline = time.monotonic() + timeout
         self._wake.set()
         with self._progress:
@@ -214,10 +259,37 @@ class Publisher:
             room = self.window - len(self._by_mid)
         if room <= 0:
             return
+        if self.hub_confirm:
+            room = self._resend(room)
+            if room <= 0:
+                return
         for row in self.outbox.pending(room, seat=self.seat, after=self._cursor):
             if not self._publish(event_topic(row.site, row.seat), row.payload, retain=False, event_id=row.id):
                 return  # paho refused it (queue full, say): retry this row at the next wake
             self._cursor = row.n
+
+    def _resend(self, room: int) -> int:
+        """Publish again rows PUBACKed long ago (or before a reconnect) that the hub has not confirmed."""
+        now = time.time()
+        resend_before, reconnect = self._resend_before, self._resend_before is not None
+        if resend_before is None:
+            if now < self._next_resend_scan:
+                return room
+            resend_before = now - self.resend_s
+        # only rows at or below the cursor: those above it go out for the first time anyway
+        rows = self.outbox.sent_before(resend_before, room, seat=self.seat, upto=self._cursor)
+        for row in rows:
+            self.outbox.mark_sent(row.id, now)  # touched first: no second resend while this one is in flight
+            if not self._publish(event_topic(row.site, row.seat), row.payload, retain=False, event_id=row.id):
+                return 0
+            self.resent += 1
+        if len(rows) < room:  # caught up; a reconnect resend continues over the next pumps until it is
+            self._next_resend_scan = now + min(1.0, self.resend_s / 4)
+            if reconnect:
+                self._resend_before = None
+        if rows:
+            log.info("re-published %d events the hub has not confirmed", len(rows))
+        return room - len(rows)
 
     def _publish(self, topic: str, payload: str, *, retain: bool, event_id: str | None) -> bool:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
@@ -245,7 +317,10 @@ class Publisher:
 
     def _acked(self, event_id: str | None) -> None:
         if event_id is not None:
-            self.outbox.ack(event_id)
+            if self.hub_confirm:
+                self.outbox.mark_sent(event_id)  # kept until the hub confirms it
+            else:
+                self.outbox.ack(event_id)
             self.acked += 1
         with self._progress:
             self._progress.notify_all()
@@ -259,6 +334,11 @@ class Publisher:
             log.error("broker refused the connection: %s", rc)
             return
         log.info("connected (session present: %s)", flags.session_present)
+        if self.hub_confirm:
+            if self.connects > 0:
+                # a broker that went away may have lost what it acknowledged: send all unconfirmed rows again
+                self._resend_before = time.time()
+            client.subscribe(self._ack_topic, qos=1)  # the retained ack comes straight back
         self.connects += 1
         self._publish(status_topic(self.site, self.seat), "online", retain=True, event_id=None)
         self._connected.set()
@@ -271,12 +351,34 @@ class Publisher:
         if not self._stopping.is_set():
             log.warning("disconnected from the broker (%s); reconnecting with backoff", rc)
 
+    def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self._ack_topic:
+            return
+        try:
+            top, gaps = parse_ack(msg.payload)
+        except ValueError as exc:
+            log.warning("ignored a malformed hub ack on %s: %s", msg.topic, exc)
+            return
+        last = self.outbox.last_seq(self.seat)
+        if top > last:
+            # the hub knows seqs this outbox never issued: it was reset (or it is another station's); trusting
+            # the ack would delete events the hub never got, so keep everything and say so
+            log.error("hub ack covers seq %d but this outbox has issued only %d: ignored", top, last)
+            return
+        deleted = self.outbox.confirm(self.seat, top, gaps)
+        self.confirmed += deleted
+        if deleted:
+            with self._progress:
+                self._progress.notify_all()
+
     def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, rc: ReasonCode, props: object) -> None:
         if rc.is_failure:
-            # MQTT 5 brokers may refuse a message in its PUBACK: keep the row, it goes again after a restart
+            # MQTT 5 brokers may refuse a message in its PUBACK: keep the row; it goes again later
             log.error("broker refused message %d: %s", mid, rc)
             with self._map_lock:
-                self._by_mid.pop(mid, None)
+                event_id = self._by_mid.pop(mid, None)
+            if self.hub_confirm and event_id is not None:
+                self.outbox.mark_sent(event_id)  # so the resend timer tries it again
             return
         with self._map_lock:
             if mid not in self._by_mid:

@@ -2,9 +2,13 @@
 
 SQLite in WAL mode. `put` stamps the seat's next `seq` and commits (fsync) before returning; the per-seat
 counter lives in the same database and the same transaction, so a crash can neither lose an event nor reuse
-or skip a sequence number. `pending` hands rows out oldest first; `ack` deletes a row once the broker has
-acknowledged it. The outbox is bounded by rows, bytes and optionally age: when over budget the OLDEST rows
-are dropped, and every drop is counted in the database (`dropped`), never silent.
+or skip a sequence number. `pending` hands rows out oldest first. With broker-level delivery, `ack` deletes a
+row once the broker has acknowledged it. With end-to-end delivery, a PUBACK only marks the row `sent`
+(`mark_sent`): a broker that crashes before saving or forwarding it would otherwise lose it, so the row is
+deleted by `confirm` once the hub reports it stored, and `sent_before` finds sent rows still unconfirmed after
+a while so they can be published again. The outbox is bounded by rows, bytes and optionally age: when over
+budget the OLDEST rows (sent or not) are dropped, and every drop is counted in the database (`dropped`),
+never silent.
 
 The transport reads from here; the analysis side only writes. Nothing here knows about MQTT.
 One process owns an outbox at a time (a lock file next to it enforces that).
@@ -37,10 +41,16 @@ CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER NOT NULL,
     payload TEXT NOT NULL,
     size INTEGER NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    sent REAL  -- when the broker last acknowledged it (NULL: never); kept until the hub confirms it
 );
 CREATE TABLE IF NOT EXISTS seat_seq (seat TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+# after any migration: indexes on columns an older database may not have had
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS outbox_seat_seq ON outbox (seat, seq);
+CREATE INDEX IF NOT EXISTS outbox_sent ON outbox (sent) WHERE sent IS NOT NULL;
 """
 
 
@@ -85,12 +95,22 @@ class Outbox:
             # FULL: a committed put survives power loss, not just a process crash
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.executescript(_DDL)
+            self._migrate()
+            self._db.executescript(_INDEXES)
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
             self._rows, self._bytes = int(row[0]), int(row[1])
         except sqlite3.Error as exc:
             self._lockfile.close()
             raise OutboxError(f"{self.path}: {exc}") from None
         log.info("outbox %s: %d pending, %d dropped so far", self.path, self._rows, self.dropped)
+
+    def _migrate(self) -> None:
+        """Bring an outbox written by an older version up to date, in place and keeping its rows."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(outbox)")}
+        if "sent" not in columns:
+            # rows of an older outbox count as never sent: they all go out again (the hub dedups by id)
+            self._db.execute("ALTER TABLE outbox ADD COLUMN sent REAL")
+            log.info("outbox %s: added the 'sent' column", self.path)
 
     def _take_process_lock(self) -> BinaryIO:
         lockpath = self.path.with_name(self.path.name + ".lock")
@@ -188,12 +208,47 @@ class Outbox:
                     self._bytes -= row[0]
         return deleted
 
+    def mark_sent(self, event_id: str, when: float | None = None) -> bool:
+        """Record that the broker acknowledged (or we re-published) an event; it stays until `confirm`."""
+        with self._transaction(durable=False):  # lost on power loss: the row merely goes out again
+            cur = self._db.execute(
+                "UPDATE outbox SET sent = ? WHERE id = ?", (time.time() if when is None else when, event_id)
+            )
+        return cur.rowcount == 1
+
+    def confirm(self, seat: str, upto: int, gaps: Iterable[tuple[int, int]] = ()) -> int:
+        """Delete `seat`'s rows with seq <= `upto`, except those in the inclusive `gaps`: the hub has them.
+
+        Returns how many rows left. Rows never sent are deleted too: the hub holding a seq is what counts.
+        """
+        sql = "DELETE FROM outbox WHERE seat = ? AND seq <= ?"
+        args: list[object] = [seat, upto]
+        for first, last in gaps:
+            sql += " AND seq NOT BETWEEN ? AND ?"
+            args += [first, last]
+        with self._transaction(durable=False):  # as for ack: a lost delete only means a deduplicated resend
+            sizes = self._db.execute(sql + " RETURNING size", args).fetchall()
+            self._rows -= len(sizes)
+            self._bytes -= sum(r[0] for r in sizes)
+        return len(sizes)
+
     # --- reading -------------------------------------------------------------------------------------------
 
     def pending(self, limit: int = 100, *, seat: str | None = None, after: int = 0) -> list[Pending]:
         """Up to `limit` stored events oldest first, optionally of one seat and inserted after cursor `after`."""
         sql = "SELECT n, id, seat, site, seq, payload FROM outbox WHERE n > ?"
         args: tuple[object, ...] = (after,)
+        if seat is not None:
+            sql += " AND seat = ?"
+            args += (seat,)
+        with self._lock:
+            rows = self._db.execute(sql + " ORDER BY n LIMIT ?", (*args, limit)).fetchall()
+        return [Pending(*r) for r in rows]
+
+    def sent_before(self, cutoff: float, limit: int = 100, *, seat: str | None = None, upto: int) -> list[Pending]:
+        """Up to `limit` rows sent before `cutoff` (time.time()) and not confirmed since, with `n <= upto`."""
+        sql = "SELECT n, id, seat, site, seq, payload FROM outbox WHERE sent IS NOT NULL AND sent < ? AND n <= ?"
+        args: tuple[object, ...] = (cutoff, upto)
         if seat is not None:
             sql += " AND seat = ?"
             args += (seat,)

@@ -210,6 +210,11 @@ def status_topic(site: str, seat: str) -> str:
     return f"{TOPIC_PREFIX}/{site}/{seat}/status"
 
 
+def ack_topic(site: str, seat: str) -> str:
+    """Retained, from the hub: `{"seq": N, ...}`, the seat's events the hub has stored (see hub/ingest.py)."""
+    return f"{TOPIC_PREFIX}/{site}/{seat}/ack"
+
+
 def parse_event_topic(topic: str) -> tuple[str, str]:
     """`qa/v1/{site}/{seat}/event` -> (site, seat); SchemaError for any other topic."""
     parts = topic.split("/")

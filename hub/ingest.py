@@ -6,6 +6,12 @@ at-least-once; `INSERT OR IGNORE` on the envelope id makes storage exactly-once.
 `seq` seen and the missing ranges below it are kept: a gap is reported when it opens and closed when a
 late event fills it. Malformed payloads (too big, not JSON, not schema v1, topic naming another seat) are
 rejected, counted in the database and acknowledged so they are not redelivered; they never stop ingest.
+
+End to end: after committing, the hub publishes per seat a retained QoS 1 `qa/v1/{site}/{seat}/ack` with
+`{"seq": N, "max": M, "gaps": [[a, b], ...]}`: N is the highest seq stored with none missing below it, M the
+highest stored, gaps the missing ranges below M. The station deletes its outbox rows only on this, not on the
+broker's PUBACK, because a crashed broker loses messages it had acknowledged. Throttled to one per seat per
+`ack_interval_s` (sent once things go quiet as well), so acks add a fraction of the event traffic.
 """
 
 from __future__ import annotations
@@ -31,11 +37,15 @@ from edge_agent.schema import (
     MAX_PAYLOAD_BYTES,
     Envelope,
     SchemaError,
+    ack_topic,
     from_dict,
     parse_event_topic,
 )
 
 log = logging.getLogger(__name__)
+
+MAX_ACK_GAPS = 100
+"""More gaps than this and an ack carries only the contiguous `seq` (keeps it small)."""
 
 _DDL = """
 CREATE TABLE IF NOT EXISTS events (
@@ -144,6 +154,17 @@ class HubStore:
             (site, seat, max(seq, top), seq),
         )
 
+    def watermark(self, site: str, seat: str) -> tuple[int, int, list[tuple[int, int]]]:
+        """(highest seq with none missing below it, highest seq stored, the missing ranges below that)."""
+        with self._lock:
+            row = self._db.execute("SELECT max_seq FROM seats WHERE site = ? AND seat = ?", (site, seat)).fetchone()
+            gaps = self._db.execute(
+                "SELECT first, last FROM gaps WHERE site = ? AND seat = ? ORDER BY first", (site, seat)
+            ).fetchall()
+        top = int(row[0]) if row else 0
+        gap_list = [(int(a), int(b)) for a, b in gaps]
+        return (gap_list[0][0] - 1 if gap_list else top), top, gap_list
+
     def count_reject(self, outcome: Outcome) -> int:
         with self._transaction():
             return self._bump(f"rejected.{outcome}")
@@ -202,8 +223,21 @@ class HubStore:
 class Ingest:
     """The MQTT consumer in front of a HubStore."""
 
-    def __init__(self, store: HubStore, broker: BrokerConfig, client_id: str = "callqa-hub-ingest") -> None:
+    def __init__(
+        self,
+        store: HubStore,
+        broker: BrokerConfig,
+        client_id: str = "callqa-hub-ingest",
+        *,
+        ack_interval_s: float = 0.2,
+    ) -> None:
         self.store, self.broker = store, broker
+        self.ack_interval_s = ack_interval_s
+        self._dirty: set[tuple[str, str]] = set()  # seats with events since their last ack
+        self._dirty_lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._acker: threading.Thread | None = None
+        self.acks_sent = 0
         self.client = new_client(broker, client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
@@ -249,10 +283,47 @@ class Ingest:
     def start(self) -> None:
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
         self.client.loop_start()
+        self._stopping.clear()
+        self._acker = threading.Thread(target=self._ack_loop, name="hub-acks", daemon=True)
+        self._acker.start()
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._acker is not None:
+            self._acker.join(5)
         self.client.disconnect()
         self.client.loop_stop()
+
+    def _ack_loop(self) -> None:
+        # one timer for all seats: each dirty seat gets at most one ack per interval, and the last one
+        # follows the last event by at most an interval
+        while not self._stopping.wait(self.ack_interval_s):
+            try:
+                self.publish_acks()
+            except Exception:
+                log.exception("publishing acks failed; retrying")
+
+    def publish_acks(self) -> int:
+        """Publish the current watermark of every seat that stored (or was re-sent) events since its last ack."""
+        if not self.client.is_connected():
+            return 0  # kept dirty: sent after the reconnect
+        with self._dirty_lock:
+            seats, self._dirty = self._dirty, set()
+        for site, seat in sorted(seats):
+            seq, top, gaps = self.store.watermark(site, seat)
+            ack: dict[str, object] = {"seq": seq}
+            if gaps and len(gaps) <= MAX_ACK_GAPS:
+                ack |= {"max": top, "gaps": [list(g) for g in gaps]}
+            info = self.client.publish(
+                ack_topic(site, seat), json.dumps(ack, separators=(",", ":")), qos=1, retain=True
+            )
+            if info.rc not in (mqtt.MQTT_ERR_SUCCESS, mqtt.MQTT_ERR_NO_CONN):
+                with self._dirty_lock:
+                    self._dirty.add((site, seat))
+                log.warning("could not publish the ack for %s/%s: %s", site, seat, mqtt.error_string(info.rc))
+            else:
+                self.acks_sent += 1
+        return len(seats)
 
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
@@ -284,9 +355,13 @@ class Ingest:
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         try:
-            self.handle(msg.topic, msg.payload)
+            outcome = self.handle(msg.topic, msg.payload)
         except (sqlite3.Error, OSError):
             # not acked: the broker redelivers it after the next reconnect (persistent session)
             log.exception("could not store a message from %s; left unacknowledged", msg.topic)
             return
         client.ack(msg.mid, msg.qos)
+        if outcome in (Outcome.STORED, Outcome.DUPLICATE):
+            # a duplicate too: the station re-sends when it has not seen an ack, which may have been lost
+            with self._dirty_lock:
+                self._dirty.add(parse_event_topic(msg.topic))

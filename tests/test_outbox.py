@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,43 @@ os.kill(os.getpid(), signal.SIGKILL)
     with Outbox(db) as ob:
         assert [r.seq for r in ob.pending(100)] == list(range(1, 51))
         assert ob.put(env()).seq == 51
+
+
+def test_sent_rows_stay_until_the_hub_confirms(tmp_path: Path) -> None:
+    with Outbox(tmp_path / "ob.sqlite") as ob:
+        stamped = ob.put_many(env(i) for i in range(8))
+        for e in stamped[:6]:
+            assert ob.mark_sent(e.id, when=100.0)  # PUBACKed long ago
+        assert len(ob) == 8  # a PUBACK deletes nothing
+        assert [r.seq for r in ob.sent_before(200.0, seat="s01", upto=10**9)] == [1, 2, 3, 4, 5, 6]
+        assert [r.seq for r in ob.sent_before(200.0, seat="s01", upto=stamped[2].seq)] == [1, 2, 3]
+        assert ob.sent_before(50.0, upto=10**9) == []
+        # the hub has 1..6 except 3..4 (the gap): only those rows go
+        assert ob.confirm("s01", 6, [(3, 4)]) == 4
+        assert [r.seq for r in ob.pending(100)] == [3, 4, 7, 8]
+        assert ob.confirm("s01", 4) == 2 and ob.confirm("s02", 8) == 0
+        assert len(ob) == 2 and ob.size_bytes == sum(len(e.to_json().encode()) for e in stamped[6:])
+
+
+def test_an_older_outbox_is_migrated_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "ob.sqlite"
+    old = sqlite3.connect(db)
+    old.executescript(
+        "CREATE TABLE outbox (n INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT NOT NULL UNIQUE, seat TEXT NOT NULL,"
+        " site TEXT NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL, size INTEGER NOT NULL,"
+        " created REAL NOT NULL);"
+        "CREATE TABLE seat_seq (seat TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);"
+    )
+    e = env().with_seq(1)
+    old.execute(
+        "INSERT INTO outbox (id, seat, site, seq, payload, size, created) VALUES (?, ?, ?, ?, ?, ?, 0)",
+        (e.id, e.seat, e.site, 1, e.to_json(), len(e.to_json())),
+    )
+    old.execute("INSERT INTO seat_seq VALUES ('s01', 1)")
+    old.commit()
+    old.close()
+    with Outbox(db) as ob:
+        assert [r.id for r in ob.pending()] == [e.id] and ob.put(env()).seq == 2
+        assert ob.mark_sent(e.id, when=1.0) and [r.id for r in ob.sent_before(2.0, upto=10**9)] == [e.id]
+    with Outbox(db) as ob:  # and opens again as a current one
+        assert len(ob) == 2
