@@ -1,0 +1,219 @@
+"""End-to-end transport: station outbox -> real Mosquitto -> hub store, confirmed by the hub's acks.
+
+    python benchmarks/bench_transport.py [--events 20000] [--paced-events 2000]
+
+One real-speech call (3 min, composed by ../shared/tools/compose_calls.py, seed 3, babble noise) is analysed
+by the Pipeline; its events are wrapped in v1 envelopes again and again (a fresh call id and event ids per
+repetition; the outbox stamps seq) and committed to the outbox one call per transaction, as `edge-agent
+replay` does. A Mosquitto with the shipped config (tests/broker.py), the hub Ingest and a hub-confirmed
+Publisher run in this process. Prints:
+
+- burst: every call put as fast as the outbox commits them; events/s from the first put until the outbox is
+  empty (every event confirmed by the hub's retained ack), and put -> hub-commit latency, which here is
+  mostly queueing behind the backlog;
+- paced: the same at half the burst rate, so the latency is the transport's own;
+- loss and duplicates stored at the hub (must both be 0), duplicate deliveries the hub absorbed by id;
+- bytes: mean payload, call summary, bytes per call and per minute of call audio (payloads only; MQTT
+  framing adds about 40 bytes per message for the topic and header).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+SHARED = ROOT.parent / "shared"
+
+from edge_agent.audio import read_call  # noqa: E402
+from edge_agent.cli import model_ref  # noqa: E402
+from edge_agent.events import Event  # noqa: E402
+from edge_agent.mqtt_publisher import BrokerConfig, Publisher  # noqa: E402
+from edge_agent.outbox import Outbox  # noqa: E402
+from edge_agent.pipeline import Pipeline  # noqa: E402
+from edge_agent.schema import Envelope, ModelRef, envelope  # noqa: E402
+from hub.ingest import HubStore, Ingest, Outcome  # noqa: E402
+from tests.broker import Mosquitto, mosquitto_binary  # noqa: E402
+
+SITE, SEAT, AGENT = "bench", "s01", "a1"
+
+
+class TimedStore(HubStore):
+    """A HubStore that notes when each event id was committed."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.committed: dict[str, float] = {}
+
+    def add(self, env: Envelope, payload: str) -> Outcome:
+        outcome = super().add(env, payload)  # returns after COMMIT
+        if outcome is Outcome.STORED:
+            self.committed[env.id] = time.time()
+        return outcome
+
+
+def analyse_one_call(tmp: Path) -> tuple[list[Event], float, ModelRef | None]:
+    cmd = [
+        sys.executable,
+        str(SHARED / "tools" / "compose_calls.py"),
+        str(SHARED / "tools" / "dev_speakers.json"),
+        str(tmp),
+        "--calls",
+        "1",
+        "--minutes",
+        "3",
+        "--seed",
+        "3",
+        "--noise",
+        str(SHARED / "data" / "noise" / "babble.flac"),
+    ]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    pipeline = Pipeline()
+    events = list(pipeline.run(read_call(tmp / "call00.wav", block_seconds=2.0)))
+    summary = events[-1].to_dict()
+    return events, float(summary["duration"]), model_ref(pipeline)
+
+
+def run_phase(
+    workdir: Path,
+    broker: Mosquitto,
+    events: list[Event],
+    model: ModelRef | None,
+    n: int,
+    rate: float | None,
+    tag: str,
+) -> dict[str, object]:
+    """Push n events (whole calls, the last one cut short) and wait until the hub has confirmed them all."""
+    cfg = BrokerConfig.from_url(broker.url)
+    store = TimedStore(workdir / f"hub-{tag}.sqlite")
+    ingest = Ingest(store, cfg, client_id=f"bench-hub-{tag}")
+    ingest.start()
+    put_at: dict[str, float] = {}
+    seat = f"{SEAT}-{tag}"
+    try:
+        if not ingest.wait_subscribed(10):
+            raise RuntimeError(broker.log_tail())
+        with Outbox(workdir / f"outbox-{tag}.sqlite") as ob:
+            pub = Publisher(ob, site=SITE, seat=seat, broker=cfg, client_id=f"bench-station-{tag}")
+            pub.start()
+            try:
+                t0 = time.time()
+                call, sent = 0, 0
+                while sent < n:
+                    batch = [
+                        envelope(e, seat=seat, site=SITE, call_id=f"{tag}-call{call:05d}", agent_id=AGENT, model=model)
+                        for e in events[: n - sent]
+                    ]
+                    if rate is not None:  # pace: this batch may start once the previous ones are due
+                        delay = t0 + sent / rate - time.time()
+                        if delay > 0:
+                            time.sleep(delay)
+                    stamped = ob.put_many(batch)
+                    now = time.time()
+                    put_at.update((e.id, now) for e in stamped)
+                    pub.notify()
+                    sent += len(stamped)
+                    call += 1
+                if not pub.drain(600):
+                    raise RuntimeError(f"not confirmed in time: {ob.count(seat)} left\n{broker.log_tail()}")
+                t_done = time.time()
+                dropped = ob.dropped
+            finally:
+                pub.stop()
+        time.sleep(0.5)  # a late duplicate would land now
+        seqs = store.seqs(SITE, seat)
+        stored = store.count()
+        lat = sorted(store.committed[i] - put_at[i] for i in put_at if i in store.committed)
+        payloads = store.payloads()
+        sizes = [len(json.dumps(p, separators=(",", ":"), ensure_ascii=False).encode()) for p in payloads]
+        summary_sizes = [s for s, p in zip(sizes, payloads, strict=True) if p["type"] == "call_summary"]
+        return {
+            "events": n,
+            "seconds": t_done - t0,
+            "rate": n / (t_done - t0),
+            "p50_ms": 1000 * statistics.median(lat),
+            "p95_ms": 1000 * lat[int(0.95 * (len(lat) - 1))],
+            "max_ms": 1000 * lat[-1],
+            "lost": n - len(set(seqs) & set(range(1, n + 1))),
+            "dup_stored": stored - len(set(seqs)),
+            "dup_absorbed": ingest.outcomes[Outcome.DUPLICATE],
+            "rejected": sum(store.rejected().values()),
+            "gaps": len(store.gaps()),
+            "dropped": dropped,
+            "resent": pub.resent,
+            "acks": ingest.acks_sent,
+            "sizes": sizes,
+            "summary_sizes": summary_sizes,
+            "calls": call,
+        }
+    finally:
+        ingest.stop()
+        store.close()
+
+
+def report(name: str, r: dict[str, object]) -> None:
+    print(
+        f"{name}: {r['events']} events ({r['calls']} calls) confirmed in {r['seconds']:.2f} s = "
+        f"{r['rate']:.0f} events/s end to end; put->hub commit p50 {r['p50_ms']:.1f} ms, "
+        f"p95 {r['p95_ms']:.1f} ms, max {r['max_ms']:.1f} ms"
+    )
+    print(
+        f"  lost {r['lost']}, duplicates stored {r['dup_stored']}, duplicate deliveries absorbed by id "
+        f"{r['dup_absorbed']}, re-sent {r['resent']}, gaps {r['gaps']}, rejected {r['rejected']}, "
+        f"budget drops {r['dropped']}, hub acks {r['acks']}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=20000, help="events in the burst")
+    ap.add_argument("--paced-events", type=int, default=2000, help="events at half the burst rate (0: skip)")
+    args = ap.parse_args()
+    binary = mosquitto_binary()
+    if binary is None:
+        print("mosquitto is not installed (apt-get install mosquitto)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory(prefix="bench-transport-") as d:
+        tmp = Path(d)
+        (tmp / "call").mkdir()
+        events, duration_s, model = analyse_one_call(tmp / "call")
+        print(
+            f"call: {duration_s / 60:.2f} min, {len(events)} events per call "
+            f"({sum(e.type == 'speech' for e in events)} speech), model {model.name if model else None}"
+        )
+        broker = Mosquitto(tmp / "broker", binary)
+        broker.start()
+        failed = False
+        try:
+            burst = run_phase(tmp, broker, events, model, args.events, None, "burst")
+            report("burst", burst)
+            failed |= bool(burst["lost"] or burst["dup_stored"])
+            if args.paced_events:
+                paced = run_phase(tmp, broker, events, model, args.paced_events, 0.5 * float(burst["rate"]), "paced")  # type: ignore[arg-type]
+                report(f"paced at {0.5 * float(burst['rate']):.0f} events/s", paced)  # type: ignore[arg-type]
+                failed |= bool(paced["lost"] or paced["dup_stored"])
+        finally:
+            broker.stop()
+        sizes: list[int] = burst["sizes"]  # type: ignore[assignment]
+        mean = statistics.fmean(sizes)
+        summary_bytes = max(burst["summary_sizes"])  # type: ignore[call-overload]
+        per_call = mean * len(events)
+        print(
+            f"bytes: mean payload {mean:.0f} B (min {min(sizes)}, max {max(sizes)}), call summary {summary_bytes} B; "
+            f"{per_call / 1024:.1f} KiB per call, {per_call / (duration_s / 60):.0f} B per minute of call audio"
+        )
+    if failed:
+        print("FAIL: events lost or stored twice", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

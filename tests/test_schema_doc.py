@@ -1,0 +1,104 @@
+"""docs/event.schema.json agrees with what the station really sends and what the hub's reader accepts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from edge_agent.audio import read_call
+from edge_agent.cli import model_ref
+from edge_agent.pipeline import Pipeline
+from edge_agent.schema import SchemaError, envelope, from_json
+from tests.conftest import ROOT
+
+SCHEMA_FILE = ROOT / "docs" / "event.schema.json"
+
+
+@pytest.fixture(scope="module")
+def validator() -> Draft202012Validator:
+    schema = json.loads(SCHEMA_FILE.read_text())
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+@pytest.fixture(scope="module")
+def real_envelopes(real_calls: list[Path]) -> list[dict[str, Any]]:
+    """Wire-form envelopes of real analyses, as the outbox stores and publishes them."""
+    pipeline = Pipeline()
+    model = model_ref(pipeline)
+    out: list[dict[str, Any]] = []
+    for i, wav in enumerate(real_calls):
+        pipeline.reset()
+        agent = "a7" if i % 2 == 0 else None  # with and without the optional agent_id
+        for seq, ev in enumerate(pipeline.run(read_call(wav)), 1):
+            env = envelope(ev, seat="s01", site="lab", call_id=f"call-{i}", agent_id=agent, model=model)
+            out.append(json.loads(env.with_seq(seq).to_json()))
+    return out
+
+
+def test_real_envelopes_validate(validator: Draft202012Validator, real_envelopes: list[dict[str, Any]]) -> None:
+    types = {e["type"] for e in real_envelopes}
+    assert {"speech", "call_summary"} <= types
+    for env in real_envelopes:
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(env)]
+        assert not errors, (env["type"], errors)
+    summaries = [e for e in real_envelopes if e["type"] == "call_summary"]
+    assert len(summaries) == 3 and all("model" in e for e in summaries)
+    # every metric the analyzer emits is documented in the schema (a new one must be added there too)
+    documented = validator.schema["allOf"][2]["then"]["properties"]
+    for s in summaries:
+        extra = set(s) - set(documented) - set(validator.schema["properties"])
+        assert not extra, f"call_summary fields missing from docs/event.schema.json: {sorted(extra)}"
+        for party in ("agent", "customer"):
+            assert set(s[party]) <= set(documented[party]["properties"])
+
+
+def _broken(good: dict[str, Any], summary: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    def without(d: dict[str, Any], key: str) -> dict[str, Any]:
+        return {k: v for k, v in d.items() if k != key}
+
+    return {
+        "no id": without(good, "id"),
+        "schema 2": good | {"schema": 2},
+        "seq 0": good | {"seq": 0},
+        "seq as string": good | {"seq": "7"},
+        "seat with a slash": good | {"seat": "a/b"},
+        "ts not UTC": good | {"ts": "2024-05-01T09:30:12.345+02:00"},
+        "negative start": good | {"start": -1.0},
+        "bad speaker": good | {"speaker": "supervisor"},
+        "speech without speaker": without(good, "speaker"),
+        "short model hash": good | {"model": {"name": "m", "sha256": "abc"}},
+        "summary without duration": without(summary, "duration"),
+        "talk_over without kind": good | {"type": "talk_over", "by": "agent", "overlap": 0.5},
+    }
+
+
+def test_broken_envelopes_fail_both_the_schema_and_the_reader(
+    validator: Draft202012Validator, real_envelopes: list[dict[str, Any]]
+) -> None:
+    good = next(e for e in real_envelopes if e["type"] == "speech")
+    summary = next(e for e in real_envelopes if e["type"] == "call_summary")
+    assert validator.is_valid(good)
+    for what, bad in _broken(good, summary).items():
+        assert not validator.is_valid(bad), what
+        with pytest.raises(SchemaError):
+            from_json(json.dumps(bad))
+
+
+def test_unknown_fields_and_types_pass_both(
+    validator: Draft202012Validator, real_envelopes: list[dict[str, Any]]
+) -> None:
+    good = next(e for e in real_envelopes if e["type"] == "speech")
+    summary = next(e for e in real_envelopes if e["type"] == "call_summary")
+    newer = [
+        good | {"emotion": {"valence": 0.2}},
+        summary | {"new_metric": 1.5, "agent": summary["agent"] | {"jitter_ms": 3}},
+        good | {"type": "hold", "reason": "transfer"},
+    ]
+    for env in newer:
+        assert validator.is_valid(env)
+        assert from_json(json.dumps(env)).id == env["id"]
