@@ -32,26 +32,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
+from benchmarks.compose import compose_calls  # noqa: E402
 from edge_agent.pipeline import Pipeline  # noqa: E402
 
 
 def one_call(tmp: Path) -> np.ndarray:
-    noises = sorted((SHARED / "data" / "noise").glob("*.flac"))[:2]
-    cmd = [
-        sys.executable,
-        str(SHARED / "tools" / "compose_calls.py"),
-        str(SHARED / "tools" / "dev_speakers.json"),
-        str(tmp),
-        "--calls",
-        "1",
-        "--minutes",
-        "3",
-        "--seed",
-        "3",
-        "--noise",
-        *map(str, noises),
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    compose_calls(tmp, 1, 3, 3, sorted((SHARED / "data" / "noise").glob("*.flac"))[:2])
     x, _ = sf.read(tmp / "call00.wav", dtype="float32")
     return np.asarray(x, np.float32)
 

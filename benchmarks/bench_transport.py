@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
+from benchmarks.compose import compose_calls  # noqa: E402
 from edge_agent.audio import read_call  # noqa: E402
 from edge_agent.cli import model_ref  # noqa: E402
 from edge_agent.events import Event  # noqa: E402
@@ -60,21 +60,7 @@ class TimedStore(HubStore):
 
 
 def analyse_one_call(tmp: Path) -> tuple[list[Event], float, ModelRef | None]:
-    cmd = [
-        sys.executable,
-        str(SHARED / "tools" / "compose_calls.py"),
-        str(SHARED / "tools" / "dev_speakers.json"),
-        str(tmp),
-        "--calls",
-        "1",
-        "--minutes",
-        "3",
-        "--seed",
-        "3",
-        "--noise",
-        str(SHARED / "data" / "noise" / "babble.flac"),
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    compose_calls(tmp, 1, 3, 3, [SHARED / "data" / "noise" / "babble.flac"])
     pipeline = Pipeline()
     events = list(pipeline.run(read_call(tmp / "call00.wav", block_seconds=2.0)))
     summary = events[-1].to_dict()

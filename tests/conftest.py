@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from benchmarks.compose import compose_calls
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
 
@@ -27,25 +29,7 @@ def real_calls(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     shared = shared_or_skip()
     out = tmp_path_factory.mktemp("calls")
     noises = [shared / "data" / "noise" / f"{n}.flac" for n in ("babble", "street")]
-    subprocess.run(
-        [
-            sys.executable,
-            str(shared / "tools" / "compose_calls.py"),
-            str(shared / "tools" / "dev_speakers.json"),
-            str(out),
-            "--calls",
-            "3",
-            "--minutes",
-            "1",
-            "--seed",
-            "5",
-            "--noise",
-            *map(str, noises),
-        ],
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
-    return sorted(out.glob("call*.wav"))
+    return compose_calls(out, 3, 1, 5, noises)
 
 
 def truth(wav: Path) -> dict:  # type: ignore[type-arg]
