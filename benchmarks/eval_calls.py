@@ -24,6 +24,7 @@ import soundfile as sf
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.compose import compose_calls  # noqa: E402
 from edge_agent.config import AnalyzerConfig  # noqa: E402
 from edge_agent.pipeline import Pipeline  # noqa: E402
 from edge_agent.speech_model import default_model_path  # noqa: E402
@@ -53,21 +54,7 @@ def compose_calls_into(outdir: Path, calls: int, minutes: float, seed: int, held
         card = json.loads(default_model_path().with_suffix(".json").read_text())["validation"]
         manifest = speaker_manifest(manifest, card["speakers"], outdir / "speakers.json")
         noises = [p for p in noises if p.stem in card["noises"]]
-    cmd = [
-        sys.executable,
-        str(TOOLS / "compose_calls.py"),
-        str(manifest),
-        str(outdir),
-        "--calls",
-        str(calls),
-        "--minutes",
-        str(minutes),
-        "--seed",
-        str(seed),
-        "--noise",
-        *map(str, noises),
-    ]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    compose_calls(outdir, calls, minutes, seed, noises, manifest)
 
 
 def score(calldir: Path, system: str) -> dict[str, float]:

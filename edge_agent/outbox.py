@@ -236,19 +236,15 @@ class Outbox:
 
     def pending(self, limit: int = 100, *, seat: str | None = None, after: int = 0) -> list[Pending]:
         """Up to `limit` stored events oldest first, optionally of one seat and inserted after cursor `after`."""
-        sql = "SELECT n, id, seat, site, seq, payload FROM outbox WHERE n > ?"
-        args: tuple[object, ...] = (after,)
-        if seat is not None:
-            sql += " AND seat = ?"
-            args += (seat,)
-        with self._lock:
-            rows = self._db.execute(sql + " ORDER BY n LIMIT ?", (*args, limit)).fetchall()
-        return [Pending(*r) for r in rows]
+        return self._select("n > ?", (after,), seat, limit)
 
     def sent_before(self, cutoff: float, limit: int = 100, *, seat: str | None = None, upto: int) -> list[Pending]:
         """Up to `limit` rows sent before `cutoff` (time.time()) and not confirmed since, with `n <= upto`."""
-        sql = "SELECT n, id, seat, site, seq, payload FROM outbox WHERE sent IS NOT NULL AND sent < ? AND n <= ?"
-        args: tuple[object, ...] = (cutoff, upto)
+        return self._select("sent IS NOT NULL AND sent < ? AND n <= ?", (cutoff, upto), seat, limit)
+
+    def _select(self, where: str, args: tuple[object, ...], seat: str | None, limit: int) -> list[Pending]:
+        # `where` is one of the two literal clauses above, never input; values go through placeholders
+        sql = "SELECT n, id, seat, site, seq, payload FROM outbox WHERE " + where  # noqa: S608
         if seat is not None:
             sql += " AND seat = ?"
             args += (seat,)

@@ -70,22 +70,27 @@ def test_events_arrive_exactly_once(tmp_path: Path, mosquitto: Mosquitto, hub: I
     assert hub.outcomes[Outcome.STORED] == 300
 
 
+def produce_in_background(ob: Outbox, pub: Publisher, batches: list[list[Envelope]]) -> threading.Thread:
+    """The station keeps producing (a batch every 20 ms) while a test breaks the broker."""
+
+    def produce() -> None:
+        for batch in batches:
+            ob.put_many(batch)
+            pub.notify()
+            time.sleep(0.02)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    return producer
+
+
 def test_broker_restart_mid_stream_loses_nothing(tmp_path: Path, mosquitto: Mosquitto, hub: Ingest) -> None:  # noqa: F811
     total = 600
     with Outbox(tmp_path / "ob.sqlite") as ob:
         pub = Publisher(ob, site=SITE, seat=SEAT, broker=BrokerConfig.from_url(mosquitto.url))
         pub.start()
         # the station keeps producing while the broker goes away and comes back
-        batches = [events(20, call_id=f"c{i}") for i in range(total // 20)]
-
-        def produce() -> None:
-            for batch in batches:
-                ob.put_many(batch)
-                pub.notify()
-                time.sleep(0.02)
-
-        producer = threading.Thread(target=produce)
-        producer.start()
+        producer = produce_in_background(ob, pub, [events(20, call_id=f"c{i}") for i in range(total // 20)])
         try:
             assert wait_until(lambda: hub.store.count() >= 100, 15)
             mosquitto.stop()  # clean shutdown: the broker saves sessions and queued messages
@@ -110,16 +115,7 @@ def test_broker_killed_mid_stream_loses_nothing(tmp_path: Path, mosquitto: Mosqu
     with Outbox(tmp_path / "ob.sqlite") as ob:
         pub = Publisher(ob, site=SITE, seat=SEAT, broker=BrokerConfig.from_url(mosquitto.url), resend_s=5.0)
         pub.start()
-        batches = [events(50, call_id=f"c{i}") for i in range(total // 50)]
-
-        def produce() -> None:
-            for batch in batches:
-                ob.put_many(batch)
-                pub.notify()
-                time.sleep(0.02)
-
-        producer = threading.Thread(target=produce)
-        producer.start()
+        producer = produce_in_background(ob, pub, [events(50, call_id=f"c{i}") for i in range(total // 50)])
         try:
             assert wait_until(lambda: hub.store.count() >= 300, 15)
             mosquitto.kill()  # no clean shutdown: nothing since the last autosave is kept
