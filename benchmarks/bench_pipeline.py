@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 SHARED = ROOT.parent / "shared"
 
 from benchmarks.compose import compose_calls  # noqa: E402
+from edge_agent.config import AnalyzerConfig, EmotionConfig  # noqa: E402
 from edge_agent.pipeline import Pipeline  # noqa: E402
 
 
@@ -42,9 +43,9 @@ def one_call(tmp: Path) -> np.ndarray:
     return np.asarray(x, np.float32)
 
 
-def speed(call: np.ndarray, hours: float) -> None:
+def speed(call: np.ndarray, hours: float, emotion: bool = True) -> None:
     total = int(hours * 3600 * 16000)
-    pipe = Pipeline()
+    pipe = Pipeline(AnalyzerConfig(emotion=EmotionConfig(on=emotion)))
     block = 16000
     n_events = 0
     t0 = time.process_time()
@@ -59,7 +60,7 @@ def speed(call: np.ndarray, hours: float) -> None:
     audio_s = total / 16000
     print(
         f"speed: {audio_s / 3600:.2f} h of stereo audio in {cpu:.1f} s CPU = {audio_s / cpu:.0f}x real time "
-        f"on one core ({n_events} events)"
+        f"on one core ({n_events} events, emotion {'on' if emotion else 'off'})"
     )
 
 
@@ -93,6 +94,7 @@ def main() -> None:
         tmp = Path(tmpdir)
         call = one_call(tmp)
         speed(call, args.hours)
+        speed(call, args.hours, emotion=False)
         if args.skip_memory:
             return
         for hours in (1.0, args.long_hours):

@@ -13,8 +13,9 @@ Publisher run in this process. Prints:
   mostly queueing behind the backlog;
 - paced: the same at half the burst rate, so the latency is the transport's own;
 - loss and duplicates stored at the hub (must both be 0), duplicate deliveries the hub absorbed by id;
-- bytes: mean payload, call summary, bytes per call and per minute of call audio (payloads only; MQTT
-  framing adds about 40 bytes per message for the topic and header).
+- bytes: wire payloads (turn-taking batched as `activity`, edge_agent/wire.py) of real-speech calls of 3 and
+  6 minutes (several each), per minute of call audio and the largest call summary (payloads
+  only; MQTT framing adds about 40 bytes per message for the topic and header).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from edge_agent.mqtt_publisher import BrokerConfig, Publisher  # noqa: E402
 from edge_agent.outbox import Outbox  # noqa: E402
 from edge_agent.pipeline import Pipeline  # noqa: E402
 from edge_agent.schema import Envelope, ModelRef, envelope  # noqa: E402
+from edge_agent.wire import to_wire  # noqa: E402
 from hub.ingest import HubStore, Ingest, Outcome  # noqa: E402
 from tests.broker import Mosquitto, mosquitto_binary  # noqa: E402
 
@@ -62,9 +64,44 @@ class TimedStore(HubStore):
 def analyse_one_call(tmp: Path) -> tuple[list[Event], float, ModelRef | None]:
     compose_calls(tmp, 1, 3, 3, [SHARED / "data" / "noise" / "babble.flac"])
     pipeline = Pipeline()
-    events = list(pipeline.run(read_call(tmp / "call00.wav", block_seconds=2.0)))
+    events = to_wire(pipeline.run(read_call(tmp / "call00.wav", block_seconds=2.0)))
     summary = events[-1].to_dict()
     return events, float(summary["duration"]), model_ref(pipeline)
+
+
+def traffic(tmp: Path, calls: int) -> list[str]:
+    """Wire bytes per minute of call audio on `calls` real-speech calls of each length."""
+    lines = []
+    pipeline = Pipeline()
+    model = model_ref(pipeline)
+    noises = [SHARED / "data" / "noise" / n for n in ("babble.flac", "street.flac", "car.flac")]
+    noises = [n for n in noises if n.exists()] or [SHARED / "data" / "noise" / "babble.flac"]
+    for minutes in (3, 6):
+        out = tmp / f"traffic-{minutes}"
+        out.mkdir()
+        total_bytes, total_s, biggest_summary, n_events = 0, 0.0, 0, 0
+        for wav in compose_calls(out, calls, minutes, 100 + minutes, noises):
+            events = to_wire(pipeline.run(read_call(wav, block_seconds=2.0)))
+            for i, e in enumerate(events, 1):
+                env = envelope(
+                    e,
+                    seat="seat-0001",
+                    site="site-a",
+                    call_id=f"CTI-{wav.stem}-000001",
+                    agent_id="agent-0042",
+                    model=model,
+                )
+                size = len(env.with_seq(100_000 + i, "0123456789abcdef").to_json().encode())
+                total_bytes += size
+                if e.type == "call_summary":
+                    biggest_summary = max(biggest_summary, size)
+                    total_s += float(e.to_dict()["duration"])
+            n_events += len(events)
+        lines.append(
+            f"traffic, {calls} calls of {minutes} min: {total_bytes / (total_s / 60):.0f} B per minute of call audio, "
+            f"{n_events / calls:.1f} events per call, largest call summary {biggest_summary} B"
+        )
+    return lines
 
 
 def run_phase(
@@ -161,6 +198,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=20000, help="events in the burst")
     ap.add_argument("--paced-events", type=int, default=2000, help="events at half the burst rate (0: skip)")
+    ap.add_argument("--traffic-calls", type=int, default=4, help="calls of each length for the bytes figures")
     args = ap.parse_args()
     binary = mosquitto_binary()
     if binary is None:
@@ -172,7 +210,7 @@ def main() -> int:
         events, duration_s, model = analyse_one_call(tmp / "call")
         print(
             f"call: {duration_s / 60:.2f} min, {len(events)} events per call "
-            f"({sum(e.type == 'speech' for e in events)} speech), model {model.name if model else None}"
+            f"({', '.join(sorted({e.type for e in events}))}), model {model.name if model else None}"
         )
         broker = Mosquitto(tmp / "broker", binary)
         broker.start()
@@ -190,11 +228,9 @@ def main() -> int:
         sizes: list[int] = burst["sizes"]  # type: ignore[assignment]
         mean = statistics.fmean(sizes)
         summary_bytes = max(burst["summary_sizes"])  # type: ignore[call-overload]
-        per_call = mean * len(events)
-        print(
-            f"bytes: mean payload {mean:.0f} B (min {min(sizes)}, max {max(sizes)}), call summary {summary_bytes} B; "
-            f"{per_call / 1024:.1f} KiB per call, {per_call / (duration_s / 60):.0f} B per minute of call audio"
-        )
+        print(f"bytes: mean payload {mean:.0f} B (min {min(sizes)}, max {max(sizes)}), call summary {summary_bytes} B")
+        for line in traffic(tmp, args.traffic_calls):
+            print(line)
     if failed:
         print("FAIL: events lost or stored twice", file=sys.stderr)
         return 1

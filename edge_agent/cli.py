@@ -6,7 +6,8 @@ stderr and no traceback.
 
 `edge-agent replay FILE [FILE ...] --seat ID --site ID --broker mqtt://HOST:PORT [--outbox PATH]
 [--agent ID] [--timeout S]` analyzes each file as one call with the same pipeline, puts every event into the
-durable outbox and publishes it; exits 0 once all are acknowledged by the broker, 3 after --timeout seconds
+durable outbox and publishes it (speech, talk-overs and dead air batched as `activity`, edge_agent/wire.py);
+exits 0 once the hub has confirmed every event, 3 after --timeout seconds
 with the rest kept in the outbox for the next run, 2 on bad input.
 """
 
@@ -29,6 +30,7 @@ from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.pipeline import Pipeline
 from edge_agent.schema import Envelope, ModelRef, SchemaError, check_name, envelope
 from edge_agent.speech_model import ModelError
+from edge_agent.wire import model_refs, to_wire
 
 log = logging.getLogger("edge_agent")
 
@@ -58,6 +60,10 @@ def _parser() -> argparse.ArgumentParser:
     rp.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for acknowledgements (default 60)")
     rp.add_argument("--agent-channel", type=int, choices=(0, 1), default=0, help="channel holding the agent mic")
     rp.add_argument("--config", help="YAML or TOML analyzer config (section 'analyzer' or top level)")
+    em = sub.add_parser("emotion", help="emotion of one speaker's mono clips; one JSON line per file")
+    em.add_argument("files", nargs="+", metavar="FILE", help="mono audio of one speaker, any sample rate")
+    rn = sub.add_parser("run", help="the station service: live capture, calls, publishing (systemd Type=notify)")
+    rn.add_argument("--config", required=True, help="station config, YAML or TOML (deploy/station/station.yaml)")
     return ap
 
 
@@ -86,14 +92,17 @@ def replay(args: argparse.Namespace) -> int:
     site, seat = check_name("site", args.site), check_name("seat", args.seat)
     broker = BrokerConfig.from_url(args.broker)
     pipeline = Pipeline(load_config(args.config))
-    model = model_ref(pipeline)
+    models = model_refs(pipeline)
     # every file is analysed before anything is queued: a bad file exits 2 without leaving half a batch
     calls: list[list[Envelope]] = []
     for path in args.files:
         call_id = uuid.uuid4().hex
-        events: list[Event] = list(pipeline.run(read_call(path, args.agent_channel, block_seconds=2.0)))
+        events: list[Event] = to_wire(pipeline.run(read_call(path, args.agent_channel, block_seconds=2.0)))
         calls.append(
-            [envelope(e, seat=seat, site=site, call_id=call_id, agent_id=args.agent, model=model) for e in events]
+            [
+                envelope(e, seat=seat, site=site, call_id=call_id, agent_id=args.agent, model=models.get(e.type))
+                for e in events
+            ]
         )
         log.info("%s: call %s, %d events", path, call_id, len(events))
     outbox_path = Path(args.outbox) if args.outbox else default_outbox()
@@ -133,6 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return analyze(args.file, args.agent_channel, args.config)
         if args.command == "replay":
             return replay(args)
+        if args.command == "emotion":
+            from edge_agent.emotion_cli import run as emotion  # only this command loads the emotion model
+
+            return emotion(args.files)
+        if args.command == "run":
+            from firmware_py.runtime import run  # the station runtime; analysis-only installs never load it
+
+            return run(args.config)
     except (AudioError, ConfigError, ModelError, SchemaError, OutboxError, BrokerUrlError) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT

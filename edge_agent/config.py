@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -66,16 +66,56 @@ class MetricsConfig(_Strict):
     max_clipping: float = Field(0.01, ge=0, le=1, description="share of clipped samples that flags the call")
 
 
+class EmotionConfig(_Strict):
+    on: bool = Field(True, description="score each party's tone on its own speech (emotion events, summary)")
+    backend: Literal["onnxruntime", "tflite"] = Field("onnxruntime", description="inference runtime")
+    precision: Literal["fp32", "int8"] = Field(
+        "fp32", description="onnxruntime model file; int8 is 3x smaller but less accurate (see the card)"
+    )
+    card: str | None = Field(None, description="model card JSON; default: the shipped emotion-v1")
+    threads: int = Field(1, ge=1, le=8, description="inference threads")
+    hop_s: float = Field(
+        2.0, ge=0.1, le=10, description="seconds of a party's speech from one scored window to the next"
+    )
+    min_speech_s: float = Field(
+        3.0, ge=1, le=60, description="a party's own speech before its first state is announced"
+    )
+    smoothing: float = Field(0.6, ge=0, lt=1, description="weight of the previous smoothed scores per window")
+    switch_margin: float = Field(0.1, ge=0, le=1, description="score lead a new state needs over the current one")
+    anger_alert: float = Field(0.6, gt=0, le=1, description="customer anger score that raises an alert event")
+
+
 class AnalyzerConfig(_Strict):
     vad: VadConfig = ModelVadConfig()
     smoothing: SmoothingConfig = SmoothingConfig()
     talk_over: TalkOverConfig = TalkOverConfig()
     dead_air: DeadAirConfig = DeadAirConfig()
     metrics: MetricsConfig = MetricsConfig()
+    emotion: EmotionConfig = EmotionConfig()
 
 
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the file and the bad key."""
+
+
+def parse_document(text: str, suffix: str, where: str) -> dict[str, Any]:
+    """A YAML (or, by suffix, TOML) config document as a mapping; ConfigError in one line otherwise."""
+    try:
+        data = tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        kind = "TOML" if suffix == ".toml" else "YAML"
+        raise ConfigError(f"{where}: not valid {kind} ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: top level must be a mapping of sections")
+    return data
+
+
+def first_error(exc: ValidationError, top: str = "(top level)") -> str:
+    """`key.path: message` of a pydantic error's first problem: what a one-line error names."""
+    err = exc.errors()[0]
+    return f"{'.'.join(str(x) for x in err['loc']) or top}: {err['msg']}"
 
 
 def load_config(path: str | Path | None) -> AnalyzerConfig:
@@ -86,21 +126,10 @@ def load_config(path: str | Path | None) -> AnalyzerConfig:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config ({exc.strerror})") from None
-    try:
-        data = tomllib.loads(text) if p.suffix == ".toml" else yaml.safe_load(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(
-            f"{p}: not valid {'TOML' if p.suffix == '.toml' else 'YAML'} ({str(exc).splitlines()[0]})"
-        ) from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: top level must be a mapping of sections")
+    data = parse_document(text, p.suffix, str(p))
     # the station's config file holds other sections too; the analyzer reads its own
     section = data.get("analyzer", data)
     try:
         return AnalyzerConfig.model_validate(section)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        key = ".".join(str(x) for x in err["loc"]) or "(top level)"
-        raise ConfigError(f"{p}: {key}: {err['msg']}") from None
+        raise ConfigError(f"{p}: {first_error(exc)}") from None

@@ -50,6 +50,26 @@ class DeadAir(Event):
 
 
 @dataclass(frozen=True)
+class Emotion(Event):
+    """A party's smoothed emotional state changed, or the customer's anger crossed the alert threshold.
+
+    [start, end] is the span of the last scored window (one second of that party's own speech, pauses excluded).
+    """
+
+    type: ClassVar[str] = "emotion"
+    speaker: Party = "agent"
+    label: str = "neutral"
+    """The smoothed state: neutral, happy, angry or sad."""
+    reason: Literal["change", "anger_alert"] = "change"
+    scores: dict[str, float] = field(default_factory=dict)
+    """Smoothed class probabilities, 2 decimals."""
+    arousal: float = 0.0
+    """-1 (low) .. 1 (high), from the class probabilities on a fixed circumplex mapping."""
+    valence: float = 0.0
+    """-1 (negative) .. 1 (positive), likewise."""
+
+
+@dataclass(frozen=True)
 class CallSummary(Event):
     type: ClassVar[str] = "call_summary"
     metrics: dict[str, Any] = field(default_factory=dict)

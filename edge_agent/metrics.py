@@ -289,8 +289,6 @@ class CallMetrics:
             "silence_time": round(self.silence / FPS, 2),
             "talk_over_counts": dict(self.talk_overs),
             "talk_overs": sum(self.talk_overs.values()),
-            "interruptions": {p: self.talk_overs[f"{p}_interruption"] for p in PARTIES},
-            "backchannels": {p: self.talk_overs[f"{p}_backchannel"] for p in PARTIES},
             "dead_air_count": len(self.dead_air),
             "dead_air_total": round(sum(self.dead_air), 2),
             "dead_air_longest": round(max(self.dead_air), 2) if self.dead_air else 0.0,

@@ -27,6 +27,7 @@ import os
 import random
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -35,8 +36,16 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent.commands import (
+    Command,
+    CommandError,
+    cmd_result_topic,
+    cmd_subscription,
+    command_result,
+    parse_command,
+)
 from edge_agent.outbox import Outbox
-from edge_agent.schema import ack_topic, check_name, event_topic, status_topic, utc_now
+from edge_agent.schema import ack_topic, check_name, event_topic, live_topic, status_topic, utc_now
 
 log = logging.getLogger(__name__)
 
@@ -104,23 +113,35 @@ def _rc_ok(rc: MQTTErrorCode) -> bool:
     return rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN)
 
 
-def parse_ack(payload: bytes | bytearray) -> tuple[int, list[tuple[int, int]]]:
-    """A hub ack -> (highest seq covered, inclusive seq ranges below it the hub does not have).
+@dataclass(frozen=True)
+class HubAck:
+    top: int
+    """Highest seq covered."""
+    gaps: list[tuple[int, int]]
+    """Inclusive seq ranges below `top` the hub does not have."""
+    epoch: str | None
+    """The outbox epoch the seqs count in; None from a hub that does not say (then only `top` is checked)."""
 
-    `{"seq": N}` covers 1..N. With `"max": M, "gaps": [[a, b], ...]` it covers 1..M except the gaps, which
-    lets the station delete rows above a gap the hub will never fill (rows the station's budget dropped).
-    ValueError for anything else.
+
+def parse_ack(payload: bytes | bytearray) -> HubAck:
+    """A hub ack `{"seq": N, "epoch": E}`: covers 1..N of epoch E.
+
+    With `"max": M, "gaps": [[a, b], ...]` it covers 1..M except the gaps, which lets the station delete rows
+    above a gap the hub will never fill (rows the station's budget dropped). ValueError for anything else.
     """
     data = json.loads(payload)
     if not isinstance(data, dict) or not _is_seq(data.get("seq")):
         raise ValueError("no integer 'seq'")
+    epoch = data.get("epoch")
+    if epoch is not None and not isinstance(epoch, str):
+        raise ValueError("'epoch' is not a string")
     top, gaps = int(data["seq"]), []
     raw = data.get("gaps")
     if _is_seq(data.get("max")) and isinstance(raw, list):
         if not all(isinstance(g, list) and len(g) == 2 and all(_is_seq(x) for x in g) for g in raw):
             raise ValueError("malformed 'gaps'")
         top, gaps = int(data["max"]), [(int(a), int(b)) for a, b in raw]
-    return top, gaps
+    return HubAck(top, gaps, epoch)
 
 
 def _is_seq(v: object) -> bool:
@@ -143,6 +164,7 @@ class Publisher:
         health_interval_s: float = 60.0,
         hub_confirm: bool = True,
         resend_s: float = 30.0,
+        resend_max_s: float = 600.0,
     ) -> None:
         self.outbox, self.site, self.seat, self.broker = (
             outbox,
@@ -157,7 +179,18 @@ class Publisher:
         """Delete rows only on the hub's ack (end to end), not on the broker's PUBACK."""
         self.resend_s = resend_s
         """Publish a row again when the hub has not confirmed it this long after its PUBACK."""
+        self.resend_max_s = resend_max_s
+        self._resend_wait = resend_s
+        """Doubles (up to resend_max_s) each time rows go again with no confirmation in between: a hub that is
+        down is not sent the same backlog every 30 s by every seat."""
         self._ack_topic = ack_topic(site, seat)
+        self._cmd_prefix = cmd_subscription(site, seat)[:-1]
+        self.health_extra: Callable[[], dict[str, Any]] | None = None
+        """More health for `status/health` (the station runtime's: device, call state, temperature...)."""
+        self._health_due = threading.Event()
+        self.on_command: Callable[[Command], None] | None = None
+        """Called on paho's network thread with each valid command: hand it over (a queue), do not act there.
+        The runtime answers with `reply`. Unset, commands are refused with an error result."""
         self.client = new_client(broker, client_id or f"callqa-station-{site}-{seat}")
         self.client.max_inflight_messages_set(inflight)
         self.client.will_set(status_topic(site, seat), "offline", qos=1, retain=True)
@@ -184,6 +217,10 @@ class Publisher:
         """Events published again since start because the hub had not confirmed them."""
         self.connects = 0
         """Successful connections since start (more than one: it reconnected)."""
+        self.commands = 0
+        """Valid commands received since start."""
+        self.commands_rejected = 0
+        """Messages on the cmd topics that were not valid commands (answered with an error, not acted on)."""
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -218,6 +255,11 @@ class Publisher:
     def connected(self) -> bool:
         return self._connected.is_set()
 
+    def request_health(self) -> None:
+        """Something the hub shows changed (privacy, call state, a device): publish health now."""
+        self._health_due.set()
+        self._wake.set()
+
     def notify(self) -> None:
         """New rows were put into the outbox: send them now rather than at the next poll."""
         self._wake.set()
@@ -246,7 +288,8 @@ class Publisher:
                 continue
             try:
                 self._pump()
-                if time.monotonic() >= next_health:
+                if time.monotonic() >= next_health or self._health_due.is_set():
+                    self._health_due.clear()
                     self.publish_health()
                     next_health = time.monotonic() + self.health_interval_s
             except Exception:
@@ -275,7 +318,7 @@ class Publisher:
         if resend_before is None:
             if now < self._next_resend_scan:
                 return room
-            resend_before = now - self.resend_s
+            resend_before = now - self._resend_wait
         # only rows at or below the cursor: those above it go out for the first time anyway
         rows = self.outbox.sent_before(resend_before, room, seat=self.seat, upto=self._cursor)
         for row in rows:
@@ -289,6 +332,8 @@ class Publisher:
                 self._resend_before = None
         if rows:
             log.info("re-published %d events the hub has not confirmed", len(rows))
+            if not reconnect:
+                self._resend_wait = min(self._resend_wait * 2, self.resend_max_s)
         return room - len(rows)
 
     def _publish(self, topic: str, payload: str, *, retain: bool, event_id: str | None) -> bool:
@@ -307,7 +352,14 @@ class Publisher:
         return True
 
     def publish_health(self) -> None:
-        health = {"ts": utc_now(), "pending": self.outbox.count(self.seat), "dropped": self.outbox.dropped}
+        health = {
+            "ts": utc_now(),
+            "pending": self.outbox.count(self.seat),
+            "dropped": self.outbox.dropped,
+            "commands_rejected": self.commands_rejected,
+        }
+        if self.health_extra is not None:
+            health.update(self.health_extra())
         self._publish(
             status_topic(self.site, self.seat) + "/health",
             json.dumps(health, separators=(",", ":")),
@@ -339,6 +391,7 @@ class Publisher:
                 # a broker that went away may have lost what it acknowledged: send all unconfirmed rows again
                 self._resend_before = time.time()
             client.subscribe(self._ack_topic, qos=1)  # the retained ack comes straight back
+        client.subscribe(cmd_subscription(self.site, self.seat), qos=1)
         self.connects += 1
         self._publish(status_topic(self.site, self.seat), "online", retain=True, event_id=None)
         self._connected.set()
@@ -351,23 +404,60 @@ class Publisher:
         if not self._stopping.is_set():
             log.warning("disconnected from the broker (%s); reconnecting with backoff", rc)
 
+    def publish_live(self, payload: dict[str, Any]) -> None:
+        """A live-wall signal: QoS 0 and never queued (stale the moment it is late); dropped when offline."""
+        if self._connected.is_set():
+            body = json.dumps({"ts": utc_now(), **payload}, separators=(",", ":"))
+            self.client.publish(live_topic(self.site, self.seat), body, qos=0)
+
+    def reply(self, cmd: Command | None, name: str, error: str | None = None) -> None:
+        """Tell the sender whether the seat acted on a command (QoS 1, not retained, not kept in the outbox)."""
+        self.client.publish(cmd_result_topic(self.site, self.seat), command_result(cmd, name, error), qos=1)
+
+    def _on_command(self, topic: str, payload: bytes | bytearray) -> None:
+        name = topic[len(self._cmd_prefix) :]
+        try:
+            cmd = parse_command(topic, payload)
+        except CommandError as exc:
+            self.commands_rejected += 1
+            log.warning("rejected a command: %s", exc)
+            self.reply(None, name, str(exc))
+            return
+        self.commands += 1
+        if self.on_command is None:
+            self.reply(cmd, name, "this station takes no commands")
+            return
+        try:
+            self.on_command(cmd)
+        except Exception as exc:  # the runtime's bug must not take down the network thread
+            log.exception("command handler failed on %s", name)
+            self.reply(cmd, name, f"handler failed: {exc}")
+
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic.startswith(self._cmd_prefix):
+            self._on_command(msg.topic, msg.payload)
+            return
         if msg.topic != self._ack_topic:
             return
         try:
-            top, gaps = parse_ack(msg.payload)
+            ack = parse_ack(msg.payload)
         except ValueError as exc:
             log.warning("ignored a malformed hub ack on %s: %s", msg.topic, exc)
             return
-        last = self.outbox.last_seq(self.seat)
+        if ack.epoch is not None and ack.epoch != self.outbox.epoch:
+            # seqs of an earlier outbox of this seat (wiped, replaced): they say nothing about these rows
+            log.info("hub ack is for outbox epoch %s, this one is %s: ignored", ack.epoch, self.outbox.epoch)
+            return
+        top, last = ack.top, self.outbox.last_seq(self.seat)
         if top > last:
             # the hub knows seqs this outbox never issued: it was reset (or it is another station's); trusting
             # the ack would delete events the hub never got, so keep everything and say so
             log.error("hub ack covers seq %d but this outbox has issued only %d: ignored", top, last)
             return
-        deleted = self.outbox.confirm(self.seat, top, gaps)
+        deleted = self.outbox.confirm(self.seat, top, ack.gaps)
         self.confirmed += deleted
         if deleted:
+            self._resend_wait = self.resend_s  # the hub is back: resend at the normal pace
             with self._progress:
                 self._progress.notify_all()
 

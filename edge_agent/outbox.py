@@ -19,6 +19,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import secrets
 import sqlite3
 import threading
 import time
@@ -46,6 +47,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE TABLE IF NOT EXISTS seat_seq (seat TEXT PRIMARY KEY, last_seq INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 # after any migration: indexes on columns an older database may not have had
 _INDEXES = """
@@ -97,6 +99,7 @@ class Outbox:
             self._db.executescript(_DDL)
             self._migrate()
             self._db.executescript(_INDEXES)
+            self.epoch = self._epoch()
             row = self._db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM outbox").fetchone()
             self._rows, self._bytes = int(row[0]), int(row[1])
         except sqlite3.Error as exc:
@@ -111,6 +114,11 @@ class Outbox:
             # rows of an older outbox count as never sent: they all go out again (the hub dedups by id)
             self._db.execute("ALTER TABLE outbox ADD COLUMN sent REAL")
             log.info("outbox %s: added the 'sent' column", self.path)
+
+    def _epoch(self) -> str:
+        """This outbox's identity, made once: seqs restart at 1 only with a new outbox, hence a new epoch."""
+        self._db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', ?)", (secrets.token_hex(8),))
+        return str(self._db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0])
 
     def _take_process_lock(self) -> BinaryIO:
         lockpath = self.path.with_name(self.path.name + ".lock")
@@ -146,7 +154,7 @@ class Outbox:
                     row = self._db.execute("SELECT last_seq FROM seat_seq WHERE seat = ?", (env.seat,)).fetchone()
                     last[env.seat] = row[0] if row else 0
                 last[env.seat] += 1
-                env = env.with_seq(last[env.seat])
+                env = env.with_seq(last[env.seat], self.epoch)
                 payload = env.to_json()
                 size = len(payload.encode())
                 if size > MAX_PAYLOAD_BYTES:

@@ -2,6 +2,7 @@
 
     samples -> Framer -> CallFeatures (log-mel, noise floor, leakage) -> VAD backend -> Smoother
             -> SegmentTracker / TalkOverDetector / DeadAirDetector -> CallMetrics -> CallSummary
+            -> EmotionTracker (each party's own speech: emotion events, summary section)
 
 Stages keep their own state and do no I/O. The VAD backend and the smoother run a fixed number of
 frames late; per-frame levels and samples wait in a short queue so metrics see them in step.
@@ -11,12 +12,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.audio import FRAME, Framer
 from edge_agent.config import AnalyzerConfig
+from edge_agent.emotion import EmotionTracker
+from edge_agent.emotion_model import EmotionModel
 from edge_agent.events import CallSummary, Event
 from edge_agent.features import N_CHANNEL_FEATURES, N_MELS, CallFeatures
 from edge_agent.metrics import CallMetrics
@@ -46,9 +50,16 @@ class _Queue:
 
 
 class Pipeline:
-    def __init__(self, cfg: AnalyzerConfig | None = None, backend: VadBackend | None = None) -> None:
+    def __init__(
+        self, cfg: AnalyzerConfig | None = None, backend: VadBackend | None = None, emotion: EmotionModel | None = None
+    ) -> None:
         self.cfg = cfg or AnalyzerConfig()
         self.backend = backend or make_backend(self.cfg.vad)
+        emo = self.cfg.emotion
+        if emo.on and emotion is None:
+            card = Path(emo.card) if emo.card else None
+            emotion = EmotionModel(card, emo.backend, emo.precision, emo.threads)
+        self.emotion = EmotionTracker(emo, emotion) if emo.on and emotion is not None else None
         self.reset()
 
     def reset(self) -> None:
@@ -63,6 +74,8 @@ class Pipeline:
         self.metrics = CallMetrics(self.cfg.metrics, self.cfg.dead_air.min_silence_s)
         self._queue = _Queue()
         self.frames_in = 0
+        if self.emotion is not None:
+            self.emotion.reset()
 
     @property
     def latency_frames(self) -> int:
@@ -91,6 +104,8 @@ class Pipeline:
         self.metrics.add_events(tail)
         events += sorted(tail, key=lambda e: e.end)
         summary = self.metrics.summary()
+        if self.emotion is not None:
+            summary["emotion"] = self.emotion.summary()
         events.append(CallSummary(0.0, summary["duration"], metrics=summary))
         self.reset()
         return events
@@ -109,6 +124,8 @@ class Pipeline:
         events: list[Event] = []
         for stage in (self.segments, self.talk_over, self.dead_air):
             events += stage.process(act)
+        if self.emotion is not None:
+            events += self.emotion.process(act, samples)
         self.metrics.add_events([e for e in events if e.type != "speech"])
         events.sort(key=lambda e: e.end)
         return events

@@ -32,11 +32,28 @@ UNSEQUENCED = 0
 TOPIC_PREFIX = "qa/v1"
 EVENT_SUBSCRIPTION = f"{TOPIC_PREFIX}/+/+/event"
 
-HEADER = ("schema", "id", "seat", "site", "seq", "call_id", "agent_id", "ts", "type", "start", "end", "model")
+HEADER = (
+    "schema",
+    "id",
+    "seat",
+    "site",
+    "seq",
+    "epoch",
+    "call_id",
+    "agent_id",
+    "ts",
+    "type",
+    "start",
+    "end",
+    "model",
+)
+SEAT_EVENT_TYPES = frozenset({"agent_login", "agent_logout", "privacy"})
+"""Events about the seat, not a call: `call_id` may be absent (null) and `start` = `end` = 0 outside a call."""
 
 # seat and site are MQTT topic levels: no '/', '+', '#' or empty strings
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 _ID = re.compile(r"[A-Za-z0-9_.:\-]{1,128}")
+_EPOCH = re.compile(r"[0-9a-f]{8,32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _TYPE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _KINDS = ("interruption", "backchannel")
@@ -64,7 +81,8 @@ class Envelope:
     site: str
     seq: int
     """Per seat, from 1, +1 per event, persisted by the outbox across restarts; UNSEQUENCED before `put`."""
-    call_id: str
+    call_id: str | None
+    """None only for SEAT_EVENT_TYPES outside a call."""
     ts: str
     """UTC wall clock when the event was emitted, ISO-8601 with a 'Z' suffix."""
     type: str
@@ -76,6 +94,9 @@ class Envelope:
     """The event's own fields (everything that is not header)."""
     agent_id: str | None = None
     model: ModelRef | None = None
+    epoch: str | None = None
+    """The outbox's identity (hex, made when it was created): `seq` counts within it, so a station whose outbox
+    was wiped starts a new epoch instead of reusing seqs the hub has already seen. Stamped with `seq`."""
     schema: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -88,8 +109,11 @@ class Envelope:
             "seat": self.seat,
             "site": self.site,
             "seq": self.seq,
-            "call_id": self.call_id,
         }
+        if self.epoch is not None:
+            d["epoch"] = self.epoch
+        if self.call_id is not None:
+            d["call_id"] = self.call_id
         if self.agent_id is not None:
             d["agent_id"] = self.agent_id
         d.update(ts=self.ts, type=self.type, start=self.start, end=self.end)
@@ -102,8 +126,8 @@ class Envelope:
         """Compact JSON (no spaces); what goes on the wire and into the outbox."""
         return json.dumps(self.to_dict(), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
-    def with_seq(self, seq: int) -> Envelope:
-        return replace(self, seq=seq)
+    def with_seq(self, seq: int, epoch: str | None = None) -> Envelope:
+        return replace(self, seq=seq, epoch=epoch if epoch is not None else self.epoch)
 
 
 def utc_now() -> str:
@@ -119,7 +143,7 @@ def envelope(
     *,
     seat: str,
     site: str,
-    call_id: str,
+    call_id: str | None,
     agent_id: str | None = None,
     model: ModelRef | None = None,
     seq: int = UNSEQUENCED,
@@ -170,7 +194,10 @@ def from_dict(d: object) -> Envelope:
     schema = d.get("schema")
     if schema != SCHEMA_VERSION or isinstance(schema, bool):
         raise SchemaError(f"unsupported schema {schema!r} (this reader knows {SCHEMA_VERSION})")
-    missing = [k for k in ("id", "seat", "site", "seq", "call_id", "ts", "type", "start", "end") if k not in d]
+    required = ("id", "seat", "site", "seq", "ts", "type", "start", "end")
+    missing = [k for k in required if k not in d]
+    if "call_id" not in d and d.get("type") not in SEAT_EVENT_TYPES:
+        missing.append("call_id")
     if missing:
         raise SchemaError(f"missing {', '.join(missing)}")
     model = d.get("model")
@@ -185,7 +212,8 @@ def from_dict(d: object) -> Envelope:
             seat=d["seat"],
             site=d["site"],
             seq=d["seq"],
-            call_id=d["call_id"],
+            epoch=d.get("epoch"),
+            call_id=d.get("call_id"),
             ts=d["ts"],
             type=d["type"],
             start=d["start"],
@@ -208,6 +236,12 @@ def event_topic(site: str, seat: str) -> str:
 
 def status_topic(site: str, seat: str) -> str:
     return f"{TOPIC_PREFIX}/{site}/{seat}/status"
+
+
+def live_topic(site: str, seat: str) -> str:
+    """QoS 0, not retained, not in the outbox: what is happening on the call right now, for the hub's live wall
+    (`{"type": "talk_over"|"dead_air"|"call", ...}`, docs/events.md). The durable record is the events."""
+    return f"{TOPIC_PREFIX}/{site}/{seat}/live"
 
 
 def ack_topic(site: str, seat: str) -> str:
@@ -236,8 +270,12 @@ def _check_header(env: Envelope) -> None:
     check_name("seat", env.seat)
     check_name("site", env.site)
     for what, value in (("id", env.id), ("call_id", env.call_id)):
+        if value is None and what == "call_id" and env.type in SEAT_EVENT_TYPES:
+            continue
         if not isinstance(value, str) or not _ID.fullmatch(value):
             raise SchemaError(f"{what} {value!r}: 1-128 characters of letters, digits and _.:-")
+    if env.epoch is not None and (not isinstance(env.epoch, str) or not _EPOCH.fullmatch(env.epoch)):
+        raise SchemaError(f"epoch {env.epoch!r}: 8-32 lowercase hex digits")
     if env.agent_id is not None and (not isinstance(env.agent_id, str) or not _ID.fullmatch(env.agent_id)):
         raise SchemaError(f"agent_id {env.agent_id!r}: 1-128 characters of letters, digits and _.:-")
     if not _is_int(env.seq) or env.seq < 0:
@@ -264,6 +302,11 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
     elif etype == "talk_over":
         if f.get("by") not in PARTIES or f.get("kind") not in _KINDS or not _is_number(f.get("overlap")):
             raise SchemaError("talk_over: needs by (agent|customer), kind (interruption|backchannel), overlap")
+    elif etype == "activity":
+        for party in PARTIES:
+            segs = f.get(party)
+            if not isinstance(segs, list) or len(segs) % 2 or not all(_is_int(x) and x >= 0 for x in segs):
+                raise SchemaError(f"activity: {party} must be a list of centisecond [gap, length, ...] pairs")
     elif etype == "call_summary" and not _is_number(f.get("duration")):
         raise SchemaError("call_summary: needs duration")
 

@@ -51,6 +51,16 @@ class SegmentTracker:
         out.sort(key=lambda e: e.end)
         return out
 
+    @property
+    def decided_s(self) -> float:
+        """Call time up to which activity has been decided."""
+        return _t(self._frame)
+
+    def open_since(self) -> tuple[float | None, float | None]:
+        """Start (s) of each party's segment still in progress (agent, customer); None: not speaking."""
+        a, c = self._start
+        return (None if a is None else _t(a), None if c is None else _t(c))
+
     def finish(self) -> list[Event]:
         out: list[Event] = [
             Speech(_t(s), _t(self._frame), speaker=PARTIES[ch]) for ch, s in enumerate(self._start) if s is not None

@@ -1,10 +1,10 @@
-"""Hub ingest: every station event from the broker into SQLite, exactly once by `id`.
+"""Hub ingest: every station event from the broker into the hub's store (SQLite or PostgreSQL), once by `id`.
 
 Subscribes to `qa/v1/+/+/event` at QoS 1 with a persistent session and acknowledges a message only after
 it is committed (paho manual acks), so the broker keeps anything the hub has not stored. The wire is
-at-least-once; `INSERT OR IGNORE` on the envelope id makes storage exactly-once. Per seat, the highest
-`seq` seen and the missing ranges below it are kept: a gap is reported when it opens and closed when a
-late event fills it. Malformed payloads (too big, not JSON, not schema v1, topic naming another seat) are
+at-least-once; `INSERT ... ON CONFLICT (id) DO NOTHING` makes storage exactly-once (hub/storage.py). Per
+seat, the highest `seq` seen and the missing ranges below it are kept: a gap is reported when it opens and
+closed when a late event fills it. Malformed payloads (too big, not JSON, not schema v1, topic naming another seat) are
 rejected, counted in the database and acknowledged so they are not redelivered; they never stop ingest.
 
 End to end: after committing, the hub publishes per seat a retained QoS 1 `qa/v1/{site}/{seat}/ack` with
@@ -18,15 +18,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import sqlite3
+import queue
 import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
-from pathlib import Path
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.reasoncodes import ReasonCode
@@ -35,208 +30,74 @@ from edge_agent.mqtt_publisher import BrokerConfig, new_client
 from edge_agent.schema import (
     EVENT_SUBSCRIPTION,
     MAX_PAYLOAD_BYTES,
+    TOPIC_PREFIX,
     Envelope,
     SchemaError,
     ack_topic,
     from_dict,
     parse_event_topic,
 )
+from hub.db import StorageError
+from hub.scores import Scorer
+from hub.storage import REJECTIONS, Gap, HubStore, Outcome, Store
+
+__all__ = ["REJECTIONS", "Gap", "HubStore", "Ingest", "Outcome", "Store"]
 
 log = logging.getLogger(__name__)
 
 MAX_ACK_GAPS = 100
 """More gaps than this and an ack carries only the contiguous `seq` (keeps it small)."""
 
-_DDL = """
-CREATE TABLE IF NOT EXISTS events (
-    id TEXT PRIMARY KEY,
-    site TEXT NOT NULL,
-    seat TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    call_id TEXT NOT NULL,
-    agent_id TEXT,
-    type TEXT NOT NULL,
-    ts TEXT NOT NULL,
-    payload TEXT NOT NULL,  -- as received: fields this hub does not know yet are kept for later
-    received REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_seat_seq ON events (site, seat, seq);
-CREATE INDEX IF NOT EXISTS events_call ON events (call_id);
-CREATE TABLE IF NOT EXISTS seats (site TEXT, seat TEXT, max_seq INTEGER NOT NULL, PRIMARY KEY (site, seat));
-CREATE TABLE IF NOT EXISTS gaps (site TEXT, seat TEXT, first INTEGER, last INTEGER, PRIMARY KEY (site, seat, first));
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
-
-
-class Outcome(StrEnum):
-    STORED = "stored"
-    DUPLICATE = "duplicate"
-    OVERSIZED = "oversized"
-    BAD_JSON = "bad_json"
-    BAD_SCHEMA = "bad_schema"
-    BAD_TOPIC = "bad_topic"
-    TOPIC_MISMATCH = "topic_mismatch"
-
-
-REJECTIONS = frozenset(o for o in Outcome if o not in (Outcome.STORED, Outcome.DUPLICATE))
+STATUS_SUBSCRIPTIONS = (f"{TOPIC_PREFIX}/+/+/status", f"{TOPIC_PREFIX}/+/+/status/health")
 
 
 @dataclass(frozen=True)
-class Gap:
-    site: str
-    seat: str
-    first: int
-    last: int
-    """Inclusive: seq first..last have not arrived."""
-
-
-class HubStore:
-    """SQLite event store; safe to share between paho's thread and readers."""
-
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=10.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # FULL: the broker forgets a message once we ack it, so the commit must survive power loss
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_DDL)
-
-    def add(self, env: Envelope, payload: str) -> Outcome:
-        """Store one event idempotently and update the seat's seq bookkeeping, in one transaction."""
-        with self._transaction():
-            cur = self._db.execute(
-                "INSERT OR IGNORE INTO events (id, site, seat, seq, call_id, agent_id, type, ts, payload, received) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    env.id,
-                    env.site,
-                    env.seat,
-                    env.seq,
-                    env.call_id,
-                    env.agent_id,
-                    env.type,
-                    env.ts,
-                    payload,
-                    time.time(),
-                ),
-            )
-            if cur.rowcount == 0:
-                return Outcome.DUPLICATE
-            self._track_seq(env.site, env.seat, env.seq)
-        return Outcome.STORED
-
-    def _track_seq(self, site: str, seat: str, seq: int) -> None:
-        row = self._db.execute("SELECT max_seq FROM seats WHERE site = ? AND seat = ?", (site, seat)).fetchone()
-        top = row[0] if row else 0
-        if seq > top + 1:
-            self._db.execute("INSERT INTO gaps VALUES (?, ?, ?, ?)", (site, seat, top + 1, seq - 1))
-            log.warning("seat %s/%s: seq gap %d..%d (events missing so far)", site, seat, top + 1, seq - 1)
-        elif seq <= top:
-            gap = self._db.execute(
-                "SELECT first, last FROM gaps WHERE site = ? AND seat = ? AND first <= ? AND last >= ?",
-                (site, seat, seq, seq),
-            ).fetchone()
-            if gap is None:
-                # a new id with an old seq: the station lost its outbox database and started again from 1
-                self._bump("seq_regressions")
-                log.warning(
-                    "seat %s/%s: seq %d at or below %d and not missing: station seq reset?", site, seat, seq, top
-                )
-            else:
-                first, last = gap
-                self._db.execute("DELETE FROM gaps WHERE site = ? AND seat = ? AND first = ?", (site, seat, first))
-                for a, b in ((first, seq - 1), (seq + 1, last)):
-                    if a <= b:
-                        self._db.execute("INSERT INTO gaps VALUES (?, ?, ?, ?)", (site, seat, a, b))
-        self._db.execute(
-            "INSERT INTO seats VALUES (?, ?, ?) ON CONFLICT(site, seat) DO UPDATE SET max_seq = max(max_seq, ?)",
-            (site, seat, max(seq, top), seq),
-        )
-
-    def watermark(self, site: str, seat: str) -> tuple[int, int, list[tuple[int, int]]]:
-        """(highest seq with none missing below it, highest seq stored, the missing ranges below that)."""
-        with self._lock:
-            row = self._db.execute("SELECT max_seq FROM seats WHERE site = ? AND seat = ?", (site, seat)).fetchone()
-            gaps = self._db.execute(
-                "SELECT first, last FROM gaps WHERE site = ? AND seat = ? ORDER BY first", (site, seat)
-            ).fetchall()
-        top = int(row[0]) if row else 0
-        gap_list = [(int(a), int(b)) for a, b in gaps]
-        return (gap_list[0][0] - 1 if gap_list else top), top, gap_list
-
-    def count_reject(self, outcome: Outcome) -> int:
-        with self._transaction():
-            return self._bump(f"rejected.{outcome}")
-
-    def _bump(self, name: str) -> int:
-        row = self._db.execute(
-            "INSERT INTO counters VALUES (?, 1) ON CONFLICT(name) DO UPDATE SET value = value + 1 RETURNING value",
-            (name,),
-        ).fetchone()
-        return int(row[0])
-
-    def counters(self) -> dict[str, int]:
-        with self._lock:
-            return {str(k): int(v) for k, v in self._db.execute("SELECT name, value FROM counters")}
-
-    def rejected(self) -> dict[str, int]:
-        return {k.removeprefix("rejected."): v for k, v in self.counters().items() if k.startswith("rejected.")}
-
-    def gaps(self) -> list[Gap]:
-        with self._lock:
-            rows = self._db.execute("SELECT site, seat, first, last FROM gaps ORDER BY site, seat, first").fetchall()
-        return [Gap(*r) for r in rows]
-
-    def count(self) -> int:
-        with self._lock:
-            return int(self._db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
-
-    def seqs(self, site: str, seat: str) -> list[int]:
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT seq FROM events WHERE site = ? AND seat = ? ORDER BY seq", (site, seat)
-            ).fetchall()
-        return [int(r[0]) for r in rows]
-
-    def payloads(self) -> list[dict[str, object]]:
-        with self._lock:
-            rows = self._db.execute("SELECT payload FROM events ORDER BY site, seat, seq").fetchall()
-        return [json.loads(r[0]) for r in rows]
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            self._db.execute("COMMIT")
+class _Message:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
 
 
 class Ingest:
-    """The MQTT consumer in front of a HubStore."""
+    """The MQTT consumer in front of a store: group commit, acks after commit, scoring after that.
+
+    paho's network thread only queues messages; one writer thread takes whatever has queued (up to
+    `max_batch`), stores it in one transaction (one fsync for the lot, which is what makes thousands of events
+    a second possible with `synchronous=FULL`), then acknowledges each message in arrival order, and
+    finally scores the calls whose summaries arrived. A batch the database refuses is retried message by
+    message, so one bad row cannot hold back the others; a message that still fails stays unacknowledged and
+    the broker redelivers it after the next reconnect.
+    """
 
     def __init__(
         self,
-        store: HubStore,
+        store: Store,
         broker: BrokerConfig,
         client_id: str = "callqa-hub-ingest",
         *,
         ack_interval_s: float = 0.2,
+        max_batch: int = 500,
+        scorer: Scorer | None = None,
+        score_interval_s: float = 0.5,
+        on_stored: Callable[[Envelope], None] | None = None,
     ) -> None:
         self.store, self.broker = store, broker
         self.ack_interval_s = ack_interval_s
+        self.max_batch = max_batch
+        self.scorer = scorer
+        self.score_interval_s = score_interval_s
+        """Completed calls are scored at most this long after their summary is stored."""
+        self.on_stored = on_stored
+        """Called in the writer thread for each newly stored event after its commit (the live wall)."""
         self._dirty: set[tuple[str, str]] = set()  # seats with events since their last ack
         self._dirty_lock = threading.Lock()
         self._stopping = threading.Event()
         self._acker: threading.Thread | None = None
+        self._writer: threading.Thread | None = None
+        self._scorer_thread: threading.Thread | None = None
+        self._to_score = threading.Event()
+        self._inbox: queue.Queue[_Message] = queue.Queue()
         self.acks_sent = 0
         self.client = new_client(broker, client_id, manual_ack=True)
         self.client.on_connect = self._on_connect
@@ -246,6 +107,7 @@ class Ingest:
         self.outcomes: dict[Outcome, int] = dict.fromkeys(Outcome, 0)
         """Messages handled since start, by outcome."""
         self.connects = 0
+        self._stored: list[Envelope] = []  # this batch's new events, for on_stored after the commit
 
     def handle(self, topic: str, payload: bytes | bytearray) -> Outcome:
         """Validate and store one message; no exception escapes for anything the payload can contain."""
@@ -276,7 +138,27 @@ class Ingest:
             return Outcome.BAD_SCHEMA
         if (env.site, env.seat) != (site, seat):
             return Outcome.TOPIC_MISMATCH
-        return self.store.add(env, text)
+        outcome = self.store.add(env, text)
+        if outcome is Outcome.STORED and self.on_stored is not None:
+            self._stored.append(env)
+        return outcome
+
+    def handle_status(self, topic: str, payload: bytes | bytearray) -> None:
+        """`.../status` (online/offline, the last will) and `.../status/health` (JSON) into the devices table."""
+        parts = topic.split("/")
+        if len(parts) not in (5, 6) or parts[4] != "status":
+            return
+        site, seat = parts[2], parts[3]
+        try:
+            text = bytes(payload).decode()
+            if len(parts) == 6:
+                health = json.loads(text)
+                if isinstance(health, dict):
+                    self.store.set_status(site, seat, health=health)
+            elif text in ("online", "offline"):
+                self.store.set_status(site, seat, status=text)
+        except ValueError:
+            log.debug("ignored a malformed status message on %s", topic)
 
     # --- MQTT ----------------------------------------------------------------------------------------------
 
@@ -284,15 +166,93 @@ class Ingest:
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
         self.client.loop_start()
         self._stopping.clear()
+        self._writer = threading.Thread(target=self._write_loop, name="hub-writer", daemon=True)
+        self._writer.start()
+        if self.scorer is not None:
+            self._scorer_thread = threading.Thread(target=self._score_loop, name="hub-scorer", daemon=True)
+            self._scorer_thread.start()
         self._acker = threading.Thread(target=self._ack_loop, name="hub-acks", daemon=True)
         self._acker.start()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._acker is not None:
-            self._acker.join(5)
         self.client.disconnect()
         self.client.loop_stop()
+        self._stopping.set()
+        for t in (self._writer, self._scorer_thread, self._acker):
+            if t is not None:
+                t.join(10)
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                first = self._inbox.get(timeout=0.1)
+            except queue.Empty:
+                if self._stopping.is_set():
+                    return
+                continue
+            batch = [first]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._write(batch)
+            except Exception:
+                log.exception("the ingest writer failed on a batch of %d; retrying", len(batch))
+                self._stopping.wait(1.0)
+
+    def _write(self, batch: list[_Message]) -> None:
+        done: list[tuple[_Message, Outcome | None]] = []
+        self._stored = []
+        try:
+            with self.store.batch():
+                done = [(m, self._store_one(m)) for m in batch]
+        except StorageError:
+            log.warning("a batch of %d failed to commit; storing its messages one by one", len(batch), exc_info=True)
+            done, self._stored = [], []
+            for m in batch:
+                try:
+                    done.append((m, self._store_one(m)))
+                except StorageError:
+                    # not acked: the broker redelivers it after the next reconnect (persistent session)
+                    log.exception("could not store a message from %s; left unacknowledged", m.topic)
+        stored, self._stored = self._stored, []
+        for m, outcome in done:
+            self.client.ack(m.mid, m.qos)
+            if outcome in (Outcome.STORED, Outcome.DUPLICATE):
+                # a duplicate too: the station re-sends when it has not seen an ack, which may have been lost
+                with self._dirty_lock:
+                    self._dirty.add(parse_event_topic(m.topic))
+        if self.on_stored is not None:
+            for env in stored:
+                try:
+                    self.on_stored(env)
+                except Exception:
+                    log.exception("an on_stored listener failed")
+        if self.scorer is not None:
+            self._to_score.set()
+
+    def _score_loop(self) -> None:
+        # scoring runs beside the writer, so acknowledging events never waits for it
+        assert self.scorer is not None  # noqa: S101 - started only with a scorer
+        while not self._stopping.is_set() or self._to_score.is_set():
+            if not self._to_score.wait(0.2):
+                continue
+            # gather for a moment: one scoring transaction (one fsync) for many calls, not one per ingest commit
+            self._stopping.wait(self.score_interval_s)
+            self._to_score.clear()
+            try:
+                self.scorer.score_pending()
+            except Exception:
+                log.exception("scoring failed; the calls keep their previous scores and are retried")
+                self._stopping.wait(1.0)
+
+    def _store_one(self, m: _Message) -> Outcome | None:
+        if m.topic.endswith("/event"):
+            return self.handle(m.topic, m.payload)
+        self.handle_status(m.topic, m.payload)
+        return None
 
     def _ack_loop(self) -> None:
         # one timer for all seats: each dirty seat gets at most one ack per interval, and the last one
@@ -312,6 +272,9 @@ class Ingest:
         for site, seat in sorted(seats):
             seq, top, gaps = self.store.watermark(site, seat)
             ack: dict[str, object] = {"seq": seq}
+            epoch = self.store.epoch(site, seat)
+            if epoch is not None:
+                ack["epoch"] = epoch  # the station ignores an ack for another outbox than its own
             if gaps and len(gaps) <= MAX_ACK_GAPS:
                 ack |= {"max": top, "gaps": [list(g) for g in gaps]}
             info = self.client.publish(
@@ -343,7 +306,7 @@ class Ingest:
             return
         log.info("hub connected (session present: %s); subscribing to %s", flags.session_present, EVENT_SUBSCRIPTION)
         self.connects += 1
-        client.subscribe(EVENT_SUBSCRIPTION, qos=1)
+        client.subscribe([(EVENT_SUBSCRIPTION, 1), *((t, 1) for t in STATUS_SUBSCRIPTIONS)])
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, rcs: list[ReasonCode], props: object
@@ -354,14 +317,4 @@ class Ingest:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        try:
-            outcome = self.handle(msg.topic, msg.payload)
-        except (sqlite3.Error, OSError):
-            # not acked: the broker redelivers it after the next reconnect (persistent session)
-            log.exception("could not store a message from %s; left unacknowledged", msg.topic)
-            return
-        client.ack(msg.mid, msg.qos)
-        if outcome in (Outcome.STORED, Outcome.DUPLICATE):
-            # a duplicate too: the station re-sends when it has not seen an ack, which may have been lost
-            with self._dirty_lock:
-                self._dirty.add(parse_event_topic(msg.topic))
+        self._inbox.put(_Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos))

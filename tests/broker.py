@@ -44,21 +44,34 @@ def port_open(port: int) -> bool:
         return False
 
 
+PRODUCTION_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+SITE_DIR = "/etc/mosquitto/callqa/"
+"""Where the production config expects the site's files; tests point it at their own."""
+_LISTENER_KEYS = {"cafile", "certfile", "keyfile", "tls_version", "require_certificate", "use_identity_as_username"}
+
+
 class Mosquitto:
-    def __init__(self, workdir: Path, binary: str, conf: Path = SHIPPED_CONF) -> None:
+    def __init__(self, workdir: Path, binary: str, conf: Path = SHIPPED_CONF, site_dir: Path | None = None) -> None:
+        """`site_dir`: the config's /etc/mosquitto/callqa/ files are there instead (production config); its
+        TLS listener settings then follow the test's listener line."""
         self.workdir, self.binary = workdir, binary
         self.port = free_port()
         self.data = workdir / "data"
         self.data.mkdir(parents=True, exist_ok=True)
         self.conf = workdir / "mosquitto.conf"
         self.log = workdir / "mosquitto.log"
+        lines = conf.read_text().splitlines()
+        if site_dir is not None:
+            lines = [x.replace(SITE_DIR, f"{site_dir}/") for x in lines]
+        listener = [x for x in lines if x.split()[:1] and x.split()[0] in _LISTENER_KEYS]
         kept = [
             line
-            for line in conf.read_text().splitlines()
-            if not line.strip() or line.lstrip().startswith("#") or line.split()[0] not in _OVERRIDDEN
+            for line in lines
+            if not line.strip() or line.lstrip().startswith("#") or line.split()[0] not in _OVERRIDDEN | _LISTENER_KEYS
         ]
         kept += [
             f"listener {self.port} 127.0.0.1",
+            *listener,
             f"persistence_location {self.data}/",
             "log_dest stderr",
             f"user {getpass.getuser()}",  # as root, mosquitto would switch to 'mosquitto' and lose the tmp dir

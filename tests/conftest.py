@@ -12,6 +12,7 @@ import pytest
 import soundfile as sf
 
 from benchmarks.compose import compose_calls
+from tests.hub_support import hub_store, pg_dsn, pg_server  # noqa: F401 - the hub's storage fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import run_cli, write_wav
 
-TYPES = {"speech", "talk_over", "dead_air", "call_summary"}
+TYPES = {"speech", "talk_over", "dead_air", "emotion", "call_summary"}
 
 
 def test_json_lines_contract(real_calls: list[Path]) -> None:

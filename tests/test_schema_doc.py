@@ -13,6 +13,7 @@ from edge_agent.audio import read_call
 from edge_agent.cli import model_ref
 from edge_agent.pipeline import Pipeline
 from edge_agent.schema import SchemaError, envelope, from_json
+from edge_agent.wire import DEFAULT_BATCH_S, expand_activity, to_wire
 from tests.conftest import ROOT
 
 SCHEMA_FILE = ROOT / "docs" / "event.schema.json"
@@ -34,20 +35,35 @@ def real_envelopes(real_calls: list[Path]) -> list[dict[str, Any]]:
     for i, wav in enumerate(real_calls):
         pipeline.reset()
         agent = "a7" if i % 2 == 0 else None  # with and without the optional agent_id
-        for seq, ev in enumerate(pipeline.run(read_call(wav)), 1):
+        analyzed = list(pipeline.run(read_call(wav)))
+        # what `analyze` prints and what the station publishes (turn-taking batched as `activity`)
+        for seq, ev in enumerate(analyzed + to_wire(analyzed), 1):
             env = envelope(ev, seat="s01", site="lab", call_id=f"call-{i}", agent_id=agent, model=model)
-            out.append(json.loads(env.with_seq(seq).to_json()))
+            out.append(json.loads(env.with_seq(seq, "00c0ffee00c0ffee").to_json()))
     return out
+
+
+def test_activity_batches_carry_every_turn_taking_event(real_envelopes: list[dict[str, Any]]) -> None:
+    plain = [e for e in real_envelopes if e["type"] in ("speech", "talk_over", "dead_air")]
+    batches = [e for e in real_envelopes if e["type"] == "activity"]
+    assert batches and all(b["end"] - b["start"] <= DEFAULT_BATCH_S for b in batches)
+    key = lambda e: (e["call_id"], e["type"], e["start"], e["end"])  # noqa: E731
+    expanded = [x | {"call_id": b["call_id"]} for b in batches for x in expand_activity(b)]
+    assert sorted(map(key, expanded)) == sorted(map(key, plain))
+    talk_overs = sorted((e["start"], e["by"], e["kind"], e["overlap"]) for e in plain if e["type"] == "talk_over")
+    assert talk_overs == sorted(
+        (x["start"], x["by"], x["kind"], x["overlap"]) for x in expanded if x["type"] == "talk_over"
+    )
 
 
 def test_real_envelopes_validate(validator: Draft202012Validator, real_envelopes: list[dict[str, Any]]) -> None:
     types = {e["type"] for e in real_envelopes}
-    assert {"speech", "call_summary"} <= types
+    assert {"speech", "activity", "call_summary"} <= types
     for env in real_envelopes:
         errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(env)]
         assert not errors, (env["type"], errors)
     summaries = [e for e in real_envelopes if e["type"] == "call_summary"]
-    assert len(summaries) == 3 and all("model" in e for e in summaries)
+    assert len(summaries) == 6 and all("model" in e for e in summaries)
     # every metric the analyzer emits is documented in the schema (a new one must be added there too)
     documented = validator.schema["allOf"][2]["then"]["properties"]
     for s in summaries:
@@ -74,6 +90,11 @@ def _broken(good: dict[str, Any], summary: dict[str, Any]) -> dict[str, dict[str
         "short model hash": good | {"model": {"name": "m", "sha256": "abc"}},
         "summary without duration": without(summary, "duration"),
         "talk_over without kind": good | {"type": "talk_over", "by": "agent", "overlap": 0.5},
+        "no call_id": without(good, "call_id"),
+        "epoch not hex": good | {"epoch": "XYZ"},
+        "activity without customer": good | {"type": "activity", "agent": [[1.0, 2.0]]},
+        "activity with a negative delta": good | {"type": "activity", "agent": [10, -120], "customer": []},
+        "activity with seconds": good | {"type": "activity", "agent": [[1.0, 2.0]], "customer": []},
     }
 
 
@@ -87,6 +108,9 @@ def test_broken_envelopes_fail_both_the_schema_and_the_reader(
         assert not validator.is_valid(bad), what
         with pytest.raises(SchemaError):
             from_json(json.dumps(bad))
+    # JSON Schema cannot say "even length"; the reader does
+    with pytest.raises(SchemaError, match="pairs"):
+        from_json(json.dumps(good | {"type": "activity", "agent": [10, 120, 5], "customer": []}))
 
 
 def test_unknown_fields_and_types_pass_both(
@@ -98,6 +122,8 @@ def test_unknown_fields_and_types_pass_both(
         good | {"emotion": {"valence": 0.2}},
         summary | {"new_metric": 1.5, "agent": summary["agent"] | {"jitter_ms": 3}},
         good | {"type": "hold", "reason": "transfer"},
+        {k: v for k, v in good.items() if k not in ("call_id", "speaker")}
+        | {"type": "agent_login", "start": 0, "end": 0},
     ]
     for env in newer:
         assert validator.is_valid(env)

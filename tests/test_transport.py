@@ -20,6 +20,7 @@ from edge_agent.events import Speech
 from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError, Publisher
 from edge_agent.outbox import Outbox
 from edge_agent.schema import Envelope, envelope, event_topic
+from edge_agent.wire import expand_activity
 from hub.ingest import HubStore, Ingest, Outcome
 from tests.broker import Mosquitto, free_port, mosquitto  # noqa: F401 - the fixture
 from tests.conftest import ROOT, run_cli, write_wav
@@ -286,12 +287,19 @@ def test_replay_publishes_a_call(tmp_path: Path, mosquitto: Mosquitto, hub: Inge
     assert len(res.stderr.strip().splitlines()) == 1 and "kept in" in res.stderr
     res = run_cli("replay", str(call_wav), *common, "--broker", mosquitto.url, "--timeout", "20")
     assert res.returncode == 0, res.stderr
-    n = len(analyzed)
+    stored = hub.store.payloads()
+    n = len(stored) // 2  # two calls: the one kept from the failed run, then this one
     assert wait_until(lambda: hub.store.count() == 2 * n, 10)
     assert_exactly_once(hub.store, 2 * n)
     stored = hub.store.payloads()
-    assert [e["type"] for e in stored[:n]] == [e["type"] for e in analyzed]
+    # on the wire turn-taking is batched as `activity`; expanded, it is exactly what `analyze` printed
+    first_call = stored[:n]
+    assert [e["type"] for e in first_call] == ["activity"] * (n - 1) + ["call_summary"]
+    expanded = [{k: v for k, v in x.items() if k != "index"} for e in first_call[:-1] for x in expand_activity(e)]
+    key = lambda e: (e["type"], e["start"], e["end"])  # noqa: E731
+    assert sorted(expanded, key=key) == sorted(analyzed[:-1], key=key)
     assert len({e["call_id"] for e in stored}) == 2 and {e["agent_id"] for e in stored} == {"a7"}
+    assert len({e["epoch"] for e in stored}) == 1
     summary = stored[n - 1]
     assert summary["type"] == "call_summary" and summary["model"]["sha256"]
     assert len(json.dumps(summary, separators=(",", ":"))) <= 1536  # the size budget

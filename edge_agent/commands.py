@@ -1,0 +1,136 @@
+"""Commands to a station: `qa/v1/{site}/{seat}/cmd/{name}`, QoS 1, never retained, JSON bodies.
+
+The CTI system, the hub or an admin tells a seat that a call started or ended (with the CTI's call id), who
+logged in, to stop or resume listening (privacy) or to apply a new configuration. The transport parses and
+validates them here and hands the typed command to the station runtime; a malformed one is counted and
+answered with an error, never acted on. Results go back on `qa/v1/{site}/{seat}/cmd_result` as
+`{"id": ..., "cmd": ..., "ok": bool, "error": ...}` so the sender can tell the seat acted.
+
+Commands are not retained: a retained `call_start` would start a phantom call at every reconnect. The broker
+holds those sent while the seat was offline (persistent session); each carries `ts`, and the runtime decides
+what a late one still means (a late privacy-on is honoured; a call_start for a call long over is not).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from edge_agent.config import first_error
+from edge_agent.schema import TOPIC_PREFIX
+
+_ID = r"^[A-Za-z0-9_.:\-]{1,128}$"
+COMMAND_NAMES = ("call_start", "call_end", "login", "logout", "privacy", "config")
+
+
+class CommandError(ValueError):
+    """A message on a cmd topic that is not a valid command."""
+
+
+class _Command(BaseModel):
+    # unknown keys are ignored, as for events: a newer hub can add fields an older station does not know
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    id: Annotated[str | None, Field(pattern=_ID)] = None
+    """The sender's id for this command, echoed in the result."""
+    ts: datetime | None = None
+    """When it was issued (UTC); lets the runtime judge a command the broker held while the seat was offline."""
+
+    def age_s(self, now: datetime | None = None) -> float | None:
+        if self.ts is None:
+            return None
+        ts = self.ts if self.ts.tzinfo else self.ts.replace(tzinfo=UTC)
+        return ((now or datetime.now(UTC)) - ts).total_seconds()
+
+
+class CallStart(_Command):
+    cmd: Literal["call_start"] = "call_start"
+    call_id: Annotated[str, Field(pattern=_ID)]
+    """The CTI's call id: the station's events for this call carry it, so the hub can join its own records."""
+    agent_id: Annotated[str | None, Field(pattern=_ID)] = None
+
+
+class CallEnd(_Command):
+    cmd: Literal["call_end"] = "call_end"
+    call_id: Annotated[str | None, Field(pattern=_ID)] = None
+    """None ends whatever call is running."""
+
+
+class Login(_Command):
+    cmd: Literal["login"] = "login"
+    agent_id: Annotated[str, Field(pattern=_ID)]
+
+
+class Logout(_Command):
+    cmd: Literal["logout"] = "logout"
+
+
+class Privacy(_Command):
+    cmd: Literal["privacy"] = "privacy"
+    on: bool
+    """True: stop analysing at once and discard buffered audio; False: listen again."""
+
+
+class ConfigUpdate(_Command):
+    cmd: Literal["config"] = "config"
+    config: dict[str, Any]
+    """A station config document (validated by the runtime before it is applied and persisted)."""
+    version: Annotated[str | None, Field(max_length=64)] = None
+
+
+Command = CallStart | CallEnd | Login | Logout | Privacy | ConfigUpdate
+_BY_NAME: dict[str, type[_Command]] = {
+    "call_start": CallStart,
+    "call_end": CallEnd,
+    "login": Login,
+    "logout": Logout,
+    "privacy": Privacy,
+    "config": ConfigUpdate,
+}
+MAX_COMMAND_BYTES = 64 * 1024
+
+
+def cmd_topic(site: str, seat: str, name: str) -> str:
+    return f"{TOPIC_PREFIX}/{site}/{seat}/cmd/{name}"
+
+
+def cmd_subscription(site: str, seat: str) -> str:
+    return cmd_topic(site, seat, "+")
+
+
+def cmd_result_topic(site: str, seat: str) -> str:
+    return f"{TOPIC_PREFIX}/{site}/{seat}/cmd_result"
+
+
+def parse_command(topic: str, payload: bytes | bytearray) -> Command:
+    """A cmd topic's message -> the typed command; CommandError with a one-line reason otherwise."""
+    name = topic.rsplit("/", 1)[-1]
+    model = _BY_NAME.get(name)
+    if model is None:
+        raise CommandError(f"unknown command {name!r} (known: {', '.join(COMMAND_NAMES)})")
+    if len(payload) > MAX_COMMAND_BYTES:
+        raise CommandError(f"{name}: payload of {len(payload)} bytes exceeds {MAX_COMMAND_BYTES}")
+    try:
+        body = json.loads(payload) if payload.strip() else {}
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(f"{name}: not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise CommandError(f"{name}: body is not a JSON object")
+    body.pop("cmd", None)  # the topic names the command
+    try:
+        cmd = model.model_validate(body)
+    except ValidationError as exc:
+        raise CommandError(f"{name}: {first_error(exc, top='body')}") from None
+    assert isinstance(cmd, CallStart | CallEnd | Login | Logout | Privacy | ConfigUpdate)  # noqa: S101 - for mypy
+    return cmd
+
+
+def command_result(cmd: Command | None, name: str, error: str | None = None) -> str:
+    """The JSON a station publishes on `cmd_result` after acting on (or refusing) a command."""
+    body: dict[str, Any] = {"id": cmd.id if cmd else None, "cmd": name, "ok": error is None}
+    if error is not None:
+        body["error"] = error
+    return json.dumps(body, separators=(",", ":"))

@@ -1,0 +1,175 @@
+"""`qa-hub`: run the hub (ingest + API + dashboard) and administer it.
+
+    qa-hub serve --broker mqtt://HOST:PORT --db URL --http HOST:PORT [--tz Asia/Shanghai]
+    qa-hub user create NAME --role admin|reviewer|lead|agent [--agent-id A] [--team-id T]   (password: stdin/prompt)
+    qa-hub scorecard import FILE [--no-activate]
+    qa-hub rescore NAME VERSION [--since YYYY-MM-DD]
+    qa-hub site set ID --name N --tz ZONE
+    qa-hub team set ID --name N [--site S]
+    qa-hub agent set ID --name N [--team T]
+
+`--db` (or `QA_HUB_DB`) is a SQLite path (default `hub.sqlite`) or a `postgresql://` DSN. Errors are one line
+on stderr with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import os
+import signal
+import sys
+from collections.abc import Sequence
+
+from hub.db import StorageError
+from hub.scorecard import DEFAULT_SCORECARD, ScorecardError, load
+from hub.scores import Scorer, get_scorecard, import_scorecard
+from hub.storage import Store
+
+log = logging.getLogger("hub")
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: use HOST:PORT")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qa-hub", description="callqa site hub")
+    p.add_argument("--db", default=os.environ.get("QA_HUB_DB", "hub.sqlite"), help="SQLite path or postgresql:// DSN")
+    p.add_argument("--tz", default=os.environ.get("QA_HUB_TZ", "UTC"), help="default site time zone (IANA name)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    s = sub.add_parser("serve", help="ingest from the broker and serve the API and dashboard")
+    s.add_argument("--broker", default=os.environ.get("QA_HUB_BROKER", "mqtt://127.0.0.1:1883"))
+    s.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080))
+    s.add_argument("--client-id", default="callqa-hub-ingest")
+
+    u = sub.add_parser("user", help="users").add_subparsers(dest="action", required=True)
+    uc = u.add_parser("create")
+    uc.add_argument("username")
+    uc.add_argument("--role", required=True, choices=("admin", "reviewer", "lead", "agent"))
+    uc.add_argument("--agent-id")
+    uc.add_argument("--team-id")
+
+    sc = sub.add_parser("scorecard", help="scorecards").add_subparsers(dest="action", required=True)
+    si = sc.add_parser("import")
+    si.add_argument("file")
+    si.add_argument("--no-activate", action="store_true")
+
+    r = sub.add_parser("rescore", help="re-apply a stored scorecard version to past calls (history is kept)")
+    r.add_argument("name")
+    r.add_argument("version", type=int)
+    r.add_argument("--since", help="only calls from this local day (YYYY-MM-DD)")
+
+    for what in ("site", "team", "agent"):
+        d = sub.add_parser(what, help=f"{what}s").add_subparsers(dest="action", required=True)
+        ds = d.add_parser("set")
+        ds.add_argument("id")
+        ds.add_argument("--name", required=True)
+        if what == "site":
+            ds.add_argument("--tz", dest="site_tz", required=True)
+        elif what == "team":
+            ds.add_argument("--site")
+        else:
+            ds.add_argument("--team")
+    return p
+
+
+def ensure_scorecard(store: Store) -> None:
+    """A fresh hub scores with the shipped scorecard until an admin imports another."""
+    if get_scorecard(store) is None:
+        _, text = load(DEFAULT_SCORECARD)
+        import_scorecard(store, text)
+
+
+def serve(store: Store, args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError
+    from hub.api import create_app
+    from hub.ingest import Ingest
+    from hub.live import LiveBoard
+
+    try:
+        broker = BrokerConfig.from_url(args.broker)
+    except BrokerUrlError as exc:
+        raise ValueError(str(exc)) from None
+    ensure_scorecard(store)
+    board = LiveBoard()
+    ingest = Ingest(store, broker, args.client_id, scorer=Scorer(store), on_stored=board.update)
+    ingest.start()
+    host, port = args.http
+
+    def shutdown(signum: int, frame: object) -> None:
+        raise _Shutdown(signum)
+
+    # uvicorn stops gracefully on SIGTERM/SIGINT and then re-raises the signal to the handler it found: ours,
+    # so ingest is stopped (its session closed, acks flushed) before the process exits 0
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, shutdown)
+    try:
+        uvicorn.run(create_app(store, board), host=host, port=port, log_level="info", access_log=False)
+    except _Shutdown as stop:
+        log.info("stopping on signal %d", stop.signum)
+    finally:
+        ingest.stop()
+    return 0
+
+
+class _Shutdown(BaseException):  # not Exception: nothing on the way out may swallow it
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def run(args: argparse.Namespace) -> int:
+    store = Store(args.db, default_tz=args.tz)
+    try:
+        if args.cmd == "serve":
+            return serve(store, args)
+        if args.cmd == "user":
+            from hub.auth import create_user
+
+            password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass()
+            create_user(store, args.username, password, args.role, agent_id=args.agent_id, team_id=args.team_id)
+            log.info("created %s (%s)", args.username, args.role)
+        elif args.cmd == "scorecard":
+            card, text = load(args.file)
+            import_scorecard(store, text, activate=not args.no_activate)
+            log.info("imported scorecard %s version %d (%d rules)", card.name, card.version, len(card.rules))
+        elif args.cmd == "rescore":
+            stored = get_scorecard(store, args.name, args.version)
+            if stored is None:
+                raise ValueError(f"no stored scorecard {args.name} version {args.version}: import it first")
+            n = Scorer(store).rescore(stored, since_day=args.since, actor="cli")
+            log.info("rescored %d calls under %s version %d", n, stored.name, stored.version)
+        elif args.cmd == "site":
+            store.put_site(args.id, args.name, args.site_tz)
+        elif args.cmd == "team":
+            store.put_team(args.id, args.name, args.site)
+        elif args.cmd == "agent":
+            store.put_agent(args.id, args.name, args.team)
+        return 0
+    finally:
+        store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        return run(args)
+    except (StorageError, ScorecardError, ValueError) as exc:
+        print(f"qa-hub: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

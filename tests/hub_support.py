@@ -1,0 +1,200 @@
+"""Hub test support: a private PostgreSQL server, stores on both backends, and calls built from known events.
+
+`pg_server` starts its own cluster (initdb + pg_ctl from the Debian packages under /usr/lib/postgresql/*/bin)
+in a temporary directory on a free port, so no test depends on a server started by hand; as root it runs the
+server as the `postgres` user, which initdb requires. Each test gets a fresh database on it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+
+from edge_agent.events import CallSummary, DeadAir, Event, Speech, TalkOver
+from edge_agent.schema import Envelope, envelope
+from edge_agent.wire import to_wire
+from hub import auth
+from hub.scorecard import DEFAULT_SCORECARD, load
+from hub.scores import Scorer, import_scorecard
+from hub.storage import Store
+from tests.broker import free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+# still argon2id, with cheap parameters: the tests create and log in dozens of users on two shared cores
+auth.use_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+def pg_bindir() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"), key=lambda p: int(p.split("/")[4]))
+    if found:
+        return Path(found[-1]).parent
+    pg_ctl = shutil.which("pg_ctl")
+    return Path(pg_ctl).parent if pg_ctl else None
+
+
+@dataclass
+class PgServer:
+    port: int
+    datadir: Path
+    bindir: Path
+    prefix: list[str]
+
+    def dsn(self, db: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{db}"
+
+    def stop(self) -> None:
+        subprocess.run([*self.prefix, str(self.bindir / "pg_ctl"), "-D", str(self.datadir), "-m", "immediate", "stop"],
+                       capture_output=True, check=False)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    bindir = pg_bindir()
+    if bindir is None:
+        pytest.fail("PostgreSQL server binaries are missing: apt-get install postgresql (.ci/run does)")
+    base = Path(tempfile.mkdtemp(prefix="callqa-pg-"))
+    prefix: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        pw = pwd.getpwnam("postgres")
+        os.chown(base, pw.pw_uid, pw.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    datadir, port = base / "data", free_port()
+    init = subprocess.run(
+        [*prefix, str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if init.returncode:
+        pytest.fail(f"initdb failed: {init.stderr.strip()[-500:]}")
+    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -F -c max_connections=200"
+    start = subprocess.run(
+        [*prefix, str(bindir / "pg_ctl"), "-D", str(datadir), "-o", opts, "-l", str(base / "log"), "-w", "start"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if start.returncode:
+        log = (base / "log").read_text(errors="replace")[-800:] if (base / "log").exists() else ""
+        pytest.fail(f"PostgreSQL did not start: {start.stderr.strip()} {log}")
+    server = PgServer(port, datadir, bindir, prefix)
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> Iterator[str]:
+    import psycopg
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield pg_server.dsn(name)
+    finally:
+        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def hub_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A fresh store on each backend, with the shipped scorecard active."""
+    url = str(tmp_path / "hub.sqlite") if request.param == "sqlite" else request.getfixturevalue("pg_dsn")
+    s = Store(url, default_tz="Asia/Shanghai")
+    import_scorecard(s, load(DEFAULT_SCORECARD)[1])
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+# --- known calls ------------------------------------------------------------------------------------------------
+
+SUMMARY: dict[str, Any] = {
+    "duration": 120.0,
+    "agent": {"talk_time": 50.0, "talk_ratio": 0.55, "shouting": False},
+    "customer": {"talk_time": 41.0, "talk_ratio": 0.45, "shouting": False},
+    "talk_overs": 5,
+    "dead_air_count": 2,
+    "longest_agent_monologue": 20.0,
+    "agent_response_latency_mean": 0.8,
+    "monotone_agent": False,
+    "quality": {"flags": [], "low_confidence": False},
+}
+
+
+def known_call_events() -> list[Event]:
+    """3 agent interruptions, 2 agent backchannels, dead air of 6 s and 3.5 s; then the summary above."""
+    evs: list[Event] = [
+        Speech(1.0, 5.0, "agent"),
+        Speech(5.5, 20.0, "customer"),
+        TalkOver(10.0, 10.8, "agent", "backchannel", 0.8),
+        TalkOver(15.0, 16.0, "agent", "interruption", 1.0),
+        Speech(15.0, 30.0, "agent"),
+        DeadAir(30.0, 36.0),
+        Speech(36.0, 60.0, "customer"),
+        TalkOver(40.0, 40.5, "agent", "backchannel", 0.5),
+        TalkOver(50.0, 51.0, "agent", "interruption", 1.0),
+        Speech(50.0, 70.0, "agent"),
+        DeadAir(70.0, 73.5),
+        TalkOver(130.0, 131.0, "agent", "interruption", 1.0),  # in the second 120 s batch
+        Speech(125.0, 135.0, "agent"),
+    ]
+    return [*sorted(evs, key=lambda e: e.end), CallSummary(0.0, 140.0, dict(SUMMARY, duration=140.0))]
+
+
+class Station:
+    """Makes envelopes the way a station does: per-seat seq from 1, UTC timestamps. With `stamp=False` they are
+    left unsequenced, for a real station outbox to stamp."""
+
+    def __init__(self, site: str, seat: str, stamp: bool = True) -> None:
+        self.site, self.seat, self.seq, self.stamp = site, seat, 0, stamp
+
+    def env(self, event: Event | dict[str, Any], call_id: str | None, ts: str, agent: str | None = None) -> Envelope:
+        e = envelope(event, seat=self.seat, site=self.site, call_id=call_id, agent_id=agent, ts=ts)
+        if not self.stamp:
+            return e
+        self.seq += 1
+        return e.with_seq(self.seq)
+
+    def login(self, agent: str, ts: str) -> Envelope:
+        return self.env({"type": "agent_login", "start": 0, "end": 0}, None, ts, agent)
+
+    def logout(self, ts: str) -> Envelope:
+        return self.env({"type": "agent_logout", "start": 0, "end": 0}, None, ts)
+
+    def call(
+        self,
+        call_id: str,
+        end_ts: str,
+        agent: str | None = None,
+        events: list[Event] | None = None,
+        summary: dict[str, Any] | None = None,
+    ) -> list[Envelope]:
+        evs = events if events is not None else known_call_events()
+        if summary is not None:
+            evs = [*evs[:-1], CallSummary(0.0, float(summary["duration"]), summary)]
+        # 120 s batches (a station setting): the 131 s call spans two, so evidence crosses batches
+        return [self.env(e, call_id, end_ts, agent) for e in to_wire(evs, batch_s=120)]
+
+
+def ingest(store: Store, envs: list[Envelope], score: bool = True) -> None:
+    for e in envs:
+        store.add(e, e.to_json())
+    if score:
+        Scorer(store).score_pending()

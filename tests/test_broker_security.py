@@ -1,0 +1,164 @@
+"""deploy/mosquitto's security claims against a real broker running the production config.
+
+The site's CA, broker certificate, passwords and ACL come from deploy/mosquitto/provision_site.py. Claims:
+TLS only; anonymous and wrong-password clients refused; a seat can publish only under its own topics and read
+only its own commands and acks, so seat A can neither pose as seat B nor read B's events or commands; the hub
+reads every seat; the station's whole protocol (events, status + last will, health, acks, commands) works
+through the ACL end to end.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.mqtt_publisher import BrokerConfig, Publisher
+from edge_agent.outbox import Outbox
+from hub.ingest import HubStore, Ingest
+from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary
+from tests.test_transport import events as make_events
+from tests.test_transport import wait_until
+
+SITE = "lon"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    script = ROOT / "deploy" / "mosquitto" / "provision_site.py"
+    cmd = [sys.executable, str(script), "--site", SITE, "--seats", "desk-1", "desk-2", "--out", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return out
+
+
+@pytest.fixture
+def broker(tmp_path: Path, site: Path) -> Iterator[Mosquitto]:
+    binary = mosquitto_binary()
+    if binary is None:
+        pytest.fail("mosquitto is not installed: apt-get install mosquitto (.ci/run does)")
+    b = Mosquitto(tmp_path / "broker", binary, PRODUCTION_CONF, site_dir=site)
+    b.start()
+    yield b
+    b.stop()
+
+
+def secret(site: Path, user: str) -> str:
+    env = (site / "secrets" / f"{user}.env").read_text()
+    return next(x.split("=", 1)[1] for x in env.splitlines() if x.startswith("EDGE_AGENT_MQTT_PASSWORD="))
+
+
+class Client:
+    """A paho client over TLS (verifying the site CA) that records what it receives."""
+
+    def __init__(self, broker: Mosquitto, site: Path, user: str | None, password: str | None = None) -> None:
+        self.got: list[tuple[str, bytes]] = []
+        self.rc: object = None
+        self.connected = threading.Event()
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{time.monotonic_ns()}")
+        self.c.tls_set(ca_certs=str(site / "ca.crt"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
+        if user is not None:
+            self.c.username_pw_set(user, password if password is not None else secret(site, user))
+        self.c.on_connect = self._on_connect
+        self.c.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
+        self.c.connect("127.0.0.1", broker.port)
+        self.c.loop_start()
+
+    def _on_connect(self, c: mqtt.Client, u: object, f: object, rc: mqtt.ReasonCode, p: object) -> None:
+        self.rc = rc
+        if not rc.is_failure:
+            self.connected.set()
+
+    def ok(self) -> bool:
+        wait_until(lambda: self.rc is not None, 5)
+        return self.connected.is_set()
+
+    def sub(self, topic: str) -> None:
+        self.c.subscribe(topic, qos=1)
+        time.sleep(0.2)
+
+    def pub(self, topic: str, payload: str = "x") -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def test_anonymous_wrong_password_and_plaintext_are_refused(broker: Mosquitto, site: Path) -> None:
+    anonymous = Client(broker, site, None)
+    wrong = Client(broker, site, "desk-1", "not-the-password")
+    try:
+        assert not anonymous.ok() and not wrong.ok()
+        assert "authori" in str(anonymous.rc).lower() or "bad user" in str(anonymous.rc).lower()
+    finally:
+        anonymous.close()
+        wrong.close()
+    plain = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plain")
+    plain.username_pw_set("desk-1", secret(site, "desk-1"))
+    with pytest.raises((ConnectionError, OSError, ssl.SSLError)):
+        plain.connect("127.0.0.1", broker.port, keepalive=5)
+        plain.loop(timeout=2)  # the TLS listener hangs up on a plaintext CONNECT
+        plain.loop(timeout=2)
+        if not plain.is_connected():
+            raise ConnectionError("refused")
+
+
+def test_a_seat_is_confined_to_its_own_topics(broker: Mosquitto, site: Path) -> None:
+    hub, a, b, cti = (Client(broker, site, u) for u in ("hub", "desk-1", "desk-2", "cti"))
+    try:
+        assert all(c.ok() for c in (hub, a, b, cti))
+        hub.sub(f"qa/v1/{SITE}/+/event")
+        b.sub(f"qa/v1/{SITE}/desk-1/event")  # B tries to read A's events
+        b.sub(f"qa/v1/{SITE}/desk-1/cmd/+")  # and A's commands
+        a.sub(f"qa/v1/{SITE}/desk-1/cmd/+")
+        a.pub(f"qa/v1/{SITE}/desk-1/event", "from A")
+        a.pub(f"qa/v1/{SITE}/desk-2/event", "A posing as B")  # refused by the ACL (dropped by the broker)
+        a.pub(f"qa/v1/{SITE}/desk-2/cmd/privacy", '{"on":true}')  # A may not command B either
+        cti.pub(f"qa/v1/{SITE}/desk-1/cmd/call_start", '{"call_id":"CTI-1"}')
+        assert wait_until(lambda: len(hub.got) >= 1 and len(a.got) >= 1, 5)
+        time.sleep(0.5)  # anything wrongly let through would have arrived by now
+        assert [p for _, p in hub.got] == [b"from A"]
+        assert a.got == [(f"qa/v1/{SITE}/desk-1/cmd/call_start", b'{"call_id":"CTI-1"}')]
+        assert b.got == []  # B saw neither A's event nor A's command
+    finally:
+        for c in (hub, a, b, cti):
+            c.close()
+
+
+def test_the_station_protocol_works_through_tls_and_the_acl(tmp_path: Path, broker: Mosquitto, site: Path) -> None:
+    def cfg(user: str) -> BrokerConfig:
+        return BrokerConfig.from_url(
+            f"mqtts://{user}:{secret(site, user)}@127.0.0.1:{broker.port}", ca_certs=str(site / "ca.crt")
+        )
+
+    store = HubStore(tmp_path / "hub.sqlite")
+    ingest = Ingest(store, cfg("hub"), client_id="hub-ingest")
+    ingest.start()
+    watcher = Client(broker, site, "hub")
+    watcher.sub(f"qa/v1/{SITE}/desk-1/status/#")
+    try:
+        assert ingest.wait_subscribed(10), broker.log_tail()
+        with Outbox(tmp_path / "ob.sqlite") as ob:
+            envs = [e for e in make_events(50, seat="desk-1")]
+            ob.put_many([type(e)(**{**e.__dict__, "site": SITE}) for e in envs])
+            with Publisher(ob, site=SITE, seat="desk-1", broker=cfg("desk-1")) as pub:
+                assert pub.drain(20), broker.log_tail()  # events in, the hub's acks back out: all allowed
+        assert store.count() == 50 and store.seqs(SITE, "desk-1") == list(range(1, 51))
+        assert wait_until(lambda: any(t.endswith("/status/health") for t, _ in watcher.got), 5)
+        health = json.loads(next(p for t, p in watcher.got if t.endswith("/status/health")))
+        assert health["dropped"] == 0 and health["pending"] >= 0
+        assert (f"qa/v1/{SITE}/desk-1/status", b"offline") in watcher.got  # the clean stop's status
+    finally:
+        ingest.stop()
+        store.close()
+        watcher.close()

@@ -1,0 +1,442 @@
+"""The hub API on both storage backends: every endpoint against every role (nothing of another team's or
+agent's calls leaks, by status and by body), the review/dispute/resolve flow with its audit trail,
+calibration figures on known numbers, CSV export, OpenAPI, and login."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from hub.api import create_app
+from hub.auth import create_user
+from hub.live import LiveBoard
+from hub.storage import Store
+from tests.hub_support import Station, ingest
+
+PASSWORD = "correct horse battery"
+ROLES = ("admin", "rev", "rev2", "lead1", "lead2", "ag1", "ag3")
+CALLS = {"CALL-A1": "agent-a1", "CALL-A2": "agent-a2", "CALL-A3": "agent-a3", "CALL-NONE": None}
+NAMES = {"agent-a1": "Alice", "agent-a2": "Bob", "agent-a3": "Chen"}
+TEAM = {"agent-a1": "t1", "agent-a2": "t1", "agent-a3": "t2"}
+
+
+def visible(user: str) -> set[str]:
+    """Agent ids the user may see (None stands for unattributed calls)."""
+    if user in ("admin", "rev", "rev2"):
+        return {*NAMES, "none"}
+    if user == "lead1":
+        return {"agent-a1", "agent-a2"}
+    if user == "lead2":
+        return {"agent-a3"}
+    return {"agent-a1"} if user == "ag1" else {"agent-a3"}
+
+
+def forbidden_markers(user: str) -> list[str]:
+    """Strings that must never appear in anything `user` receives."""
+    seen = visible(user)
+    out = [c for c, a in CALLS.items() if (a or "none") not in seen]
+    for a, name in NAMES.items():
+        if a not in seen:
+            out += [a, name]
+    return out
+
+
+@dataclass
+class World:
+    client: TestClient
+    store: Store
+    tokens: dict[str, str]
+
+    def h(self, user: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[user]}"}
+
+
+def recent_ts(minutes_ago: int) -> str:
+    t = datetime.now(UTC) - timedelta(minutes=minutes_ago)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@pytest.fixture
+def world(hub_store: Store) -> World:
+    return make_world(hub_store)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def shared_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    """One world per backend for the read-mostly isolation tests (argon2 makes building one take seconds)."""
+    import uuid
+
+    import psycopg
+
+    from hub.scorecard import DEFAULT_SCORECARD, load
+    from hub.scores import import_scorecard
+
+    name = None
+    if request.param == "sqlite":
+        url = str(tmp_path_factory.mktemp("hub") / "hub.sqlite")
+    else:
+        server = request.getfixturevalue("pg_server")
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+        url = server.dsn(name)
+    store = Store(url, default_tz="Asia/Shanghai")
+    import_scorecard(store, load(DEFAULT_SCORECARD)[1])
+    try:
+        yield make_world(store)
+    finally:
+        store.close()
+        if name is not None:
+            with psycopg.connect(request.getfixturevalue("pg_server").dsn(), autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def make_world(store: Store) -> World:
+    store.put_site("sh", "Shanghai", "Asia/Shanghai")
+    store.put_team("t1", "Team One", "sh")
+    store.put_team("t2", "Team Two", "sh")
+    for a, name in NAMES.items():
+        store.put_agent(a, name, TEAM[a])
+    board = LiveBoard()
+    envs = []
+    for i, (call, agent) in enumerate(CALLS.items()):
+        st = Station("sh", f"s{i:02d}")
+        envs += st.call(call, recent_ts(30 + i), agent=agent)
+        envs.append(
+            st.env(
+                {"type": "emotion", "start": 5.0, "end": 8.0, "party": "customer", "label": "angry"},
+                call,
+                recent_ts(20),
+                agent,
+            )
+        )
+    ingest(store, envs)
+    for e in envs:
+        board.update(e)
+    store.set_status("sh", "s00", status="online", health={"pending": 3, "dropped": 0})
+    roles = {
+        "admin": ("admin", None, None),
+        "rev": ("reviewer", None, None),
+        "rev2": ("reviewer", None, None),
+        "lead1": ("lead", None, "t1"),
+        "lead2": ("lead", None, "t2"),
+        "ag1": ("agent", "agent-a1", None),
+        "ag3": ("agent", "agent-a3", None),
+    }
+    for user, (role, agent, team) in roles.items():
+        create_user(store, user, PASSWORD, role, agent_id=agent, team_id=team)
+    client = TestClient(create_app(store, board))
+    tokens = {}
+    for user in ROLES:
+        r = client.post("/api/login", json={"username": user, "password": PASSWORD})
+        assert r.status_code == 200, r.text
+        tokens[user] = r.json()["token"]
+    client.cookies.clear()
+    w = World(client, store, tokens)
+    # some reviews and calibrations, so list endpoints have something from every team to (not) leak
+    assert (
+        client.post(
+            "/api/calls/CALL-A3/overrides",
+            headers=w.h("rev"),
+            json={"rule_id": "dead_air", "points": 0, "reason": "hold music"},
+        ).status_code
+        == 201
+    )
+    assert (
+        client.post(
+            "/api/calls/CALL-A1/disputes",
+            headers=w.h("ag1"),
+            json={"rule_id": "agent_interruptions", "reason": "customer asked"},
+        ).status_code
+        == 201
+    )
+    for call in ("CALL-A1", "CALL-A3", "CALL-NONE"):
+        assert (
+            client.put(f"/api/calibration/{call}", headers=w.h("rev"), json={"points": {"dead_air": -2}}).status_code
+            == 200
+        )
+    return w
+
+
+# --- every endpoint x every role ----------------------------------------------------------------------------------
+
+STAFF = ("admin", "rev", "rev2", "lead1", "lead2")
+QA = ("admin", "rev", "rev2")
+
+
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    """With {call}, {agent}, {team} or {review} filled in from every value in turn."""
+    roles: tuple[str, ...] | None = None
+    """Roles allowed at all (others: 403); None: every role."""
+    body: Any = None
+    ok: tuple[int, ...] = (200,)
+
+
+CASES = [
+    Case("GET", "/api/me"),
+    Case("GET", "/api/users", ("admin",)),
+    Case("POST", "/api/users", ("admin",), {"username": "x{n}", "password": PASSWORD, "role": "reviewer"}, (201,)),
+    Case("GET", "/api/agents"),
+    Case("GET", "/api/agents?period=month"),
+    Case("GET", "/api/agents/{agent}"),
+    Case("GET", "/api/teams", STAFF),
+    Case("GET", "/api/teams/{team}"),
+    Case("GET", "/api/sites", QA),
+    Case("GET", "/api/stats"),
+    Case("GET", "/api/calls"),
+    Case("GET", "/api/calls?agent_id={agent}"),
+    Case("GET", "/api/calls/{call}"),
+    Case("GET", "/api/calls/{call}/events"),
+    Case("GET", "/api/calls/{call}/scores"),
+    Case("GET", "/api/devices", STAFF),
+    Case("GET", "/api/scorecards"),
+    Case("GET", "/api/scorecards/default/1"),
+    Case("POST", "/api/scorecards", ("admin",), "@default", (201,)),
+    Case("POST", "/api/rescore", ("admin",), {"name": "default", "version": 1}),
+    Case("POST", "/api/calls/{call}/overrides", QA, {"rule_id": "dead_air", "points": -1, "reason": "r"}, (201,)),
+    Case("POST", "/api/calls/{call}/disputes", ("ag1", "ag3"), {"reason": "unfair"}, (201,)),
+    Case("POST", "/api/reviews/{review}/resolve", ("admin", "lead1", "lead2"), {"decision": "rejected"}, (200, 400)),
+    Case("GET", "/api/reviews"),
+    Case("GET", "/api/audit", ("admin",)),
+    Case("PUT", "/api/calibration/{call}", STAFF, {"points": {"dead_air": -2}}),
+    Case("GET", "/api/calibration", STAFF),
+    Case("GET", "/api/export/agents.csv"),
+    Case("GET", "/api/export/calls.csv?period=month"),
+    Case("GET", "/api/export/reviews.csv"),
+    Case("GET", "/api/export/teams.csv", STAFF),
+    Case("GET", "/api/export/sites.csv", QA),
+    Case("GET", "/api/export/devices.csv", STAFF),
+    Case("GET", "/api/export/calibration.csv", STAFF),
+    Case("GET", "/api/live", STAFF),
+    Case("GET", "/api/live/stream?once=true", STAFF),
+    # dashboard pages: the same scoping
+    Case("GET", "/agents"),
+    Case("GET", "/agents/{agent}"),
+    Case("GET", "/calls/{call}"),
+    Case("GET", "/live", STAFF),
+    Case("GET", "/devices", STAFF),
+    Case("GET", "/reviews"),
+    Case("GET", "/calibration", STAFF),
+    Case("GET", "/reports/team/{team}"),
+]
+UNSCOPED = {
+    "/",
+    "/login",
+    "/logout",
+    "/api/login",
+    "/api/logout",
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/redoc",
+}
+
+
+def test_the_table_covers_every_endpoint(shared_world: World) -> None:
+    world = shared_world
+    routes = [r for r in world.client.app.routes if isinstance(r, APIRoute)]  # type: ignore[attr-defined]
+    concrete = [(c.method, path.split("?")[0]) for c in CASES for path, _ in expand(c, world)[:1]]
+    missing = []
+    for r in routes:
+        pattern = re.compile(re.sub(r"\\{[a-z_]+\\}", "[^/]+", re.escape(r.path)) + "$")
+        missing += [
+            (m, r.path)
+            for m in r.methods
+            if r.path not in UNSCOPED and not any(cm == m and pattern.match(cp) for cm, cp in concrete)
+        ]
+    assert missing == []
+
+
+def expand(case: Case, world: World) -> list[tuple[str, str | None]]:
+    """(path, the agent whose data it targets or None for lists) for every substitution."""
+    p = case.path
+    if "{call}" in p:
+        return [(p.replace("{call}", c), a or "none") for c, a in CALLS.items()]
+    if "{agent}" in p:  # a filter in the query narrows a list (target None: only the body check applies)
+        return [(p.replace("{agent}", a), None if "?" in p else a) for a in NAMES]
+    if "{team}" in p:
+        return [(p.replace("{team}", t), "team:" + t) for t in ("t1", "t2")]
+    if "{review}" in p:
+        rows = world.store.db.all("SELECT r.id, c.agent_id FROM reviews r JOIN calls c ON c.call_id = r.call_id")
+        return [(p.replace("{review}", str(rid)), agent or "none") for rid, agent in rows]
+    return [(p, None)]
+
+
+def allowed_target(user: str, target: str | None, case: Case) -> bool:
+    if target is None:
+        return True
+    if target.startswith("team:"):
+        team = target[5:]
+        return user in QA or (user == "lead1" and team == "t1") or (user == "lead2" and team == "t2")
+    if "/disputes" in case.path:
+        return target in visible(user) and user in ("ag1", "ag3")
+    return target in visible(user)
+
+
+@pytest.mark.parametrize("user", ROLES)
+def test_role_isolation_on_every_endpoint(shared_world: World, user: str) -> None:
+    world = shared_world
+    board = []
+    for n, case in enumerate(CASES):
+        for path, target in expand(case, world):
+            body = case.body
+            if body == "@default":
+                body = (world.store.db.scalar("SELECT body FROM scorecards WHERE name = 'default'") or "").encode()
+            elif isinstance(body, dict):
+                body = json.loads(json.dumps(body).replace("{n}", f"{user}{n}"))
+            kw: dict[str, Any] = {"headers": world.h(user)}
+            kw["content" if isinstance(body, bytes) else "json"] = body
+            r = world.client.request(case.method, path, **({k: v for k, v in kw.items() if v is not None}))
+            role_ok = case.roles is None or user in case.roles
+            if not role_ok:
+                expected: tuple[int, ...] = (403,)
+            elif not allowed_target(user, target, case):
+                expected = (404,)
+            else:
+                expected = case.ok
+            if r.status_code not in expected:
+                board.append(f"{case.method} {path}: {r.status_code} not in {expected}: {r.text[:120]}")
+            board += [f"{case.method} {path}: leaks {m!r} to {user}" for m in forbidden_markers(user) if m in r.text]
+    assert board == []
+
+
+def test_no_session_no_data(shared_world: World) -> None:
+    world = shared_world
+    for case in CASES:
+        path = expand(case, world)[0][0]
+        r = world.client.request(case.method, path, follow_redirects=False)
+        if path.startswith("/api/"):
+            assert r.status_code == 401, path
+        else:
+            assert r.status_code == 303 and r.headers["location"].startswith("/login"), path
+    bad = world.client.get("/api/me", headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401
+
+
+# --- flows -----------------------------------------------------------------------------------------------------------
+
+
+def rule_points(w: World, user: str, call: str) -> dict[str, float]:
+    d = w.client.get(f"/api/calls/{call}", headers=w.h(user)).json()
+    return {i["rule"]: i["effective_points"] for i in d["score"]["items"]}
+
+
+def test_override_dispute_resolve_and_audit(world: World) -> None:
+    w, c = world, world.client
+    before = c.get("/api/calls/CALL-A1", headers=w.h("ag1")).json()["score"]
+    assert before["score"] == before["auto_score"] == 84.0  # 79 (see test_hub_scoring) + 5 calm with angry customer
+    # a reviewer overrides one rule: effective score moves, the automatic one stays
+    r = c.post(
+        "/api/calls/CALL-A1/overrides",
+        headers=w.h("rev"),
+        json={"rule_id": "dead_air", "points": 0, "reason": "the customer asked to hold"},
+    )
+    assert r.status_code == 201
+    after = c.get("/api/calls/CALL-A1", headers=w.h("ag1")).json()["score"]
+    assert (after["score"], after["auto_score"]) == (86.0, 84.0)
+    assert rule_points(w, "ag1", "CALL-A1")["dead_air"] == 0
+    # an unknown rule or no reason is refused
+    bad = c.post(
+        "/api/calls/CALL-A1/overrides", headers=w.h("rev"), json={"rule_id": "nope", "points": 0, "reason": "x"}
+    )
+    assert bad.status_code == 400
+    # the agent disputes a single deduction; the other team's lead cannot see it, their own lead resolves
+    d = c.post(
+        "/api/calls/CALL-A1/disputes",
+        headers=w.h("ag1"),
+        json={"rule_id": "agent_interruptions", "reason": "the customer asked me to cut in"},
+    ).json()
+    assert d["status"] == "open"
+    assert (
+        c.post(f"/api/reviews/{d['id']}/resolve", headers=w.h("lead2"), json={"decision": "upheld"}).status_code == 404
+    )
+    r = c.post(
+        f"/api/reviews/{d['id']}/resolve",
+        headers=w.h("lead1"),
+        json={"decision": "upheld", "points": -3, "note": "one was warranted"},
+    )
+    assert r.status_code == 200 and r.json()["status"] == "applied"
+    assert c.get("/api/calls/CALL-A1", headers=w.h("ag1")).json()["score"]["score"] == 89.0
+    again = c.post(f"/api/reviews/{d['id']}/resolve", headers=w.h("lead1"), json={"decision": "rejected"})
+    assert again.status_code == 400
+    # the agent's own dashboard number follows the effective score
+    a1 = next(a for a in c.get("/api/agents", headers=w.h("ag1")).json() if a["agent_id"] == "agent-a1")
+    assert a1["score"] == 89.0
+    # audit: who changed what
+    log = c.get("/api/audit", headers=w.h("admin")).json()
+    actions = [(e["actor"], e["action"], e["target"]) for e in log]
+    assert ("rev", "review.override", "CALL-A1") in actions
+    assert ("ag1", "review.dispute", "CALL-A1") in actions
+    assert ("lead1", "review.resolve", "CALL-A1") in actions
+
+
+def test_calibration_report_on_known_numbers(world: World) -> None:
+    w, c = world, world.client
+    # CALL-A1's automatic dead_air is -2 and agent_interruptions -6
+    assert (
+        c.put(
+            "/api/calibration/CALL-A1", headers=w.h("rev"), json={"points": {"dead_air": -2, "agent_interruptions": -3}}
+        ).status_code
+        == 200
+    )
+    assert (
+        c.put(
+            "/api/calibration/CALL-A1", headers=w.h("rev2"), json={"points": {"dead_air": 0, "agent_interruptions": -6}}
+        ).status_code
+        == 200
+    )
+    assert c.put("/api/calibration/CALL-A1", headers=w.h("rev2"), json={"points": {"bogus": 1}}).status_code == 400
+    report = {r["rule"]: r for r in c.get("/api/calibration?tolerance=1", headers=w.h("admin")).json()}
+    inter = report["agent_interruptions"]
+    assert (inter["calls"], inter["reviewers"], inter["pair_mad"], inter["pair_within"]) == (1, 2, 3.0, 0.0)
+    assert (inter["auto_mad"], inter["auto_within"]) == (1.5, 0.5)  # |-3 - -6| = 3, |-6 - -6| = 0
+    assert inter["flagged"]  # overturned half the time
+    dead = report["dead_air"]  # rev on A1, A3, NONE: -2 each (A3's auto -2); rev2 0 on A1; plus an override on A3
+    assert dead["overrides"] == 1
+    assert dead["reviewers"] == 2
+    # the lead of team 2 sees only their team's calibrations
+    lead2 = {r["rule"]: r for r in c.get("/api/calibration", headers=w.h("lead2")).json()}
+    assert lead2["dead_air"]["calls"] == 1
+
+
+def test_csv_export_is_a_table(world: World) -> None:
+    r = world.client.get("/api/export/calls.csv?period=month", headers=world.h("lead1"))
+    assert r.headers["content-type"].startswith("text/csv")
+    lines = r.text.strip().splitlines()
+    assert lines[0].startswith("call_id,site,seat,agent_id")
+    assert sorted(line.split(",")[0] for line in lines[1:]) == ["CALL-A1", "CALL-A2"]
+
+
+def test_openapi_documents_the_api(shared_world: World) -> None:
+    spec = shared_world.client.get("/openapi.json").json()
+    for path in ("/api/agents", "/api/calls/{call_id}", "/api/calibration", "/api/scorecards", "/api/devices"):
+        assert path in spec["paths"]
+
+
+def test_login_and_password_storage(world: World) -> None:
+    c = world.client
+    assert c.post("/api/login", json={"username": "admin", "password": "wrong password"}).status_code == 401
+    assert c.post("/api/login", json={"username": "nobody", "password": PASSWORD}).status_code == 401
+    pw_hash = world.store.db.scalar("SELECT pw_hash FROM users WHERE username = 'admin'")
+    assert pw_hash.startswith("$argon2id$") and PASSWORD not in pw_hash
+    token = world.tokens["rev"]
+    assert c.post("/api/logout", headers=world.h("rev")).status_code == 200
+    assert c.get("/api/me", headers={"Authorization": f"Bearer {token}"}).status_code == 401
+
+
+def test_live_stream_sends_scoped_seats(world: World) -> None:
+    r = world.client.get("/api/live/stream?once=true", headers=world.h("lead2"))
+    frame = json.loads(r.text.removeprefix("data: ").strip())
+    assert [s["agent_id"] for s in frame] == ["agent-a3"]
+    assert any(a["kind"] == "customer_anger" for a in frame[0]["alerts"])

@@ -1,0 +1,224 @@
+"""The dashboard in a real headless Chromium (Debian's chromium + chromedriver, driven by Selenium) against a
+real hub server (uvicorn on a free port). Screenshots go to test-artifacts/hub/ (or $CALLQA_TEST_ARTIFACTS)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import uvicorn
+
+from edge_agent.schema import Envelope
+from hub.api import create_app
+from hub.auth import create_user
+from hub.live import LiveBoard
+from hub.storage import Store
+from tests.broker import free_port, port_open
+from tests.hub_support import ROOT, Station, ingest
+
+ARTIFACTS = Path(os.environ.get("CALLQA_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "hub"
+PASSWORD = "dashboard password"
+CALL_END = "2026-01-05T01:10:00.000Z"  # started 140 s earlier: 09:07 in Shanghai
+
+
+def ts(days_ago: int, hour: int = 3) -> str:
+    t = datetime.now(UTC).replace(hour=hour, minute=0, second=0, microsecond=0) - timedelta(days=days_ago)
+    return t.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Hub:
+    url: str
+    store: Store
+    board: LiveBoard
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    from hub.scorecard import DEFAULT_SCORECARD, load
+    from hub.scores import import_scorecard
+
+    store = Store(tmp_path_factory.mktemp("hub") / "hub.sqlite", default_tz="Asia/Shanghai")
+    import_scorecard(store, load(DEFAULT_SCORECARD)[1])
+    store.put_site("sh", "Shanghai", "Asia/Shanghai")
+    store.put_team("t1", "Team One", "sh")
+    store.put_team("t2", "Team Two", "sh")
+    store.put_agent("a1", "Alice Wang", "t1")
+    store.put_agent("a2", "Bob Li", "t1")
+    store.put_agent("a3", "Chen Jie", "t2")
+    envs: list[Envelope] = []
+    for n, agent in enumerate(("a1", "a2", "a3")):
+        st = Station("sh", f"s0{n}")
+        for day in range(0, 21, 2):
+            call = f"{agent}-d{day}"
+            envs += st.call(call, ts(day), agent=agent)
+            if (day + n) % 3 == 0:  # an angry customer now and then
+                envs.append(
+                    st.env({"type": "emotion", "start": 20, "end": 24, "party": "customer", "label": "angry"},
+                           call, ts(day), agent)
+                )  # fmt: skip
+    envs += Station("sh", "s09").call("fixed-time", CALL_END, agent="a1")
+    ingest(store, envs)
+    store.set_status("sh", "s00", status="online", health={"pending": 2, "dropped": 0})
+    store.set_status("sh", "s01", status="offline")
+    create_user(store, "admin", PASSWORD, "admin")
+    create_user(store, "alice", PASSWORD, "agent", agent_id="a1")
+    board = LiveBoard()
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store, board), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not port_open(port):
+        assert time.monotonic() < deadline, "the hub server did not start"
+        time.sleep(0.05)
+    try:
+        yield Hub(f"http://127.0.0.1:{port}", store, board)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver_bin = shutil.which("chromedriver")
+    if chromium is None or driver_bin is None:
+        pytest.fail(
+            "chromium and chromedriver are not installed: apt-get install chromium chromium-driver (.ci/run does)"
+        )
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1280,1000", "--lang=en"):
+        opts.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=driver_bin), options=opts)
+    driver.set_page_load_timeout(30)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def login(d: object, hub: Hub, user: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    d.delete_all_cookies()  # type: ignore[attr-defined]
+    d.get(f"{hub.url}/login?lang=en")  # type: ignore[attr-defined]
+    d.find_element(By.ID, "username").send_keys(user)  # type: ignore[attr-defined]
+    d.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
+    d.find_element(By.ID, "submit").click()  # type: ignore[attr-defined]
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(d, 15).until(lambda drv: "/login" not in drv.current_url)  # type: ignore[arg-type]
+
+
+def shot(d: object, name: str) -> None:
+    path = ARTIFACTS / f"{name}.png"
+    assert d.save_screenshot(str(path)), name  # type: ignore[attr-defined]
+    assert path.stat().st_size > 5000  # a rendered page, not a blank
+
+
+def test_agents_agent_and_call_pages(browser: object, hub: Hub) -> None:
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    login(d, hub, "admin")
+    assert d.current_url.endswith("/agents")  # type: ignore[attr-defined]
+    rows = d.find_elements(By.CSS_SELECTOR, "tr.agent-row")  # type: ignore[attr-defined]
+    assert sorted(r.get_attribute("data-agent") for r in rows) == ["a1", "a2", "a3"]
+    assert all(r.find_elements(By.CSS_SELECTOR, "svg.spark polyline") for r in rows)  # a trend line each
+    assert "Agent interrupted the customer" in d.page_source  # type: ignore[attr-defined]  # a top issue
+    shot(d, "agents")
+
+    d.get(d.find_element(By.LINK_TEXT, "Alice Wang").get_attribute("href"))  # type: ignore[attr-defined]
+    assert "/agents/a1" in d.current_url  # type: ignore[attr-defined]
+    assert len(d.find_elements(By.CSS_SELECTOR, "#trend svg circle")) >= 5  # type: ignore[attr-defined]
+    worst = d.find_elements(By.CSS_SELECTOR, "#worst tbody tr a")  # type: ignore[attr-defined]
+    assert worst
+    shot(d, "agent")
+
+    d.get(f"{hub.url}/calls/fixed-time")  # type: ignore[attr-defined]
+    svg = d.find_element(By.CSS_SELECTOR, "#timeline svg")  # type: ignore[attr-defined]
+    assert len(svg.find_elements(By.CSS_SELECTOR, "rect.seg")) == 6  # the known call's speech segments
+    assert len(svg.find_elements(By.CSS_SELECTOR, "rect.to")) == 5  # its talk-overs
+    assert len(svg.find_elements(By.CSS_SELECTOR, "rect.da")) == 2  # its dead air
+    rules = d.find_elements(By.CSS_SELECTOR, "#breakdown tr.rule")  # type: ignore[attr-defined]
+    assert len(rules) == 10
+    inter = d.find_element(By.CSS_SELECTOR, 'tr.rule[data-rule="agent_interruptions"]')  # type: ignore[attr-defined]
+    assert "-6" in inter.text and "15.0\u201316.0 s" in inter.text  # points and the evidence's times
+    assert d.find_element(By.ID, "score").text == "79.0"  # type: ignore[attr-defined]
+    assert "2026-01-05 09:07" in d.page_source  # type: ignore[attr-defined]  # the site's time zone
+    shot(d, "call")
+
+    d.get(f"{hub.url}/calls/fixed-time?lang=zh-CN")  # type: ignore[attr-defined]
+    assert "时间轴" in d.page_source and "坐席打断客户" in d.page_source  # type: ignore[attr-defined]
+    shot(d, "call-zh-CN")
+    d.get(f"{hub.url}/agents")  # type: ignore[attr-defined]
+    assert "主要问题" in d.page_source  # type: ignore[attr-defined]  # the choice sticks (cookie)
+    d.get(f"{hub.url}/agents?lang=en")  # type: ignore[attr-defined]
+
+
+def test_live_wall_updates_over_sse(browser: object, hub: Hub) -> None:
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    login(d, hub, "admin")
+    d.get(f"{hub.url}/live")  # type: ignore[attr-defined]
+    st = Station("sh", "s05")
+    env = st.env({"type": "emotion", "start": 30, "end": 33, "party": "customer", "label": "angry"}, "live-1",
+                 ts(0), "a2")  # fmt: skip
+    hub.board.update(env)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rows = d.find_elements(By.CSS_SELECTOR, 'tr.seat[data-seat="sh/s05"]')  # type: ignore[attr-defined]
+        if rows and "customer anger" in rows[0].text:
+            break
+        time.sleep(0.2)
+    else:
+        pytest.fail("the live wall did not show the new alert")
+    assert "live-1" in rows[0].text and "a2" in rows[0].text
+    shot(d, "live")
+
+
+def test_devices_reviews_calibration_pages(browser: object, hub: Hub) -> None:
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    login(d, hub, "admin")
+    d.get(f"{hub.url}/devices")  # type: ignore[attr-defined]
+    status = {
+        r.get_attribute("data-seat"): r.find_element(By.CSS_SELECTOR, ".badge").text
+        for r in d.find_elements(By.CSS_SELECTOR, "tr.device")  # type: ignore[attr-defined]
+    }
+    assert status["sh/s00"] == "online" and status["sh/s01"] == "offline"
+    shot(d, "devices")
+    for page in ("reviews", "calibration", "reports/team/t1"):
+        d.get(f"{hub.url}/{page}")  # type: ignore[attr-defined]
+        assert d.find_elements(By.CSS_SELECTOR, "main table")  # type: ignore[attr-defined]
+        shot(d, page.replace("/", "-"))
+
+
+def test_an_agent_sees_only_their_own(browser: object, hub: Hub) -> None:
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    login(d, hub, "alice")
+    rows = d.find_elements(By.CSS_SELECTOR, "tr.agent-row")  # type: ignore[attr-defined]
+    assert [r.get_attribute("data-agent") for r in rows] == ["a1"]
+    d.get(f"{hub.url}/calls/a3-d0")  # type: ignore[attr-defined]
+    assert "no such call" in d.page_source and "Chen" not in d.page_source  # type: ignore[attr-defined]
+    d.get(f"{hub.url}/live")  # type: ignore[attr-defined]
+    assert "Chen" not in d.page_source  # type: ignore[attr-defined]
+    shot(d, "agent-view")

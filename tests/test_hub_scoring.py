@@ -1,0 +1,196 @@
+"""Scorecard engine on known event sets: per-event points, free occurrences, caps, credits, thresholds,
+evidence, low confidence, and versioned re-scoring that keeps history (on both storage backends)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from edge_agent.audio import read_call
+from edge_agent.events import CallSummary, TalkOver
+from edge_agent.pipeline import Pipeline
+from edge_agent.schema import envelope
+from edge_agent.wire import to_wire
+from hub.scorecard import DEFAULT_SCORECARD, ScorecardError, load, parse
+from hub.scores import Scorer, get_scorecard, import_scorecard
+from hub.scoring import CallScore, call_view, score_call
+from hub.storage import Store
+from tests.hub_support import SUMMARY, Station, ingest, known_call_events
+
+CARD = load(DEFAULT_SCORECARD)[0]
+TS = "2026-01-05T02:00:00.000Z"
+
+
+def score_of(envs: list[Any], card: Any = CARD) -> CallScore:
+    view = call_view([e.to_dict() for e in envs])
+    assert view is not None
+    return score_call("c1", card, view)
+
+
+def items(s: CallScore) -> dict[str, Any]:
+    return {i.rule: i for i in s.items}
+
+
+def test_known_call_rule_by_rule() -> None:
+    envs = Station("sh", "s01").call("c1", TS)
+    s = score_of(envs)
+    it = items(s)
+    # 3 interruptions, the first free, -3 each
+    assert (it["agent_interruptions"].count, it["agent_interruptions"].points) == (3, -6.0)
+    assert (it["agent_backchannels"].count, it["agent_backchannels"].points) == (2, 2.0)  # credit
+    assert (it["dead_air"].count, it["dead_air"].points) == (1, -2.0)  # only the 6 s one is >= 5 s
+    assert it["quick_responses"].points == 5.0 and it["quick_responses"].value == 0.8
+    assert it["slow_responses"].points == 0.0 and it["slow_responses"].applicable
+    assert it["agent_talk_ratio"].points == 0.0
+    assert not it["calm_with_angry_customer"].applicable  # nobody was angry
+    assert s.score == 80 - 6 + 2 - 2 + 5
+    assert (s.weight, s.excluded, s.note) == (1.0, False, "")
+
+
+def test_evidence_points_at_the_batch_and_entry() -> None:
+    envs = Station("sh", "s01").call("c1", TS)
+    batches = [e for e in envs if e.type == "activity"]
+    assert len(batches) == 2  # 120 s windows
+    ev = items(score_of(envs))["agent_interruptions"].evidence
+    assert [(e.event_id, e.start, e.end) for e in ev] == [
+        (batches[0].id, 15.0, 16.0),
+        (batches[0].id, 50.0, 51.0),
+        (batches[1].id, 130.0, 131.0),
+    ]
+    for e in ev:  # the index finds the entry in the stored batch
+        assert e.index is not None
+        entry = batches[0 if e.event_id == batches[0].id else 1].fields["talk_over"][e.index]
+        assert entry[:4] == [e.start, e.end, "agent", "interruption"]
+    summary_id = envs[-1].id
+    assert items(score_of(envs))["quick_responses"].evidence[0].event_id == summary_id
+
+
+def test_older_per_event_form_scores_the_same() -> None:
+    st = Station("sh", "s01")
+    per_event = [st.env(e, "c1", TS) for e in known_call_events()]
+    batched = Station("sh", "s01").call("c1", TS)
+    a, b = score_of(per_event), score_of(batched)
+    assert a.score == b.score
+    assert [(i.rule, i.points, i.count) for i in a.items] == [(i.rule, i.points, i.count) for i in b.items]
+
+
+def test_caps_limit_a_rule() -> None:
+    evs = [TalkOver(float(i), i + 0.6, "agent", "interruption", 0.6) for i in range(0, 40, 2)]
+    envs = Station("sh", "s01").call("c1", TS, events=[*evs, CallSummary(0.0, 60.0, dict(SUMMARY, duration=60.0))])
+    it = items(score_of(envs))["agent_interruptions"]
+    assert (it.count, it.points, it.capped) == (20, -15.0, True)
+    assert len(it.evidence) == 20  # every occurrence is still cited
+
+
+def test_calm_with_an_angry_customer_is_credited_and_anger_by_the_agent_is_not() -> None:
+    st = Station("sh", "s01")
+    base = st.call("c1", TS)
+    angry = st.env({"type": "emotion", "start": 20.0, "end": 23.0, "party": "customer", "label": "angry",
+                    "scores": {"angry": 0.9}}, "c1", TS)  # fmt: skip
+    it = items(score_of([angry, *base]))["calm_with_angry_customer"]
+    assert (it.points, [e.event_id for e in it.evidence]) == (5.0, [angry.id])
+    agent_angry = st.env({"type": "emotion", "start": 30.0, "end": 31.0, "party": "agent", "label": "angry"}, "c1", TS)
+    assert items(score_of([angry, agent_angry, *base]))["calm_with_angry_customer"].points == 0.0
+    # the station's own event shape (edge_agent.events.Emotion): `speaker`, and an anger alert
+    alert = st.env({"type": "emotion", "start": 40.0, "end": 41.0, "speaker": "customer", "label": "neutral",
+                    "reason": "anger_alert"}, "c1", TS)  # fmt: skip
+    assert items(score_of([alert, *base]))["calm_with_angry_customer"].points == 5.0
+    odd = st.env({"type": "emotion", "start": 1.0, "end": 2.0, "party": 7, "label": None}, "c1", TS)
+    assert not items(score_of([odd, *base]))["calm_with_angry_customer"].applicable  # odd shapes are ignored
+
+
+def test_missing_or_null_metric_is_not_applicable_not_a_deduction() -> None:
+    summary = dict(SUMMARY, agent_response_latency_mean=None)
+    del summary["monotone_agent"]
+    envs = Station("sh", "s01").call("c1", TS, summary=summary)
+    it = items(score_of(envs))
+    assert not it["quick_responses"].applicable and it["quick_responses"].points == 0.0
+    assert not it["monotone_agent"].applicable
+
+
+@pytest.mark.parametrize(("action", "weight", "excluded"), [("downweight", 0.5, False), ("exclude", 0.0, True)])
+def test_low_confidence_is_visible(action: str, weight: float, excluded: bool) -> None:
+    card = CARD.model_copy(update={"low_confidence": CARD.low_confidence.model_copy(update={"action": action})})
+    summary = dict(SUMMARY, quality={"flags": ["low_snr", "new_flag"], "low_confidence": True})
+    s = score_of(Station("sh", "s01").call("c1", TS, summary=summary), card)
+    assert (s.weight, s.excluded) == (weight, excluded)
+    assert "low_snr, new_flag" in s.note
+
+
+def test_no_summary_no_score() -> None:
+    envs = Station("sh", "s01").call("c1", TS)[:-1]
+    assert call_view([e.to_dict() for e in envs]) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("name: x\nversion: 1\nrules: []\n", "rules"),
+        ("name: x\nversion: 1\nrules:\n - {id: a, title: t, kind: threshold, metric: m, op: gt, value: 1,"
+         " points: 1, colour: red}\n", "colour"),
+        ("name: x\nversion: 1\nrules:\n - {id: a, title: t, kind: threshold, metric: m, op: gt, value: 1, points: 1}\n"
+         " - {id: a, title: t, kind: threshold, metric: m, op: lt, value: 1, points: 1}\n", "duplicate rule ids: a"),
+        ("name: x\nversion: 1\nrules:\n - {id: a, title: t, kind: magic, points: 1}\n", "kind"),
+        ("[1, 2", "not YAML"),
+        ("- just a list", "YAML mapping"),
+    ],
+)  # fmt: skip
+def test_bad_scorecards_are_one_line_errors(text: str, message: str) -> None:
+    with pytest.raises(ScorecardError, match=message) as err:
+        parse(text)
+    assert "\n" not in str(err.value)
+
+
+def current(store: Store, call_id: str) -> tuple[Any, ...]:
+    row = store.db.one("SELECT scorecard_version, score, auto_score FROM calls WHERE call_id = ?", (call_id,))
+    assert row is not None
+    return row
+
+
+def test_rescoring_under_a_new_version_keeps_history(hub_store: Store) -> None:
+    store = hub_store
+    st = Station("sh", "s01")
+    ingest(store, [st.login("a1", "2026-01-05T01:00:00.000Z"), *st.call("c1", TS)])
+    assert current(store, "c1") == (1, 79.0, 79.0)
+    text = DEFAULT_SCORECARD.read_text()
+    # same version, different rules: refused (a stored score must name exactly the rules that made it)
+    with pytest.raises(ScorecardError, match="bump version"):
+        import_scorecard(store, text.replace("points: -3", "points: -4"))
+    v2 = text.replace("version: 1", "version: 2").replace("points: -3\n    cap: 15", "points: -5\n    cap: 15")
+    card2 = import_scorecard(store, v2, activate=False)
+    assert get_scorecard(store).version == 1  # type: ignore[union-attr]  # not active until asked
+    assert Scorer(store).rescore(card2) == 1
+    assert current(store, "c1") == (2, 75.0, 75.0)  # 2 paid interruptions at -5 instead of -3
+    history = store.db.all("SELECT version, score, current FROM scores WHERE call_id = 'c1' ORDER BY id")
+    assert history == [(1, 79.0, 0), (2, 75.0, 1)]
+    assert store.db.all("SELECT score_wsum, weight_sum FROM agent_daily") == [(75.0, 1.0)]
+    assert store.db.one("SELECT action, target FROM audit WHERE action = 'rescore'") == ("rescore", "default@2")
+
+
+def test_late_events_rescore_a_call(hub_store: Store) -> None:
+    store = hub_store
+    st = Station("sh", "s01")
+    envs = st.call("c1", TS)
+    ingest(store, envs[1:])  # the second batch and the summary first
+    first = current(store, "c1")
+    ingest(store, envs[:1])  # then the first activity batch, late
+    assert first != current(store, "c1")
+    assert len(store.db.all("SELECT id FROM scores WHERE call_id = 'c1'")) == 2
+
+
+@pytest.mark.slow
+def test_a_real_call_is_scored_with_consistent_evidence(real_calls: list[Any]) -> None:
+    pipeline = Pipeline()
+    events = to_wire(pipeline.run(read_call(real_calls[0], block_seconds=2.0)))
+    envs = [envelope(e, seat="s01", site="sh", call_id="real", ts=TS).with_seq(i + 1) for i, e in enumerate(events)]
+    summary = events[-1].to_dict()
+    s = score_of(envs)
+    it = items(s)
+    assert it["agent_interruptions"].count == summary["talk_over_counts"]["agent_interruption"]
+    assert it["agent_backchannels"].count == summary["talk_over_counts"]["agent_backchannel"]
+    ids = {e.id for e in envs}
+    assert all(ev.event_id in ids for i in s.items for ev in i.evidence)
+    assert 0 <= s.score <= 100
+    json.dumps(s.items_json())  # storable as is

@@ -1,0 +1,122 @@
+"""The hub store on SQLite and on a real PostgreSQL: migrations, exactly-once, seq gaps, attribution."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_agent.events import Speech
+from hub.db import Database, StorageError, migrations
+from hub.storage import Outcome, Store
+from tests.hub_support import Station, ingest
+
+SITE = "sh"
+
+
+def test_migrations_apply_once_and_reopen(hub_store: Store) -> None:
+    store = hub_store
+    applied = store.db.all("SELECT version, name FROM schema_migrations ORDER BY version")
+    assert [int(v) for v, _ in applied] == [v for v, _, _ in migrations()]
+    assert Database(store.db.url).migrate() == []  # a second open applies nothing
+
+
+def test_add_is_idempotent_and_tracks_gaps(hub_store: Store) -> None:
+    store = hub_store
+    st = Station(SITE, "s01")
+    envs = [st.env(Speech(float(i), i + 0.5, "agent"), "c1", "2026-01-05T02:00:00.000Z") for i in range(6)]
+    assert store.add(envs[0], envs[0].to_json()) is Outcome.STORED
+    assert store.add(envs[0], envs[0].to_json()) is Outcome.DUPLICATE
+    for e in (envs[3], envs[5]):
+        store.add(e, e.to_json())
+    assert store.watermark(SITE, "s01") == (1, 6, [(2, 3), (5, 5)])
+    for e in (envs[1], envs[2], envs[4]):
+        store.add(e, e.to_json())
+    assert store.watermark(SITE, "s01") == (6, 6, [])
+    assert store.seqs(SITE, "s01") == [1, 2, 3, 4, 5, 6]
+    assert store.count() == 6
+
+
+def test_batch_rolls_back_as_a_whole(hub_store: Store) -> None:
+    store = hub_store
+    st = Station(SITE, "s01")
+    e1 = st.env(Speech(0.0, 1.0, "agent"), "c1", "2026-01-05T02:00:00.000Z")
+    with pytest.raises(StorageError), store.batch():
+        store.add(e1, e1.to_json())
+        store.db.execute("INSERT INTO no_such_table VALUES (1)")
+    assert store.count() == 0
+
+
+def test_seat_events_without_a_call_are_stored(hub_store: Store) -> None:
+    store = hub_store
+    st = Station(SITE, "s01")
+    e = st.login("a1", "2026-01-05T01:00:00.000Z")
+    assert e.call_id is None
+    assert store.add(e, e.to_json()) is Outcome.STORED
+    assert store.agent_at(SITE, "s01", 1e12) == "a1"
+
+
+def call_agent(store: Store, call_id: str) -> tuple[str | None, str | None]:
+    row = store.db.one("SELECT agent_id, agent_source FROM calls WHERE call_id = ?", (call_id,))
+    assert row is not None
+    return row[0], row[1]
+
+
+def test_hot_desking_attribution(hub_store: Store) -> None:
+    store = hub_store
+    st = Station(SITE, "s07")
+    envs = [st.login("a1", "2026-01-05T01:00:00.000Z")]
+    envs += st.call("call-1", "2026-01-05T01:10:00.000Z")  # a1's call (ends 01:10, started 140 s earlier)
+    envs += [st.logout("2026-01-05T02:00:00.000Z"), st.login("a2", "2026-01-05T02:05:00.000Z")]
+    envs += st.call("call-2", "2026-01-05T02:30:00.000Z")
+    envs += st.call("call-3", "2026-01-05T02:40:00.000Z", agent="a9")  # the station named the agent itself
+    envs += [st.logout("2026-01-05T03:00:00.000Z")]
+    envs += st.call("call-4", "2026-01-05T03:10:00.000Z")  # nobody logged in
+    ingest(store, envs)
+    assert call_agent(store, "call-1") == ("a1", "seat")
+    assert call_agent(store, "call-2") == ("a2", "seat")
+    assert call_agent(store, "call-3") == ("a9", "event")
+    assert call_agent(store, "call-4") == (None, "seat")
+    day = store.db.all("SELECT agent_id, day, calls FROM agent_daily ORDER BY agent_id")
+    # 01:10 UTC is 09:10 in Shanghai: the site's local day
+    assert day == [("a1", "2026-01-05", 1), ("a2", "2026-01-05", 1), ("a9", "2026-01-05", 1)]
+
+
+def test_a_late_login_reattributes_calls(hub_store: Store) -> None:
+    store = hub_store
+    st = Station(SITE, "s08")
+    login = st.login("a5", "2026-01-05T04:00:00.000Z")
+    call = st.call("call-late", "2026-01-05T04:20:00.000Z")
+    ingest(store, call)  # the call arrives before the login that covers it (a station outbox replaying)
+    assert call_agent(store, "call-late") == (None, "seat")
+    ingest(store, [login])
+    assert call_agent(store, "call-late") == ("a5", "seat")
+    assert store.db.all("SELECT agent_id, calls, scored FROM agent_daily") == [("a5", 1, 1)]
+
+
+def test_a_login_moving_a_call_updates_both_rollups(hub_store: Store) -> None:
+    store = hub_store
+    st = Station(SITE, "s09")
+    first = st.login("a1", "2026-01-05T05:00:00.000Z")
+    call = st.call("call-x", "2026-01-05T05:20:00.000Z")
+    second = st.login("a2", "2026-01-05T05:10:00.000Z")  # a hand-over before the call, delivered late
+    ingest(store, [first, *call])
+    assert call_agent(store, "call-x") == ("a1", "seat")
+    ingest(store, [second])
+    assert call_agent(store, "call-x") == ("a2", "seat")
+    assert store.db.all("SELECT agent_id, calls FROM agent_daily ORDER BY agent_id") == [("a2", 1)]
+
+
+def test_unknown_event_types_and_fields_are_kept(hub_store: Store) -> None:
+    store = hub_store
+    st = Station(SITE, "s01")
+    e = st.env({"type": "future_thing", "start": 1.0, "end": 2.0, "novel": {"x": 1}}, "c9", "2026-01-05T02:00:00.000Z")
+    assert store.add(e, e.to_json()) is Outcome.STORED
+    assert store.call_events("c9")[0]["novel"] == {"x": 1}
+
+
+def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot open"):
+        Store(tmp_path / "missing-dir" / "hub.sqlite")
+    with pytest.raises(StorageError, match=r"cannot open the database postgresql://u:\*\*\*@127.0.0.1:1/x"):
+        Store("postgresql://u:secret@127.0.0.1:1/x")
