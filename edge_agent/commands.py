@@ -9,6 +9,9 @@ answered with an error, never acted on. Results go back on `qa/v1/{site}/{seat}/
 Commands are not retained: a retained `call_start` would start a phantom call at every reconnect. The broker
 holds those sent while the seat was offline (persistent session); each carries `ts`, and the runtime decides
 what a late one still means (a late privacy-on is honoured; a call_start for a call long over is not).
+The one exception is `update` (signed, edge_agent/updates.py), which the hub may also publish retained on the
+site-wide `qa/v1/{site}/update/{kind}/{name}`: seeing it again is harmless (the version in use is a no-op, an
+older one is refused), so a station that was off gets the latest at its next connect.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_agent.config import first_error
 from edge_agent.schema import TOPIC_PREFIX
+from edge_agent.updates import UpdateManifest
 
 _ID = r"^[A-Za-z0-9_.:\-]{1,128}$"
-COMMAND_NAMES = ("call_start", "call_end", "login", "logout", "privacy", "config")
+COMMAND_NAMES = ("call_start", "call_end", "login", "logout", "privacy", "config", "update")
 
 
 class CommandError(ValueError):
@@ -81,7 +85,15 @@ class ConfigUpdate(_Command):
     version: Annotated[str | None, Field(max_length=64)] = None
 
 
-Command = CallStart | CallEnd | Login | Logout | Privacy | ConfigUpdate
+class UpdateCommand(_Command):
+    """A signed model or config update (edge_agent/updates.py); also what the site-wide update topic carries."""
+
+    cmd: Literal["update"] = "update"
+    manifest: UpdateManifest
+    payload: str = Field(description="the payload bytes, base64")
+
+
+Command = CallStart | CallEnd | Login | Logout | Privacy | ConfigUpdate | UpdateCommand
 _BY_NAME: dict[str, type[_Command]] = {
     "call_start": CallStart,
     "call_end": CallEnd,
@@ -89,8 +101,11 @@ _BY_NAME: dict[str, type[_Command]] = {
     "logout": Logout,
     "privacy": Privacy,
     "config": ConfigUpdate,
+    "update": UpdateCommand,
 }
 MAX_COMMAND_BYTES = 64 * 1024
+MAX_UPDATE_BYTES = 16 * 2**20
+"""An update carries a model in base64; the station's `updates.max_bytes` is the real limit."""
 
 
 def cmd_topic(site: str, seat: str, name: str) -> str:
@@ -105,14 +120,25 @@ def cmd_result_topic(site: str, seat: str) -> str:
     return f"{TOPIC_PREFIX}/{site}/{seat}/cmd_result"
 
 
+def update_topic(site: str, kind: str, name: str) -> str:
+    """Site-wide, retained by the broker: every seat of the site, including one that was off, gets it on
+    subscribing. `update` is therefore not a usable seat id (deploy/mosquitto/provision_site.py refuses it)."""
+    return f"{TOPIC_PREFIX}/{site}/update/{kind}/{name}"
+
+
+def update_subscription(site: str) -> str:
+    return update_topic(site, "+", "+")
+
+
 def parse_command(topic: str, payload: bytes | bytearray) -> Command:
     """A cmd topic's message -> the typed command; CommandError with a one-line reason otherwise."""
     name = topic.rsplit("/", 1)[-1]
     model = _BY_NAME.get(name)
     if model is None:
         raise CommandError(f"unknown command {name!r} (known: {', '.join(COMMAND_NAMES)})")
-    if len(payload) > MAX_COMMAND_BYTES:
-        raise CommandError(f"{name}: payload of {len(payload)} bytes exceeds {MAX_COMMAND_BYTES}")
+    limit = MAX_UPDATE_BYTES if name == "update" else MAX_COMMAND_BYTES
+    if len(payload) > limit:
+        raise CommandError(f"{name}: payload of {len(payload)} bytes exceeds {limit}")
     try:
         body = json.loads(payload) if payload.strip() else {}
     except (ValueError, UnicodeDecodeError) as exc:
@@ -124,7 +150,7 @@ def parse_command(topic: str, payload: bytes | bytearray) -> Command:
         cmd = model.model_validate(body)
     except ValidationError as exc:
         raise CommandError(f"{name}: {first_error(exc, top='body')}") from None
-    assert isinstance(cmd, CallStart | CallEnd | Login | Logout | Privacy | ConfigUpdate)  # noqa: S101 - for mypy
+    assert isinstance(cmd, Command)  # noqa: S101 - for mypy
     return cmd
 
 

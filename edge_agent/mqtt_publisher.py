@@ -41,8 +41,10 @@ from edge_agent.commands import (
     CommandError,
     cmd_result_topic,
     cmd_subscription,
+    cmd_topic,
     command_result,
     parse_command,
+    update_subscription,
 )
 from edge_agent.outbox import Outbox
 from edge_agent.schema import ack_topic, check_name, event_topic, live_topic, status_topic, utc_now
@@ -94,9 +96,14 @@ class BrokerConfig:
         )
 
 
-def new_client(broker: BrokerConfig, client_id: str, *, manual_ack: bool = False) -> mqtt.Client:
-    """A paho client with a persistent session, credentials, TLS and reconnect backoff set."""
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False, manual_ack=manual_ack)
+def new_client(
+    broker: BrokerConfig, client_id: str, *, manual_ack: bool = False, clean_session: bool = False
+) -> mqtt.Client:
+    """A paho client with a persistent session (unless `clean_session`: one-off tools), credentials, TLS and
+    reconnect backoff set."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=clean_session, manual_ack=manual_ack
+    )
     if broker.username is not None:
         client.username_pw_set(broker.username, broker.password)
     if broker.tls:
@@ -185,6 +192,7 @@ class Publisher:
         down is not sent the same backlog every 30 s by every seat."""
         self._ack_topic = ack_topic(site, seat)
         self._cmd_prefix = cmd_subscription(site, seat)[:-1]
+        self._update_prefix = update_subscription(site)[:-3]
         self.health_extra: Callable[[], dict[str, Any]] | None = None
         """More health for `status/health` (the station runtime's: device, call state, temperature...)."""
         self._health_due = threading.Event()
@@ -392,6 +400,7 @@ class Publisher:
                 self._resend_before = time.time()
             client.subscribe(self._ack_topic, qos=1)  # the retained ack comes straight back
         client.subscribe(cmd_subscription(self.site, self.seat), qos=1)
+        client.subscribe(update_subscription(self.site), qos=1)  # retained: the latest comes at once
         self.connects += 1
         self._publish(status_topic(self.site, self.seat), "online", retain=True, event_id=None)
         self._connected.set()
@@ -436,6 +445,10 @@ class Publisher:
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
         if msg.topic.startswith(self._cmd_prefix):
             self._on_command(msg.topic, msg.payload)
+            return
+        if msg.topic.startswith(self._update_prefix):
+            if msg.payload:  # empty: the hub cleared the retained update
+                self._on_command(cmd_topic(self.site, self.seat, "update"), msg.payload)
             return
         if msg.topic != self._ack_topic:
             return

@@ -10,7 +10,6 @@ refused with an error naming them, so a typo never silently falls back to a defa
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from edge_agent.config import AnalyzerConfig, ConfigError, first_error, parse_document
+from edge_agent.update_store import write_atomically
 from edge_agent.wire import DEFAULT_BATCH_S
 
 ENV_OVERRIDES = {
@@ -87,6 +87,17 @@ class HealthSection(_Strict):
     thermal_zone: str = "/sys/class/thermal/thermal_zone0/temp"
 
 
+class UpdatesSection(_Strict):
+    """Signed model/config updates from the hub (docs/updates.md). No keys: every update is refused."""
+
+    public_keys: list[str] = Field(
+        default_factory=list, description="Ed25519 public keys of the hub admin: base64 (32 bytes) or a file path"
+    )
+    max_bytes: int = Field(
+        700_000, ge=1024, le=12 * 2**20, description="largest payload taken (the broker's max_packet_size bounds it)"
+    )
+
+
 class StationConfig(_Strict):
     station: StationIdentity
     mqtt: MqttSection
@@ -98,6 +109,7 @@ class StationConfig(_Strict):
     local_api: LocalApiSection = LocalApiSection()
     gpio: GpioSection = GpioSection()
     health: HealthSection = HealthSection()
+    updates: UpdatesSection = UpdatesSection()
     activity_batch_s: float = Field(DEFAULT_BATCH_S, gt=0, le=600)
     live: bool = Field(True, description="publish talk-over / dead-air onsets on the live topic for the wall")
 
@@ -149,19 +161,4 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> StationConfig:
 
 def save_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write a config document so that a crash leaves either the old file or the new one, never half."""
-    text = yaml.safe_dump(data, sort_keys=False)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, yaml.safe_dump(data, sort_keys=False).encode())

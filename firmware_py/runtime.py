@@ -29,8 +29,10 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.audio import SAMPLE_RATE
-from edge_agent.commands import CallEnd, CallStart, Command, ConfigUpdate, Login, Logout, Privacy
-from edge_agent.config import ConfigError, parse_document
+from edge_agent.commands import CallEnd, CallStart, Command, ConfigUpdate, Login, Logout, Privacy, UpdateCommand
+from edge_agent.config import AnalyzerConfig, ConfigError, parse_document
+from edge_agent.emotion import EmotionTracker
+from edge_agent.emotion_model import EmotionModel, EmotionModelError
 from edge_agent.mqtt_publisher import BrokerConfig, Publisher
 from edge_agent.outbox import Outbox
 from edge_agent.schema import envelope
@@ -41,6 +43,7 @@ from firmware_py.health import os_snapshot
 from firmware_py.indicators import Indication, Indicators
 from firmware_py.lifecycle import CallLifecycle, Emitted, LifecycleError, State
 from firmware_py.local_api import LocalApi
+from firmware_py.remote_updates import StationUpdates
 from firmware_py.sdnotify import Notifier
 from firmware_py.sources import AudioSource, FileSource
 
@@ -93,14 +96,8 @@ class Station:
         self.publisher.on_command = self._mqtt_command
         self.publisher.health_extra = self.health
         self.source = source or make_source(cfg)
-        self.lifecycle = CallLifecycle(
-            cfg.lifecycle,
-            cfg.analyzer,
-            self._put,
-            batch_s=cfg.activity_batch_s,
-            agent_id=None,
-            live=self.publisher.publish_live if cfg.live else None,
-        )
+        self.updates = StationUpdates(cfg.updates, cfg.state_dir)
+        self.lifecycle = self._new_lifecycle(cfg, None)
         self.models = model_refs(self.lifecycle.pipeline)
         self.notifier = notifier or Notifier()
         self.indicators = Indicators(
@@ -113,6 +110,7 @@ class Station:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending_cfg: StationConfig | None = None
+        self._pending_model: EmotionModel | None = None
         self._last_ping = 0.0
         self.blocks = 0
         self.discarded_blocks = 0
@@ -185,6 +183,8 @@ class Station:
             self.publisher.request_health()
         if self._pending_cfg is not None and self.lifecycle.state is State.IDLE:
             self._apply_config(self._pending_cfg)
+        if self._pending_model is not None and self.lifecycle.state is State.IDLE:
+            self._switch_model()
 
     def _heartbeat(self) -> None:
         now = time.monotonic()
@@ -237,6 +237,8 @@ class Station:
             lc.set_privacy(cmd.on)
         elif isinstance(cmd, ConfigUpdate):
             return self._config_update(cmd)
+        elif isinstance(cmd, UpdateCommand):
+            return self._update(cmd)
         return None
 
     def _mqtt_command(self, cmd: Command) -> None:
@@ -248,14 +250,24 @@ class Station:
     # --- remote config -------------------------------------------------------------------------------------
 
     def _config_update(self, cmd: ConfigUpdate) -> str | None:
-        bad = sorted(set(cmd.config) - set(REMOTE_SECTIONS))
-        if bad:
-            return f"config: {', '.join(bad)} cannot be changed remotely (only {', '.join(REMOTE_SECTIONS)})"
-        remote = {**self.remote_doc, **cmd.config}
         try:
-            new = station_config.validate({**self.base_doc, **remote}, "remote config")
+            new, remote = self._check_remote(cmd.config)
         except ConfigError as exc:
             return str(exc)  # names the bad key; nothing applied, nothing persisted
+        self._accept_remote(new, remote, cmd.version)
+        return None
+
+    def _check_remote(self, config: dict[str, Any]) -> tuple[StationConfig, dict[str, Any]]:
+        """A remote config document -> (the config it makes, the remote document to persist); ConfigError."""
+        bad = sorted(set(config) - set(REMOTE_SECTIONS))
+        if bad:
+            raise ConfigError(
+                f"config: {', '.join(bad)} cannot be changed remotely (only {', '.join(REMOTE_SECTIONS)})"
+            )
+        remote = {**self.remote_doc, **config}
+        return station_config.validate({**self.base_doc, **remote}, "remote config"), remote
+
+    def _accept_remote(self, new: StationConfig, remote: dict[str, Any], version: str | None) -> None:
         station_config.save_atomically(self.cfg.state_dir / REMOTE_FILE, remote)  # survives a restart
         self.remote_doc = remote
         self._pending_cfg = new
@@ -263,24 +275,53 @@ class Station:
             self._apply_config(new)
         log.info(
             "remote config %s accepted (%s)",
-            cmd.version or "-",
+            version or "-",
             "applied" if self._pending_cfg is None else "next call",
         )
-        return None
 
     def _apply_config(self, new: StationConfig) -> None:
-        agent = self.lifecycle.agent_id
-        self.lifecycle = CallLifecycle(
-            new.lifecycle,
-            new.analyzer,
-            self._put,
-            batch_s=new.activity_batch_s,
-            agent_id=agent,
-            live=self.publisher.publish_live if new.live else None,
-        )
+        self.lifecycle = self._new_lifecycle(new, self.lifecycle.agent_id)
         self.models = model_refs(self.lifecycle.pipeline)
         self.cfg = new
         self._pending_cfg = None
+        self._pending_model = None  # the new pipeline loaded the update in use
+
+    def _new_lifecycle(self, cfg: StationConfig, agent: str | None) -> CallLifecycle:
+        def make(analyzer: AnalyzerConfig) -> CallLifecycle:
+            live = self.publisher.publish_live if cfg.live else None
+            return CallLifecycle(
+                cfg.lifecycle, analyzer, self._put, batch_s=cfg.activity_batch_s, agent_id=agent, live=live
+            )
+
+        updated = self.updates.analyzer(cfg.analyzer)
+        try:
+            return make(updated)
+        except EmotionModelError as exc:
+            if updated is cfg.analyzer:
+                raise
+            log.error("the emotion model update in use does not load (%s): using the configured model", exc)
+            return make(cfg.analyzer)
+
+    # --- signed updates (docs/updates.md) ------------------------------------------------------------------
+
+    def _update(self, cmd: UpdateCommand) -> str | None:
+        out = self.updates.apply(cmd, self.cfg.analyzer.emotion, self._check_remote)
+        if out.config is not None:
+            self._accept_remote(*out.config, cmd.manifest.version)
+        if out.model is not None:
+            self._pending_model = out.model
+            if self.lifecycle.state is not State.IN_CALL:
+                self._switch_model()
+        return out.error
+
+    def _switch_model(self) -> None:
+        """Between calls: the pipeline scores emotion with the update's model (loaded and checked already)."""
+        model, self._pending_model = self._pending_model, None
+        pipe = self.lifecycle.pipeline
+        if model is not None and pipe.emotion is not None:
+            pipe.emotion = EmotionTracker(pipe.emotion.cfg, model)
+            self.models = model_refs(pipe)
+            log.info("emotion model switched to %s (sha256 %s)", model.card.name, model.card.sha256[:12])
 
     # --- events out ----------------------------------------------------------------------------------------
 
@@ -319,6 +360,7 @@ class Station:
             outbox_dropped=self.outbox.dropped,
             models={t: m.to_dict() for t, m in self.models.items() if t in ("activity", "emotion")},
             calls=lc.calls_started,
+            updates=self.updates.health(),
         )
         return snap
 

@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from hub import aggregate, auth, calibration, reviews
+from hub import admin, aggregate, auth, calibration, reviews
 from hub.aggregate import Period
 from hub.auth import Scope, User
 from hub.live import LiveBoard
@@ -277,18 +277,18 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
     @app.get("/api/users", tags=["admin"])
     def users(hub: HubDep, user: UserDep) -> list[dict[str, Any]]:
         require(user, "admin")
-        rows = hub.store.db.all("SELECT username, role, agent_id, team_id, created FROM users ORDER BY username")
-        return [dict(zip(("username", "role", "agent_id", "team_id", "created"), r, strict=True)) for r in rows]
+        return auth.list_users(hub.store)
 
     @app.post("/api/users", tags=["admin"], status_code=201)
     def new_user(body: NewUser, hub: HubDep, user: UserDep) -> dict[str, Any]:
         require(user, "admin")
         try:
+            admin.check_user_refs(hub.store, body.role, body.agent_id, body.team_id)
             u = auth.create_user(
                 hub.store, body.username, body.password, body.role, agent_id=body.agent_id, team_id=body.team_id,
                 actor=user.username,
             )  # fmt: skip
-        except auth.AuthError as exc:
+        except (auth.AuthError, admin.AdminError) as exc:
             raise HTTPException(400, str(exc)) from None
         return dict(u.__dict__)
 
@@ -524,7 +524,11 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
 
         return StreamingResponse(frames(), media_type="text/event-stream")
 
+    from hub.admin_api import install_admin_api
+    from hub.admin_pages import install_admin_pages
     from hub.pages import install_pages
 
+    install_admin_api(app)
     install_pages(app)
+    install_admin_pages(app)
     return app

@@ -18,7 +18,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -64,15 +64,10 @@ def create_user(
     team_id: str | None = None,
     actor: str = "system",
 ) -> User:
-    if role not in ROLES:
-        raise AuthError(f"role {role!r}: one of {', '.join(ROLES)}")
-    if role == "agent" and not agent_id:
-        raise AuthError("an agent user needs --agent-id (the agent id stations report)")
-    if role == "lead" and not team_id:
-        raise AuthError("a team lead needs --team-id")
+    _check_role(role, agent_id, team_id)
     if len(password) < 8:
         raise AuthError("passwords need at least 8 characters")
-    user = User(username, role, agent_id, team_id)
+    user = User(username, cast(Role, role), agent_id, team_id)
     with store.db.transaction():
         if store.db.one("SELECT 1 FROM users WHERE username = ?", (username,)):
             raise AuthError(f"user {username!r} already exists")
@@ -82,6 +77,72 @@ def create_user(
         )
         audit(store, actor, "user.create", username, {"role": role, "agent_id": agent_id, "team_id": team_id})
     return user
+
+
+def _check_role(role: str, agent_id: str | None, team_id: str | None) -> None:
+    if role not in ROLES:
+        raise AuthError(f"role {role!r}: one of {', '.join(ROLES)}")
+    if role == "agent" and not agent_id:
+        raise AuthError("an agent user needs an agent id (--agent-id: the id stations report)")
+    if role == "lead" and not team_id:
+        raise AuthError("a team lead needs a team id (--team-id)")
+
+
+def update_user(
+    store: Store,
+    username: str,
+    *,
+    role: str,
+    agent_id: str | None,
+    team_id: str | None,
+    active: bool,
+    actor: str = "system",
+) -> User:
+    """Set a user's role, agent, team and whether they may log in. Deactivating ends their sessions; the last
+    active admin can be neither deactivated nor demoted (nobody could administer the hub any more)."""
+    _check_role(role, agent_id, team_id)
+    with store.db.transaction():
+        row = store.db.one("SELECT role, agent_id, team_id, disabled FROM users WHERE username = ?", (username,))
+        if row is None:
+            raise AuthError(f"no user {username!r}")
+        was_admin = row[0] == "admin" and not row[3]
+        if was_admin and (role != "admin" or not active):
+            others = store.db.scalar(
+                "SELECT COUNT(*) FROM users WHERE role = 'admin' AND disabled = 0 AND username <> ?", (username,)
+            )
+            if not others:
+                raise AuthError(f"{username!r} is the last active admin: make another admin first")
+        store.db.execute(
+            "UPDATE users SET role = ?, agent_id = ?, team_id = ?, disabled = ? WHERE username = ?",
+            (role, agent_id if role == "agent" else None, team_id if role == "lead" else None, int(not active),
+             username),
+        )  # fmt: skip
+        if not active:
+            store.db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+        before = {"role": row[0], "agent_id": row[1], "team_id": row[2], "active": not row[3]}
+        after = {"role": role, "agent_id": agent_id, "team_id": team_id, "active": active}
+        audit(store, actor, "user.update", username, {k: v for k, v in after.items() if before[k] != v})
+    return User(username, cast(Role, role), agent_id if role == "agent" else None, team_id if role == "lead" else None)
+
+
+def set_password(store: Store, username: str, password: str, *, actor: str = "system") -> None:
+    """A new password (an admin's reset); the user's sessions end, so whoever held one must log in again."""
+    if len(password) < 8:
+        raise AuthError("passwords need at least 8 characters")
+    with store.db.transaction():
+        if store.db.one("SELECT 1 FROM users WHERE username = ?", (username,)) is None:
+            raise AuthError(f"no user {username!r}")
+        store.db.execute("UPDATE users SET pw_hash = ? WHERE username = ?", (_hasher.hash(password), username))
+        store.db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+        audit(store, actor, "user.password", username, {})
+
+
+def list_users(store: Store) -> list[dict[str, Any]]:
+    rows = store.db.all("SELECT username, role, agent_id, team_id, created, disabled FROM users ORDER BY username")
+    return [
+        {"username": u, "role": r, "agent_id": a, "team_id": t, "created": c, "active": not d}
+        for u, r, a, t, c, d in rows
+    ]
 
 
 def get_user(store: Store, username: str) -> User | None:

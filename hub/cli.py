@@ -1,12 +1,15 @@
 """`qa-hub`: run the hub (ingest + API + dashboard) and administer it.
 
     qa-hub serve --broker mqtt://HOST:PORT --db URL --http HOST:PORT [--tz Asia/Shanghai]
+                 [--share GROUP --client-id UNIQUE [--no-http]]   (scale-out workers, docs/scale.md)
     qa-hub user create NAME --role admin|reviewer|lead|agent [--agent-id A] [--team-id T]   (password: stdin/prompt)
     qa-hub scorecard import FILE [--no-activate]
     qa-hub rescore NAME VERSION [--since YYYY-MM-DD]
     qa-hub site set ID --name N --tz ZONE
     qa-hub team set ID --name N [--site S]
     qa-hub agent set ID --name N [--team T]
+    qa-hub update keygen --out DIR   |   qa-hub update publish ...   (signed station updates, docs/updates.md)
+    qa-hub backup OUT [--keep N]   |   qa-hub restore IN   (the database, deploy/hub/README.md)
 
 `--db` (or `QA_HUB_DB`) is a SQLite path (default `hub.sqlite`) or a `postgresql://` DSN. Errors are one line
 on stderr with exit status 2.
@@ -20,8 +23,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 
+from hub import backup, updates
 from hub.db import StorageError
 from hub.scorecard import DEFAULT_SCORECARD, ScorecardError, load
 from hub.scores import Scorer, get_scorecard, import_scorecard
@@ -47,7 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("serve", help="ingest from the broker and serve the API and dashboard")
     s.add_argument("--broker", default=os.environ.get("QA_HUB_BROKER", "mqtt://127.0.0.1:1883"))
     s.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080))
-    s.add_argument("--client-id", default="callqa-hub-ingest")
+    s.add_argument("--client-id", default="callqa-hub-ingest", help="unique per worker")
+    s.add_argument(
+        "--share",
+        metavar="GROUP",
+        default=os.environ.get("QA_HUB_SHARE"),
+        help="scale-out: one of several workers sharing ingest through `$share/GROUP/...` (PostgreSQL)",
+    )
+    s.add_argument("--no-http", action="store_true", help="ingest only: no API or dashboard in this worker")
 
     u = sub.add_parser("user", help="users").add_subparsers(dest="action", required=True)
     uc = u.add_parser("create")
@@ -65,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("name")
     r.add_argument("version", type=int)
     r.add_argument("--since", help="only calls from this local day (YYYY-MM-DD)")
+
+    updates.add_parser(sub)
+    backup.add_parser(sub)
 
     for what in ("site", "team", "agent"):
         d = sub.add_parser(what, help=f"{what}s").add_subparsers(dest="action", required=True)
@@ -94,14 +109,19 @@ def serve(store: Store, args: argparse.Namespace) -> int:
     from hub.api import create_app
     from hub.ingest import Ingest
     from hub.live import LiveBoard
+    from hub.rollups import settle_all
 
     try:
         broker = BrokerConfig.from_url(args.broker)
     except BrokerUrlError as exc:
         raise ValueError(str(exc)) from None
     ensure_scorecard(store)
+    settle_all(store)  # running rollup totals a migration or an interrupted re-score left stale (hub/rollups.py)
     board = LiveBoard()
-    ingest = Ingest(store, broker, args.client_id, scorer=Scorer(store), on_stored=board.update)
+    ingest = Ingest(
+        store, broker, args.client_id, scorer=Scorer(store), on_stored=board.update, share_group=args.share,
+        on_live=None if args.no_http else board.live,
+    )  # fmt: skip
     ingest.start()
     host, port = args.http
 
@@ -113,7 +133,11 @@ def serve(store: Store, args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, shutdown)
     try:
-        uvicorn.run(create_app(store, board), host=host, port=port, log_level="info", access_log=False)
+        if args.no_http:
+            log.info("ingest-only worker %s (group %s)", args.client_id, args.share)
+            threading.Event().wait()  # until a signal
+        else:
+            uvicorn.run(create_app(store, board), host=host, port=port, log_level="info", access_log=False)
     except _Shutdown as stop:
         log.info("stopping on signal %d", stop.signum)
     finally:
@@ -128,7 +152,8 @@ class _Shutdown(BaseException):  # not Exception: nothing on the way out may swa
 
 
 def run(args: argparse.Namespace) -> int:
-    store = Store(args.db, default_tz=args.tz)
+    shared = args.cmd == "serve" and bool(args.share)
+    store = Store(args.db, default_tz=args.tz, shared=shared)
     try:
         if args.cmd == "serve":
             return serve(store, args)
@@ -165,7 +190,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
     try:
-        return run(args)
+        if args.cmd in ("backup", "restore"):
+            return backup.run_cli(args)  # the database as it is: neither created nor migrated
+        return updates.run_cli(args) if args.cmd == "update" else run(args)  # updates need no database
     except (StorageError, ScorecardError, ValueError) as exc:
         print(f"qa-hub: {exc}", file=sys.stderr)
         return 2

@@ -37,6 +37,9 @@ _TYPES: dict[Dialect, dict[str, str]] = {
 _MIGRATION = re.compile(r"(\d{4})_[a-z0-9_]+\.sql")
 
 
+MIGRATION_LOCK = 0x63616C6C716D  # PostgreSQL advisory lock key held while migrating
+
+
 class StorageError(RuntimeError):
     """The database refused or failed an operation (both backends' errors are wrapped in this)."""
 
@@ -188,6 +191,10 @@ class Database:
         for hook in hooks:
             hook()
 
+    def in_transaction(self) -> bool:
+        """Whether this thread is inside `transaction()`."""
+        return bool(getattr(self._local, "depth", 0))
+
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run `hook` once the current transaction commits (never if it rolls back; at once outside one):
         work handed to other threads must not see rows before they are committed."""
@@ -199,7 +206,19 @@ class Database:
     # --- migrations ------------------------------------------------------------------------------------------
 
     def migrate(self) -> list[str]:
-        """Apply the migrations this database lacks, each in its own transaction; returns their names."""
+        """Apply the migrations this database lacks, each in its own transaction; returns their names.
+        Several hub processes may start at once on one database (scale-out workers): on PostgreSQL they take
+        turns on an advisory lock, on SQLite on the write lock, and each migration is re-checked under it."""
+        pg = self.dialect == "postgres"
+        if pg:
+            self.execute("SELECT pg_advisory_lock(?)", (MIGRATION_LOCK,))
+        try:
+            return self._migrate()
+        finally:
+            if pg:
+                self.execute("SELECT pg_advisory_unlock(?)", (MIGRATION_LOCK,))
+
+    def _migrate(self) -> list[str]:
         self.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL)")
         done = {int(r[0]) for r in self.all("SELECT version FROM schema_migrations")}
         applied = []
@@ -208,6 +227,8 @@ class Database:
                 continue
             ddl = text.format(**_TYPES[self.dialect])
             with self.transaction():
+                if self.one("SELECT 1 FROM schema_migrations WHERE version = ?", (version,)):
+                    continue  # another process applied it meanwhile
                 for stmt in (s.strip() for s in ddl.split(";")):
                     if stmt and not all(line.lstrip().startswith("--") for line in stmt.splitlines()):
                         self.execute(stmt)

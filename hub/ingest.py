@@ -38,6 +38,7 @@ from edge_agent.schema import (
     parse_event_topic,
 )
 from hub.db import StorageError
+from hub.live import LIVE_SUBSCRIPTION
 from hub.scores import Scorer
 from hub.storage import REJECTIONS, Gap, HubStore, Outcome, Store
 
@@ -81,8 +82,13 @@ class Ingest:
         scorer: Scorer | None = None,
         score_interval_s: float = 0.5,
         on_stored: Callable[[Envelope], None] | None = None,
+        share_group: str | None = None,
+        on_live: Callable[[str, bytes], object] | None = None,
     ) -> None:
         self.store, self.broker = store, broker
+        self.share_group = share_group
+        """Scale-out: subscribe through the MQTT shared subscription `$share/{group}/...`, so the broker hands
+        each message to one of the workers in the group (they must share one database, `Store(shared=True)`)."""
         self.ack_interval_s = ack_interval_s
         self.max_batch = max_batch
         self.scorer = scorer
@@ -90,6 +96,9 @@ class Ingest:
         """Completed calls are scored at most this long after their summary is stored."""
         self.on_stored = on_stored
         """Called in the writer thread for each newly stored event after its commit (the live wall)."""
+        self.on_live = on_live
+        """Given each message of the stations' live topic (QoS 0, never stored or acked; the live wall): set, it
+        subscribes to them, unshared, on paho's thread, so it must be quick (hub.live.LiveBoard.live)."""
         self._dirty: set[tuple[str, str]] = set()  # seats with events since their last ack
         self._dirty_lock = threading.Lock()
         self._stopping = threading.Event()
@@ -205,9 +214,13 @@ class Ingest:
     def _write(self, batch: list[_Message]) -> None:
         done: list[tuple[_Message, Outcome | None]] = []
         self._stored = []
+        # stored seat by seat (a stable sort keeps each seat's arrival order): the per-seat locks of shared
+        # workers are then always taken in the same order; acknowledged below in arrival order all the same
+        order = sorted(batch, key=lambda m: m.topic) if self.store.shared else batch
         try:
             with self.store.batch():
-                done = [(m, self._store_one(m)) for m in batch]
+                outcomes = {id(m): self._store_one(m) for m in order}
+            done = [(m, outcomes[id(m)]) for m in batch]
         except StorageError:
             log.warning("a batch of %d failed to commit; storing its messages one by one", len(batch), exc_info=True)
             done, self._stored = [], []
@@ -304,9 +317,14 @@ class Ingest:
         if rc.is_failure:
             log.error("broker refused the hub connection: %s", rc)
             return
-        log.info("hub connected (session present: %s); subscribing to %s", flags.session_present, EVENT_SUBSCRIPTION)
+        topics = [self._shared(t) for t in (EVENT_SUBSCRIPTION, *STATUS_SUBSCRIPTIONS)]
+        log.info("hub connected (session present: %s); subscribing to %s", flags.session_present, topics[0])
         self.connects += 1
-        client.subscribe([(EVENT_SUBSCRIPTION, 1), *((t, 1) for t in STATUS_SUBSCRIPTIONS)])
+        live = [(LIVE_SUBSCRIPTION, 0)] if self.on_live is not None else []  # every worker's wall sees all
+        client.subscribe([(t, 1) for t in topics] + live)
+
+    def _shared(self, topic: str) -> str:
+        return topic if self.share_group is None else f"$share/{self.share_group}/{topic}"
 
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, rcs: list[ReasonCode], props: object
@@ -317,4 +335,10 @@ class Ingest:
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
+        if self.on_live is not None and msg.topic.endswith("/live"):
+            try:
+                self.on_live(msg.topic, bytes(msg.payload))
+            except Exception:
+                log.exception("the live listener failed on %s", msg.topic)
+            return
         self._inbox.put(_Message(msg.topic, bytes(msg.payload), msg.mid, msg.qos))

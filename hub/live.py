@@ -1,19 +1,84 @@
 """The live wall's state: what each seat is doing now and the alerts raised on its current call.
 
-Fed by ingest after each commit (`LiveBoard.update`), read by the server-sent-events stream. In memory only:
-after a restart the wall fills again as events arrive. Alerts: the customer's anger (an `emotion` event of the
-customer labelled angry or sent as an `anger_alert`, or its `arousal` above 0.8 with a negative label) and long
-dead air (a `dead_air` entry of at least `dead_air_alert_s`).
+Two feeds, both in memory only (after a restart the wall fills again as things arrive):
+
+- stored events, from ingest after each commit (`LiveBoard.update`). Alerts: the customer's anger (an `emotion`
+  event of the customer labelled angry or sent as an `anger_alert`, which the station sends at once when anger
+  rises past its threshold, or its `arousal` above 0.8 with a negative label) and long dead air (a `dead_air`
+  entry of at least `dead_air_alert_s`, from the 180 s `activity` batches);
+- the station's `qa/v1/{site}/{seat}/live` topic (QoS 0, docs/events.md), from ingest's network thread
+  (`LiveBoard.live`): a talk-over the moment it is one, dead air the moment the silence is long enough, calls
+  starting and ending. These are shown as what is happening `now` and never stored: a talk-over for
+  `talk_over_show_s`, dead air until speech is heard again (a talk-over on the call), the call ends, or
+  `dead_air_show_s` passes (the station signals a silence's start, not its end). Malformed live messages
+  are counted in `live_counts` by reason and dropped.
 """
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
 import time
+from collections import deque
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from edge_agent.schema import Envelope
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+
+from edge_agent.schema import TOPIC_PREFIX, Envelope, SchemaError, check_name
+
+log = logging.getLogger(__name__)
+
+LIVE_SUBSCRIPTION = f"{TOPIC_PREFIX}/+/+/live"
+MAX_LIVE_BYTES = 4096
+"""A live message is a few dozen bytes; anything near this is not one."""
+LIVE_REJECTIONS = ("oversized", "bad_topic", "bad_json", "bad_schema")
+
+
+class _Signal(BaseModel):
+    # a newer station may add fields: ignored, as the hub keeps unknown event fields (docs/events.md)
+    model_config = ConfigDict(extra="ignore", frozen=True)
+    call_id: str = Field(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")
+    ts: str
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, v: str) -> str:
+        if not v.endswith("Z"):
+            raise ValueError("ts: ISO-8601 UTC ending in Z")
+        datetime.fromisoformat(v[:-1] + "+00:00")
+        return v
+
+
+class TalkOverSignal(_Signal):
+    type: Literal["talk_over"]
+    start: float = Field(ge=0, allow_inf_nan=False)
+    by: Literal["agent", "customer"]
+
+
+class DeadAirSignal(_Signal):
+    type: Literal["dead_air"]
+    start: float = Field(ge=0, allow_inf_nan=False)
+
+
+class CallSignal(_Signal):
+    type: Literal["call"]
+    state: Literal["started", "ended"]
+
+
+Signal = Annotated[TalkOverSignal | DeadAirSignal | CallSignal, Field(discriminator="type")]
+_SIGNAL: TypeAdapter[TalkOverSignal | DeadAirSignal | CallSignal] = TypeAdapter(Signal)
+_KNOWN = frozenset(("talk_over", "dead_air", "call"))
+
+
+def parse_live_topic(topic: str) -> tuple[str, str]:
+    """`qa/v1/{site}/{seat}/live` -> (site, seat); SchemaError for any other topic."""
+    parts = topic.split("/")
+    if len(parts) != 5 or "/".join(parts[:2]) != TOPIC_PREFIX or parts[4] != "live":
+        raise SchemaError(f"not a live topic: {topic!r}")
+    return check_name("site", parts[2]), check_name("seat", parts[3])
 
 
 @dataclass
@@ -25,32 +90,59 @@ class SeatState:
     in_call: bool = False
     last_event: float = 0.0
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    now: list[dict[str, Any]] = field(default_factory=list)
+    """Live signals in progress: {"kind": "talk_over"|"dead_air", "start": call seconds, "ts", "by"?, "since":
+    when the hub heard it (POSIX s)}; snapshots add `age_s`."""
 
 
 class LiveBoard:
-    def __init__(self, dead_air_alert_s: float = 10.0) -> None:
+    def __init__(
+        self, dead_air_alert_s: float = 10.0, *, talk_over_show_s: float = 4.0, dead_air_show_s: float = 30.0
+    ) -> None:
         self.dead_air_alert_s = dead_air_alert_s
+        self.talk_over_show_s = talk_over_show_s
+        self.dead_air_show_s = dead_air_show_s
         self._seats: dict[tuple[str, str], SeatState] = {}
+        self._ended: dict[tuple[str, str], deque[str]] = {}  # calls each seat has finished, latest last
         self._lock = threading.Lock()
-        self.version = 0
-        """Bumped on every change: the stream sends a snapshot when it moves."""
+        self._version = 0
+        self.live_counts: dict[str, int] = dict.fromkeys(("accepted", "unknown_type", *LIVE_REJECTIONS), 0)
+        """Live messages since start: accepted, of a type this hub does not know (dropped), or rejected by reason."""
+
+    @property
+    def version(self) -> int:
+        """Bumped on every change, including live signals running out: the stream sends a snapshot when it moves."""
+        with self._lock:
+            self._expire(time.time())
+            return self._version
+
+    # --- stored events -------------------------------------------------------------------------------------------
 
     def update(self, env: Envelope) -> None:
         with self._lock:
-            s = self._seats.setdefault((env.site, env.seat), SeatState(env.site, env.seat))
+            key = (env.site, env.seat)
+            s = self._seats.setdefault(key, SeatState(env.site, env.seat))
             s.last_event = time.time()
             if env.type == "agent_login":
                 s.agent_id = env.agent_id
             elif env.type == "agent_logout":
-                s.agent_id, s.in_call = None, False
+                s.agent_id, s.in_call, s.now = None, False, []
             elif env.call_id is not None:
+                ended = self._ended.setdefault(key, deque(maxlen=8))
                 if env.call_id != s.call_id:
-                    s.call_id, s.alerts = env.call_id, []
-                s.in_call = env.type != "call_summary"
+                    if env.call_id in ended:
+                        self._version += 1
+                        return  # a late batch of a call the seat has finished: not the call on the wall now
+                    s.call_id, s.alerts, s.now = env.call_id, [], []
+                if env.type == "call_summary":
+                    ended.append(env.call_id)
+                    s.in_call, s.now = False, []
+                elif env.call_id not in ended:
+                    s.in_call = True
                 if env.agent_id is not None:
                     s.agent_id = env.agent_id
                 s.alerts += self._alerts(env)
-            self.version += 1
+            self._version += 1
 
     def _alerts(self, env: Envelope) -> list[dict[str, Any]]:
         f = env.fields
@@ -74,6 +166,83 @@ class LiveBoard:
         ]
         return out
 
+    # --- the live topic ------------------------------------------------------------------------------------------
+
+    def live(self, topic: str, payload: bytes | bytearray) -> str:
+        """One message from a seat's live topic (called on ingest's network thread: cheap, never raises for
+        anything a message can contain). Returns what became of it: 'accepted', 'unknown_type' or a rejection."""
+        outcome, site_seat, sig = self._classify(topic, payload)
+        with self._lock:
+            self.live_counts[outcome] += 1
+            n = self.live_counts[outcome]
+            if sig is not None and site_seat is not None:
+                self._apply(site_seat, sig, time.time())
+        if outcome in LIVE_REJECTIONS and n & (n - 1) == 0:  # the 1st, 2nd, 4th... of each kind: a flood stays quiet
+            log.warning("dropped a live message on %s: %s (%d so far)", topic, outcome, n)
+        return outcome
+
+    def _classify(
+        self, topic: str, payload: bytes | bytearray
+    ) -> tuple[str, tuple[str, str] | None, TalkOverSignal | DeadAirSignal | CallSignal | None]:
+        if len(payload) > MAX_LIVE_BYTES:
+            return "oversized", None, None
+        try:
+            site_seat = parse_live_topic(topic)
+        except SchemaError:
+            return "bad_topic", None, None
+        try:
+            data = json.loads(bytes(payload).decode())
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+            return "bad_json", None, None
+        if isinstance(data, dict) and isinstance(data.get("type"), str) and data["type"] not in _KNOWN:
+            return "unknown_type", None, None  # a newer station's signal: not an error, nothing to show
+        try:
+            return "accepted", site_seat, _SIGNAL.validate_python(data)
+        except ValidationError as exc:
+            log.debug("bad live message on %s: %s", topic, exc.errors()[:1])
+            return "bad_schema", None, None
+
+    def _apply(self, key: tuple[str, str], sig: TalkOverSignal | DeadAirSignal | CallSignal, now: float) -> None:
+        s = self._seats.setdefault(key, SeatState(*key))
+        ended = self._ended.setdefault(key, deque(maxlen=8))
+        s.last_event = now
+        if sig.call_id != s.call_id:
+            if sig.call_id in ended:
+                return  # a straggler of a finished call (QoS 0 has no order across reconnects)
+            # a new call; its `started` may have been lost (QoS 0): any signal of it says it runs
+            s.call_id, s.alerts, s.now = sig.call_id, [], []
+        if isinstance(sig, CallSignal):
+            if sig.state == "ended":
+                ended.append(sig.call_id)
+            s.in_call = sig.state == "started" and sig.call_id not in ended
+            s.now = []
+        elif sig.call_id not in ended:
+            s.in_call = True
+            if isinstance(sig, TalkOverSignal):
+                # both speak: whatever silence was running is over, and one talk-over shows at a time
+                s.now = [{"kind": "talk_over", "start": sig.start, "by": sig.by, "ts": sig.ts, "since": now}]
+            else:
+                s.now = [{"kind": "dead_air", "start": sig.start, "ts": sig.ts, "since": now}]
+        self._version += 1
+
+    def _expire(self, now: float) -> None:
+        for s in self._seats.values():
+            if s.now:
+                keep = [x for x in s.now if now - x["since"] < self._show_s(x["kind"])]
+                if len(keep) != len(s.now):
+                    s.now = keep
+                    self._version += 1
+
+    def _show_s(self, kind: str) -> float:
+        return self.talk_over_show_s if kind == "talk_over" else self.dead_air_show_s
+
     def snapshot(self) -> list[dict[str, Any]]:
         with self._lock:
-            return [asdict(s) for s in sorted(self._seats.values(), key=lambda s: (s.site, s.seat))]
+            t = time.time()
+            self._expire(t)
+            out = []
+            for s in sorted(self._seats.values(), key=lambda s: (s.site, s.seat)):
+                d = asdict(s)
+                d["now"] = [{**x, "age_s": round(t - x["since"], 1)} for x in s.now]
+                out.append(d)
+            return out

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
+from hub import rollups
 from hub.db import StorageError
 from hub.scorecard import Scorecard, ScorecardError, digest, parse
 from hub.scoring import CallScore, call_view, score_call
@@ -70,6 +71,9 @@ def audit(store: Store, actor: str, action: str, target: str, detail: Mapping[st
     )
 
 
+SCORING_LOCK = 0x63616C6C7161  # "callqa": the advisory lock key that serialises scoring across workers
+
+
 class Scorer:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -80,13 +84,18 @@ class Scorer:
         n = self.score(calls)
         if stale:
             with self.store.db.transaction():
+                before = rollups.stale(self.store)
                 for agent, day in stale:
-                    refresh_agent_day(self.store, agent, day)
+                    refresh_agent_day(self.store, agent, day, settle=False)
+                rollups.settle(self.store, {agent for agent, _ in stale} - before.keys())
         return n
 
-    def score(self, call_ids: Iterable[str], card: Scorecard | None = None, chunk: int = 500) -> int:
+    def score(
+        self, call_ids: Iterable[str], card: Scorecard | None = None, chunk: int = 500, *, settle: bool = True
+    ) -> int:
         """Score each call (under `card`, default the active scorecard); returns how many got a score.
-        Saved `chunk` calls per transaction, each touched (agent, day) rollup recomputed once per chunk."""
+        Saved `chunk` calls per transaction, each touched (agent, day) rollup recomputed once per chunk; the
+        agents' running totals too unless `settle` is off (a re-score of everything settles once at the end)."""
         card = card or get_scorecard(self.store)
         if card is None:
             return 0
@@ -98,14 +107,27 @@ class Scorer:
         for i in range(0, len(results), chunk):
             try:
                 with self.store.db.transaction():
+                    self._exclusive()
+                    # agents already stale (a re-score running, or the migration): whoever marked them settles
+                    # them; rebuilding a year of their running totals here would stall every ingest chunk
+                    before = rollups.stale(self.store)
                     touched: set[tuple[str, str]] = set()
                     for r in results[i : i + chunk]:
                         touched |= self._save(r)
                     for agent, day in sorted(touched):
-                        refresh_agent_day(self.store, agent, day)
+                        refresh_agent_day(self.store, agent, day, settle=False)
+                    if settle:
+                        rollups.settle(self.store, {agent for agent, _ in touched} - before.keys())
             except StorageError:
-                log.exception("saving %d scores failed; those calls keep their previous scores", chunk)
+                log.exception("saving %d scores failed; retried with the next batch", chunk)
+                self.store.requeue([r.call_id for r in results[i : i + chunk]])
         return len(results)
+
+    def _exclusive(self) -> None:
+        """With several ingest workers on one PostgreSQL, one scoring transaction at a time: two saving the same
+        call, or the same agent's day, at once would both mark their score current or collide on the rollup."""
+        if self.store.shared and self.store.db.dialect == "postgres":
+            self.store.db.execute("SELECT pg_advisory_xact_lock(?)", (SCORING_LOCK,))
 
     def rescore(self, card: Scorecard, *, since_day: str | None = None, actor: str = "system") -> int:
         """Re-apply a scorecard version to past calls (all, or from `since_day`); history is kept."""
@@ -114,7 +136,8 @@ class Scorer:
             sql += " AND day >= ?"
             params.append(since_day)
         ids = [r[0] for r in self.store.db.all(sql + " ORDER BY started", params)]
-        n = self.score(ids, card)
+        n = self.score(ids, card, settle=False)
+        rollups.settle_all(self.store)
         with self.store.db.transaction():
             audit(self.store, actor, "rescore", f"{card.name}@{card.version}", {"calls": n, "since": since_day})
         return n
@@ -188,8 +211,9 @@ class Scorer:
         return touched
 
 
-def refresh_agent_day(store: Store, agent_id: str, day: str) -> None:
-    """Recompute one agent's rollup rows for one day from its calls (inside the caller's transaction)."""
+def refresh_agent_day(store: Store, agent_id: str, day: str, *, settle: bool = True) -> None:
+    """Recompute one agent's rollup rows for one day from its calls (inside the caller's transaction), and the
+    rollups above them (hub/rollups.py); with `settle` off the caller settles the running totals itself."""
     db = store.db
     db.execute("DELETE FROM agent_daily WHERE agent_id = ? AND day = ?", (agent_id, day))
     db.execute(
@@ -207,3 +231,6 @@ def refresh_agent_day(store: Store, agent_id: str, day: str) -> None:
         " WHERE c.agent_id = ? AND c.day = ? AND c.excluded = 0 GROUP BY c.agent_id, c.day, r.rule_id",
         (agent_id, day),
     )
+    rollups.touch(store, agent_id, day)
+    if settle:
+        rollups.settle(store, (agent_id,))

@@ -13,6 +13,7 @@ ingest path: one event in one transaction (several in one when the caller opens 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -58,6 +59,12 @@ class Gap:
     """Inclusive: seq first..last have not arrived."""
 
 
+def seat_lock_key(site: str, seat: str) -> int:
+    """A seat's PostgreSQL advisory lock key: a stable signed 64-bit hash (the same in every worker process)."""
+    digest = hashlib.blake2b(f"callqa-seat/{site}/{seat}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
 def parse_ts(ts: str) -> float:
     """ISO-8601 UTC ('...Z') to POSIX seconds."""
     return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
@@ -83,8 +90,12 @@ def local_day(t: float, tz: ZoneInfo) -> tuple[str, str]:
 class Store:
     """See the module docstring. Safe to share between threads."""
 
-    def __init__(self, url: str | os.PathLike[str], *, default_tz: str = "UTC") -> None:
+    def __init__(self, url: str | os.PathLike[str], *, default_tz: str = "UTC", shared: bool = False) -> None:
         self.db = Database(url)
+        self.shared = shared
+        """Other ingest processes write this database too (scale-out workers on one PostgreSQL): a seat's seq
+        state is then re-read under a per-seat lock in every transaction instead of trusted from this cache."""
+        self._locked: set[tuple[str, str]] = set()  # seats locked by the current transaction
         self.default_tz = default_tz
         zone(default_tz)
         self._tz_cache: dict[str, ZoneInfo] = {}
@@ -102,6 +113,7 @@ class Store:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Group several `add`s into one commit (one fsync): ingest's group commit."""
+        self._locked.clear()
         try:
             with self.db.transaction():
                 yield
@@ -126,7 +138,11 @@ class Store:
 
     def _add(self, env: Envelope, payload: str) -> Outcome:
         db = self.db
+        if not db.in_transaction():
+            self._locked.clear()
         with db.transaction():
+            if self.shared:
+                self._lock_seat(env.site, env.seat)
             cur = db.execute(
                 "INSERT INTO events (id, site, seat, seq, epoch, call_id, agent_id, type, ts, start_s, end_s, payload,"
                 " received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
@@ -169,6 +185,21 @@ class Store:
             if env.call_id is not None:
                 self._call_event(env)
         return Outcome.STORED
+
+    def _lock_seat(self, site: str, seat: str) -> None:
+        """Serialise this seat's writes with other workers' until the transaction ends, then drop what this
+        process cached about the seat (another worker may have moved it on). PostgreSQL: a transaction-scoped
+        advisory lock; SQLite: BEGIN IMMEDIATE already serialises every writer, so only the cache goes. A batch
+        takes its seats' locks in sorted order (hub/ingest.py), so two workers never wait on each other in a
+        circle."""
+        key = (site, seat)
+        if key in self._locked:
+            return
+        if self.db.dialect == "postgres":
+            self.db.execute("SELECT pg_advisory_xact_lock(?)", (seat_lock_key(site, seat),))
+        self._locked.add(key)
+        self._top.pop(key, None)
+        self._epochs.pop(key, None)
 
     def _same_epoch(self, env: Envelope) -> bool:
         """Whether `env.seq` counts in the seat's current outbox epoch; switches to a new epoch when a station
@@ -216,7 +247,16 @@ class Store:
             top = int(db.scalar("SELECT max_seq FROM seats WHERE site = ? AND seat = ?", (site, seat)) or 0)
         if seq > top + 1:
             db.execute("INSERT INTO gaps VALUES (?, ?, ?, ?)", (site, seat, top + 1, seq - 1))
-            log.warning("seat %s/%s: seq gap %d..%d (events missing so far)", site, seat, top + 1, seq - 1)
+            # with several workers, a seat's events arrive split between them: a gap that the next moment
+            # fills is routine there, not news
+            log.log(
+                logging.DEBUG if self.shared else logging.WARNING,
+                "seat %s/%s: seq gap %d..%d (events missing so far)",
+                site,
+                seat,
+                top + 1,
+                seq - 1,
+            )
         elif seq <= top:
             gap = db.one(
                 "SELECT first, last FROM gaps WHERE site = ? AND seat = ? AND first <= ? AND last >= ?",
@@ -315,6 +355,11 @@ class Store:
                 self._pending.add(call_id)
 
         self.db.after_commit(publish)  # the scorer (another thread) must find the call's rows committed
+
+    def requeue(self, call_ids: list[str]) -> None:
+        """Put calls back on the scorer's work list (their scoring transaction failed)."""
+        with self._pending_lock:
+            self._pending.update(call_ids)
 
     def _stale_add(self, agent: str, day: str) -> None:
         with self._pending_lock:

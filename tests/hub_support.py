@@ -59,12 +59,12 @@ class PgServer:
                        capture_output=True, check=False)  # fmt: skip
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
+def start_cluster(base: Path, *, fsync: bool = False, max_connections: int = 200) -> PgServer:
+    """initdb + pg_ctl start in `base` (owned by `postgres` when run as root); RuntimeError if it fails.
+    Tests run without fsync (speed); benchmarks with it (what a hub runs)."""
     bindir = pg_bindir()
     if bindir is None:
-        pytest.fail("PostgreSQL server binaries are missing: apt-get install postgresql (.ci/run does)")
-    base = Path(tempfile.mkdtemp(prefix="callqa-pg-"))
+        raise RuntimeError("PostgreSQL server binaries are missing: apt-get install postgresql (.ci/run does)")
     prefix: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         pw = pwd.getpwnam("postgres")
@@ -78,8 +78,10 @@ def pg_server() -> Iterator[PgServer]:
         check=False,
     )
     if init.returncode:
-        pytest.fail(f"initdb failed: {init.stderr.strip()[-500:]}")
-    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -F -c max_connections=200"
+        raise RuntimeError(f"initdb failed: {init.stderr.strip()[-500:]}")
+    opts = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}"
+    if not fsync:
+        opts += " -F"
     start = subprocess.run(
         [*prefix, str(bindir / "pg_ctl"), "-D", str(datadir), "-o", opts, "-l", str(base / "log"), "-w", "start"],
         capture_output=True,
@@ -88,8 +90,17 @@ def pg_server() -> Iterator[PgServer]:
     )
     if start.returncode:
         log = (base / "log").read_text(errors="replace")[-800:] if (base / "log").exists() else ""
-        pytest.fail(f"PostgreSQL did not start: {start.stderr.strip()} {log}")
-    server = PgServer(port, datadir, bindir, prefix)
+        raise RuntimeError(f"PostgreSQL did not start: {start.stderr.strip()} {log}")
+    return PgServer(port, datadir, bindir, prefix)
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    base = Path(tempfile.mkdtemp(prefix="callqa-pg-"))
+    try:
+        server = start_cluster(base)
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
     try:
         yield server
     finally:

@@ -3,8 +3,8 @@
 The site's CA, broker certificate, passwords and ACL come from deploy/mosquitto/provision_site.py. Claims:
 TLS only; anonymous and wrong-password clients refused; a seat can publish only under its own topics and read
 only its own commands and acks, so seat A can neither pose as seat B nor read B's events or commands; the hub
-reads every seat; the station's whole protocol (events, status + last will, health, acks, commands) works
-through the ACL end to end.
+reads every seat; only the hub publishes updates; the station's whole protocol (events, status + last will,
+health, acks, commands) works through the ACL end to end.
 """
 
 from __future__ import annotations
@@ -162,3 +162,23 @@ def test_the_station_protocol_works_through_tls_and_the_acl(tmp_path: Path, brok
         ingest.stop()
         store.close()
         watcher.close()
+
+
+def test_only_the_hub_publishes_updates(broker: Mosquitto, site: Path) -> None:
+    """Signed updates go out on the site-wide topic, retained: every seat reads it, only the hub writes it (a
+    seat's forgery would be refused by the signature anyway, but must not even replace the retained one)."""
+    hub, a, b = (Client(broker, site, u) for u in ("hub", "desk-1", "desk-2"))
+    topic = f"qa/v1/{SITE}/update/model/emotion"
+    try:
+        assert all(c.ok() for c in (hub, a, b))
+        hub.c.publish(topic, "from the hub", qos=1, retain=True).wait_for_publish(5)
+        b.sub(f"qa/v1/{SITE}/update/+/+")  # after the publish: the retained copy comes
+        b.sub(f"qa/v1/{SITE}/desk-2/cmd/+")
+        a.c.publish(topic, "a seat's forgery", qos=1, retain=True).wait_for_publish(5)
+        a.pub(f"qa/v1/{SITE}/desk-2/cmd/update", "a seat's forgery")
+        assert wait_until(lambda: len(b.got) >= 1, 5)
+        time.sleep(0.5)  # anything wrongly let through would have arrived by now
+        assert b.got == [(topic, b"from the hub")]
+    finally:
+        for c in (hub, a, b):
+            c.close()

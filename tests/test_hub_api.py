@@ -170,6 +170,7 @@ def make_world(store: Store) -> World:
 
 STAFF = ("admin", "rev", "rev2", "lead1", "lead2")
 QA = ("admin", "rev", "rev2")
+ADMIN = ("admin",)
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ class Case:
     """Roles allowed at all (others: 403); None: every role."""
     body: Any = None
     ok: tuple[int, ...] = (200,)
+    form: bool = False
+    """Send the body as an HTML form (the dashboard's admin forms) instead of JSON."""
 
 
 CASES = [
@@ -229,6 +232,34 @@ CASES = [
     Case("GET", "/reviews"),
     Case("GET", "/calibration", STAFF),
     Case("GET", "/reports/team/{team}"),
+    # admin: directory, users, sites, scorecards (fixed ids: each change runs once per world, as the admin)
+    Case("POST", "/api/teams", ADMIN, {"team_id": "tx", "name": "Team X", "site": "sh"}, (201,)),
+    Case("PATCH", "/api/teams/tx", ADMIN, {"name": "Team X2", "site": "sh"}),
+    Case("POST", "/api/agents", ADMIN, {"agent_id": "agent-x", "name": "Xavier", "team_id": "tx"}, (201,)),
+    Case("PATCH", "/api/agents/agent-x", ADMIN, {"name": "Xavi", "team_id": "tx"}),
+    Case("POST", "/api/sites", ADMIN, {"site": "bj", "name": "Beijing", "tz": "Asia/Shanghai"}, (201,)),
+    Case("PATCH", "/api/sites/bj", ADMIN, {"name": "Beijing", "tz": "Asia/Shanghai"}),
+    Case("POST", "/api/users", ADMIN, {"username": "spare", "password": PASSWORD, "role": "reviewer"}, (201,)),
+    Case("PATCH", "/api/users/spare", ADMIN, {"role": "lead", "team_id": "tx", "active": True}),
+    Case("POST", "/api/users/spare/password", ADMIN, {"password": "another password"}),
+    Case("POST", "/api/scorecards/default/1/activate", ADMIN),
+    Case("GET", "/admin", ADMIN),
+    Case("GET", "/admin/users", ADMIN),
+    Case("GET", "/admin/teams", ADMIN),
+    Case("GET", "/admin/scorecards", ADMIN),
+    Case("GET", "/admin/sites", ADMIN),
+    Case("POST", "/admin/users", ADMIN, {"username": "spare2", "password": PASSWORD, "role": "reviewer"}, form=True),
+    Case("POST", "/admin/users/spare2", ADMIN, {"role": "agent", "agent_id": "agent-x", "active": "1"}, form=True),
+    Case("POST", "/admin/users/spare2/password", ADMIN, {"password": "yet another password"}, form=True),
+    Case("POST", "/admin/teams", ADMIN, {"team_id": "ty", "name": "Team Y", "site": "sh"}, form=True),
+    Case("POST", "/admin/teams/ty", ADMIN, {"name": "Team Y2", "site": "bj"}, form=True),
+    Case("POST", "/admin/agents", ADMIN, {"agent_id": "agent-y", "name": "Yara", "team_id": "ty"}, form=True),
+    Case("POST", "/admin/agents/agent-y", ADMIN, {"name": "Yara Z", "team_id": "tx"}, form=True),
+    Case("POST", "/admin/scorecards", ADMIN, "@default-form", form=True),
+    Case("POST", "/admin/scorecards/default/1/activate", ADMIN, {}, form=True),
+    Case("POST", "/admin/scorecards/default/1/rescore", ADMIN, {"since_day": ""}, form=True),
+    Case("POST", "/admin/sites", ADMIN, {"site": "gz", "name": "Guangzhou", "tz": "Asia/Shanghai"}, form=True),
+    Case("POST", "/admin/sites/gz", ADMIN, {"name": "Guangzhou", "tz": "Asia/Shanghai"}, form=True),
 ]
 UNSCOPED = {
     "/",
@@ -291,12 +322,13 @@ def test_role_isolation_on_every_endpoint(shared_world: World, user: str) -> Non
     for n, case in enumerate(CASES):
         for path, target in expand(case, world):
             body = case.body
-            if body == "@default":
-                body = (world.store.db.scalar("SELECT body FROM scorecards WHERE name = 'default'") or "").encode()
+            if body in ("@default", "@default-form"):
+                text = world.store.db.scalar("SELECT body FROM scorecards WHERE name = 'default' AND version = 1")
+                body = {"yaml": text, "activate": "1"} if body == "@default-form" else text.encode()
             elif isinstance(body, dict):
                 body = json.loads(json.dumps(body).replace("{n}", f"{user}{n}"))
             kw: dict[str, Any] = {"headers": world.h(user)}
-            kw["content" if isinstance(body, bytes) else "json"] = body
+            kw["data" if case.form else "content" if isinstance(body, bytes) else "json"] = body
             r = world.client.request(case.method, path, **({k: v for k, v in kw.items() if v is not None}))
             role_ok = case.roles is None or user in case.roles
             if not role_ok:

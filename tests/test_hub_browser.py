@@ -15,13 +15,17 @@ from pathlib import Path
 import pytest
 import uvicorn
 
+from edge_agent.mqtt_publisher import BrokerConfig, Publisher
+from edge_agent.outbox import Outbox
 from edge_agent.schema import Envelope
 from hub.api import create_app
 from hub.auth import create_user
+from hub.ingest import Ingest
 from hub.live import LiveBoard
 from hub.storage import Store
-from tests.broker import free_port, port_open
+from tests.broker import Mosquitto, free_port, mosquitto, port_open  # noqa: F401 - the fixture
 from tests.hub_support import ROOT, Station, ingest
+from tests.test_transport import wait_until
 
 ARTIFACTS = Path(os.environ.get("CALLQA_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "hub"
 PASSWORD = "dashboard password"
@@ -192,6 +196,44 @@ def test_live_wall_updates_over_sse(browser: object, hub: Hub) -> None:
     shot(d, "live")
 
 
+def test_live_talk_over_shows_on_the_wall_at_once(
+    browser: object,
+    hub: Hub,
+    mosquitto: Mosquitto,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Station publisher -> Mosquitto (the `live` topic, QoS 0) -> hub ingest -> SSE -> the wall in Chromium."""
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    login(d, hub, "admin")
+    d.get(f"{hub.url}/live")  # type: ignore[attr-defined]
+    broker = BrokerConfig.from_url(mosquitto.url)
+    hub_ingest = Ingest(hub.store, broker, client_id="browser-hub", on_live=hub.board.live)
+    hub_ingest.start()
+    try:
+        assert hub_ingest.wait_subscribed(10), mosquitto.log_tail()
+        with Outbox(tmp_path / "ob.sqlite") as ob, Publisher(ob, site="sh", seat="s07", broker=broker) as pub:
+            assert wait_until(lambda: pub.connected, 10)
+            t0 = time.monotonic()
+            pub.publish_live({"type": "talk_over", "call_id": "live-2", "start": 41.5, "by": "customer"})
+            while time.monotonic() - t0 < 10:
+                rows = d.find_elements(By.CSS_SELECTOR, 'tr.seat.now-talk_over[data-seat="sh/s07"]')  # type: ignore[attr-defined]
+                if rows and "talk-over (Customer)" in rows[0].text:
+                    break
+                time.sleep(0.05)
+            else:
+                pytest.fail("the live wall did not show the talk-over")
+            latency = time.monotonic() - t0
+            assert "live-2" in rows[0].text
+            shot(d, "live-talk-over")
+            assert latency < 2.5, latency  # the stream polls every 0.5 s; the rest is the broker and the page
+    finally:
+        hub_ingest.stop()
+    # it runs out by itself (a talk-over lasts seconds; the station sends no end for it)
+    assert wait_until(lambda: not d.find_elements(By.CSS_SELECTOR, 'tr.now-talk_over[data-seat="sh/s07"]'), 10)  # type: ignore[attr-defined]
+
+
 def test_devices_reviews_calibration_pages(browser: object, hub: Hub) -> None:
     from selenium.webdriver.common.by import By
 
@@ -208,6 +250,51 @@ def test_devices_reviews_calibration_pages(browser: object, hub: Hub) -> None:
         d.get(f"{hub.url}/{page}")  # type: ignore[attr-defined]
         assert d.find_elements(By.CSS_SELECTOR, "main table")  # type: ignore[attr-defined]
         shot(d, page.replace("/", "-"))
+
+
+def test_an_admin_creates_a_user_who_can_log_in(browser: object, hub: Hub) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    d = browser
+    login(d, hub, "admin")
+    d.find_element(By.ID, "nav-admin").click()  # type: ignore[attr-defined]
+    WebDriverWait(d, 10).until(lambda drv: drv.current_url.endswith("/admin/users"))  # type: ignore[arg-type]
+    d.find_element(By.ID, "new-username").send_keys("carol")  # type: ignore[attr-defined]
+    d.find_element(By.ID, "new-password").send_keys(PASSWORD)  # type: ignore[attr-defined]
+    Select(d.find_element(By.ID, "new-role")).select_by_value("lead")  # type: ignore[attr-defined]
+    Select(d.find_element(By.ID, "new-team")).select_by_value("t2")  # type: ignore[attr-defined]
+    d.find_element(By.ID, "create-user").click()  # type: ignore[attr-defined]
+    WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.ID, "admin-done"))  # type: ignore[arg-type]
+    assert d.find_elements(By.CSS_SELECTOR, 'tr.user[data-user="carol"]')  # type: ignore[attr-defined]
+    shot(d, "admin-users")
+    for section in ("teams", "scorecards", "sites"):
+        d.get(f"{hub.url}/admin/{section}?lang=zh-CN")  # type: ignore[attr-defined]
+        assert "管理" in d.page_source  # type: ignore[attr-defined]
+        shot(d, f"admin-{section}-zh-CN")
+    d.get(f"{hub.url}/admin/users?lang=en")  # type: ignore[attr-defined]
+    # the new team lead logs in and sees their team's agent only
+    login(d, hub, "carol")
+    rows = d.find_elements(By.CSS_SELECTOR, "tr.agent-row")  # type: ignore[attr-defined]
+    assert [r.get_attribute("data-agent") for r in rows] == ["a3"]
+    assert not d.find_elements(By.ID, "nav-admin")  # type: ignore[attr-defined]
+    d.get(f"{hub.url}/admin/users")  # type: ignore[attr-defined]
+    assert "needs role admin" in d.page_source  # type: ignore[attr-defined]
+    # deactivated by the admin (the form in carol's row), carol can no longer log in
+    login(d, hub, "admin")
+    d.get(f"{hub.url}/admin/users")  # type: ignore[attr-defined]
+    row = d.find_element(By.CSS_SELECTOR, 'tr.user[data-user="carol"]')  # type: ignore[attr-defined]
+    row.find_element(By.CSS_SELECTOR, 'form.user-edit input[name="active"]').click()
+    row.find_element(By.CSS_SELECTOR, "form.user-edit button.save").click()
+    WebDriverWait(d, 10).until(
+        lambda drv: drv.find_elements(By.CSS_SELECTOR, 'tr.user[data-user="carol"][data-active="0"]')  # type: ignore[arg-type]
+    )
+    d.delete_all_cookies()  # type: ignore[attr-defined]
+    d.get(f"{hub.url}/login?lang=en")  # type: ignore[attr-defined]
+    d.find_element(By.ID, "username").send_keys("carol")  # type: ignore[attr-defined]
+    d.find_element(By.ID, "password").send_keys(PASSWORD)  # type: ignore[attr-defined]
+    d.find_element(By.ID, "submit").click()  # type: ignore[attr-defined]
+    WebDriverWait(d, 10).until(lambda drv: drv.find_elements(By.ID, "login-error"))  # type: ignore[arg-type]
 
 
 def test_an_agent_sees_only_their_own(browser: object, hub: Hub) -> None:

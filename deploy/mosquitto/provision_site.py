@@ -12,9 +12,11 @@ Re-running adds new seats and keeps existing passwords and the CA (rotate by del
 Needs openssl and mosquitto_passwd (Debian: openssl, mosquitto).
 
 ACL (topics under qa/v1/{site}/{seat}/, docs/events.md):
-- seat user = the seat id: write event, status, status/health, live, cmd_result; read cmd/+, ack. Nothing else:
-  it can neither publish as another seat nor read another seat's events or commands.
-- hub: read every seat's event, status, live, cmd_result; write ack and cmd (it relays commands).
+- seat user = the seat id: write event, status, status/health, live, cmd_result; read cmd/+, ack, and the
+  site-wide signed updates qa/v1/{site}/update/+/+. Nothing else: it can neither publish as another seat nor
+  read another seat's events or commands, nor publish an update.
+- hub: read every seat's event, status, live, cmd_result; write ack and cmd (it relays commands) and the
+  site-wide update topics (docs/updates.md). `update` is therefore not a seat id.
 - cti: write cmd/+ of every seat; read cmd_result.
 """
 
@@ -30,6 +32,8 @@ import sys
 from pathlib import Path
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+RESERVED = ("hub", "cti", "update")
+"""Users of their own, and the site-wide update topic's level (qa/v1/{site}/update/...)."""
 
 
 def run(*argv: str) -> None:
@@ -114,6 +118,7 @@ def acl(site: str, seats: list[str]) -> str:
         f"topic read {p}/+/cmd_result",
         f"topic write {p}/+/ack",
         f"topic write {p}/+/cmd/+",
+        f"topic write {p}/update/+/+",
         "",
     ]
     lines += ["user cti", f"topic write {p}/+/cmd/+", f"topic read {p}/+/cmd_result", ""]
@@ -128,6 +133,7 @@ def acl(site: str, seats: list[str]) -> str:
             f"topic write {s}/cmd_result",
             f"topic read {s}/cmd/+",
             f"topic read {s}/ack",
+            f"topic read {p}/update/+/+",
             "",
         ]
     return "\n".join(lines)
@@ -159,9 +165,9 @@ def seat_names(args: argparse.Namespace) -> list[str]:
     if args.seat_range:
         fmt, first, last = args.seat_range.rsplit(":", 2)
         seats += [fmt % i for i in range(int(first), int(last) + 1)]
-    bad = [s for s in [args.site, *seats] if not NAME.fullmatch(s) or s in ("hub", "cti")]
+    bad = [s for s in [args.site, *seats] if not NAME.fullmatch(s) or s in RESERVED]
     if bad:
-        raise SystemExit(f"provision_site: bad site/seat names {bad}: 1-64 of A-Z a-z 0-9 _ . - (not hub/cti)")
+        raise SystemExit(f"provision_site: bad site/seat names {bad}: 1-64 of A-Z a-z 0-9 _ . - (not hub/cti/update)")
     return sorted(set(seats))
 
 

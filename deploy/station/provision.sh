@@ -1,11 +1,13 @@
 #!/bin/sh
 # Provision a fresh Raspberry Pi OS Bookworm (arm64) as a callqa station. Run as root on the Pi:
 #
-#   sh deploy/station/provision.sh SRC_DIR STATION_YAML SECRETS_ENV [CA_CRT]
+#   sh deploy/station/provision.sh SRC_DIR STATION_YAML SECRETS_ENV [CA_CRT] [UPDATE_PUB]
 #
 # SRC_DIR: this repository (or an unpacked release); STATION_YAML: the seat's config
 # (deploy/station/station.example.yaml); SECRETS_ENV: the seat's file from deploy/mosquitto/provision_site.py
-# (EDGE_AGENT_MQTT_USERNAME/PASSWORD); CA_CRT: the site CA. Idempotent: re-running upgrades the package and
+# (EDGE_AGENT_MQTT_USERNAME/PASSWORD); CA_CRT: the site CA ('' to skip); UPDATE_PUB: the hub admin's public
+# update key (`qa-hub update keygen`: update-signing.pub), installed as /etc/edge-agent/update-signing.pub for
+# the config's `updates.public_keys` (docs/updates.md; never the private key). Idempotent: re-running upgrades the package and
 # keeps the outbox. Proven on arm64 by tests/test_arm64.py (debootstrap + qemu-user-static).
 set -eu
 
@@ -13,6 +15,7 @@ SRC=$(cd "$1" && pwd)
 CONFIG=$2
 SECRETS=$3
 CA=${4:-}
+UPDATE_PUB=${5:-}
 PREFIX=/opt/callqa
 
 export DEBIAN_FRONTEND=noninteractive
@@ -43,6 +46,10 @@ install -d -m 0755 /etc/edge-agent
 install -m 0644 "$CONFIG" /etc/edge-agent/station.yaml
 install -m 0600 "$SECRETS" /etc/edge-agent/secrets.env
 if [ -n "$CA" ]; then install -m 0644 "$CA" /etc/edge-agent/site-ca.pem; fi
+if [ -n "$UPDATE_PUB" ]; then
+    if grep -q PRIVATE "$UPDATE_PUB"; then echo "provision: $UPDATE_PUB is a private key: refused" >&2; exit 2; fi
+    install -m 0644 "$UPDATE_PUB" /etc/edge-agent/update-signing.pub
+fi
 install -d -m 0750 -o edge-agent /var/lib/edge-agent
 
 install -m 0644 "$SRC/deploy/systemd/edge-agent.service" /etc/systemd/system/edge-agent.service

@@ -1,0 +1,317 @@
+"""`callqa-demo`: a whole site on one machine, no root, no network.
+
+    callqa-demo [--stations 4] [--minutes 2] [--http 127.0.0.1:8080] [--dir demo] [--broker auto|mosquitto|embedded]
+                [--seconds N]
+
+1. Composes one real-speech call per station from ../shared/data (../shared/tools/compose_calls.py: real
+   speakers, telephone band, line noise), once; later runs reuse them.
+2. Starts a broker on a free loopback port: Mosquitto with the shipped config when it is installed, otherwise
+   the embedded one (hub/local_broker.py).
+3. Starts the hub on SQLite (`DIR/hub.sqlite`): ingest, scoring with the shipped scorecard, the API and the
+   dashboard; creates a site, a team, its agents and three demo users (printed).
+4. Backfills `--history-days` of past calls (other real-speech calls, analysed once) through each station's
+   outbox, so the dashboard opens on trends, not on an empty page.
+5. Starts N stations, each the real station runtime (firmware_py/runtime.py: outbox, hub-confirmed MQTT
+   delivery, health, live signals) analysing its call file at real time over and over, one call per pass, the
+   way a CTI integration would start and end calls.
+6. Prints the dashboard URL, then runs until Ctrl-C (or `--seconds`), and says what the hub stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import secrets
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("callqa-demo")
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("CALLQA_SHARED", ROOT.parent / "shared"))
+SITE, TEAM = "demo", "team-a"
+
+
+class DemoError(RuntimeError):
+    pass
+
+
+def compose(calls_dir: Path, n: int, minutes: float, seed: int = 5) -> list[Path]:
+    """One composed real-speech call per station (reused when already there)."""
+    import subprocess
+
+    wavs = sorted(calls_dir.glob("call*.wav"))
+    if len(wavs) >= n:
+        return wavs[:n]
+    tool = SHARED / "tools" / "compose_calls.py"
+    noise = SHARED / "data" / "noise" / "babble.flac"
+    if not tool.exists() or not noise.exists():
+        raise DemoError(f"the real-speech data is not at {SHARED} (set CALLQA_SHARED to the shared/ folder)")
+    cmd = [sys.executable, str(tool), str(SHARED / "tools" / "dev_speakers.json"), str(calls_dir),
+           "--calls", str(n), "--minutes", str(minutes), "--seed", str(seed), "--noise", str(noise)]  # fmt: skip
+    log.info("composing %d real-speech calls of %g min into %s", n, minutes, calls_dir)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - our own tool
+    if done.returncode:
+        raise DemoError(f"composing the calls failed: {done.stderr.strip().splitlines()[-1:]}")
+    return sorted(calls_dir.glob("call*.wav"))[:n]
+
+
+def start_broker(kind: str, workdir: Path) -> tuple[Any, str]:
+    from hub.local_broker import EmbeddedBroker, Mosquitto, mosquitto_binary
+
+    binary = mosquitto_binary() if kind in ("auto", "mosquitto") else None
+    if kind == "mosquitto" and binary is None:
+        raise DemoError("mosquitto is not installed (apt-get install mosquitto), or use --broker embedded")
+    if binary is not None:
+        broker: Any = Mosquitto(workdir / "mosquitto", binary)
+        broker.start()
+        return broker, f"Mosquitto ({binary})"
+    broker = EmbeddedBroker()
+    broker.start()
+    return broker, "embedded (amqtt)" + (" as Mosquitto is not installed" if kind == "auto" else "")
+
+
+def seed_people(store: Any, n: int, logins: Path) -> dict[str, str]:
+    """Site, team, agents and three users; returns username -> password (made on the first run, kept in
+    `logins`, readable by this user only)."""
+    from hub.auth import create_user
+
+    store.put_site(SITE, "Demo contact centre", os.environ.get("QA_HUB_TZ", "UTC"))
+    store.put_team(TEAM, "Team A", SITE)
+    for i in range(n):
+        store.put_agent(agent_id(i), f"Agent {i + 1:02d}", TEAM)
+    if logins.exists():
+        return dict(line.split(" ", 1) for line in logins.read_text().splitlines() if " " in line)
+    users = [
+        ("admin", "admin", {}),
+        ("lead", "lead", {"team_id": TEAM}),
+        ("agent01", "agent", {"agent_id": agent_id(0)}),
+    ]
+    out = {}
+    for name, role, kw in users:
+        out[name] = secrets.token_urlsafe(9)
+        create_user(store, name, out[name], role, **kw)
+    logins.touch(mode=0o600)
+    logins.write_text("".join(f"{k} {v}\n" for k, v in out.items()))
+    return out
+
+
+def analyse_history(wavs: list[Path]) -> list[tuple[list[Any], dict[str, Any]]]:
+    """Each history call's wire events and the models behind them (analysed once, as fast as it goes)."""
+    from edge_agent.audio import read_call
+    from edge_agent.pipeline import Pipeline
+    from edge_agent.wire import model_refs, to_wire
+
+    pipeline = Pipeline()
+    refs = model_refs(pipeline)
+    out = []
+    for wav in wavs:
+        out.append((to_wire(pipeline.run(read_call(wav, block_seconds=2.0))), refs))
+        pipeline = Pipeline()
+    return out
+
+
+def agent_id(i: int) -> str:
+    return f"agent{i + 1:02d}"
+
+
+class SimulatedSeat:
+    """A real station runtime on a call file, with a driver thread that starts and ends one call per pass."""
+
+    def __init__(self, i: int, wav: Path, broker_url: str, state: Path) -> None:
+        import soundfile as sf
+
+        from firmware_py import config as station_config
+        from firmware_py.runtime import Station
+        from firmware_py.sources import FileSource
+
+        self.seat = f"seat{i + 1:02d}"
+        self.agent = agent_id(i)
+        self.duration = float(sf.info(str(wav)).duration)
+        doc: dict[str, Any] = {
+            "station": {"site": SITE, "seat": self.seat, "state_dir": str(state / self.seat)},
+            "mqtt": {"broker": broker_url, "health_interval_s": 15},
+            "lifecycle": {"auto": False},
+            "local_api": {"enabled": False},
+            "source": {"type": "file", "file": str(wav), "loop": True, "realtime": True},
+        }
+        cfg = station_config.validate(doc, "demo")
+        self.station = Station(cfg, base_doc=doc, source=FileSource(wav, loop=True, realtime=True))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._drive, name=f"drive-{self.seat}", daemon=True)
+        self.calls = 0
+
+    def backfill(self, history: list[tuple[list[Any], dict[str, Any]]], days: int, rng: random.Random) -> int:
+        """Queue past calls (real-speech analyses, dated over the last `days` days) in the station's outbox: they
+        reach the hub through the same transport as live ones, so the dashboard opens on weeks of trends."""
+        from edge_agent.schema import envelope
+
+        now = time.time()
+        n = 0
+        for day in range(days, 0, -1):
+            if time.gmtime(now - day * 86400).tm_wday >= 5:
+                continue  # the centre is closed at weekends
+            for k in range(rng.randint(3, 6)):
+                events, refs = rng.choice(history)
+                end = now - day * 86400 + (9 * 3600 - now % 86400) + k * 2400 + rng.uniform(0, 600)
+                ts = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(end))
+                call_id = f"{self.seat}-h{day:02d}{k}"
+                self.station.outbox.put_many(
+                    envelope(e, seat=self.seat, site=SITE, call_id=call_id, agent_id=self.agent,
+                             model=refs.get(e.type), ts=ts)
+                    for e in events
+                )  # fmt: skip
+                n += 1
+        return n
+
+    def start(self) -> None:
+        from edge_agent.commands import Login
+
+        self.station.submit(Login(agent_id=self.agent), "demo")
+        self.station.start()
+        self._thread.start()
+
+    def _drive(self) -> None:
+        from edge_agent.commands import CallEnd, CallStart
+
+        while not self._stop.is_set():
+            call_id = f"{self.seat}-{int(time.time())}"
+            self.station.submit(CallStart(call_id=call_id, agent_id=self.agent), "demo")
+            if self._stop.wait(self.duration):
+                return
+            self.station.submit(CallEnd(call_id=call_id), "demo")
+            self.calls += 1
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        self.station.stop(drain_s=3.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from edge_agent.mqtt_publisher import BrokerConfig
+    from hub.api import create_app
+    from hub.cli import ensure_scorecard
+    from hub.ingest import Ingest
+    from hub.live import LiveBoard
+    from hub.scores import Scorer
+    from hub.storage import Store
+
+    workdir = Path(args.dir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    wavs = compose(workdir / "calls", args.stations, args.minutes)
+    broker, broker_kind = start_broker(args.broker, workdir)
+    store = Store(workdir / "hub.sqlite")
+    seats: list[SimulatedSeat] = []
+    server: uvicorn.Server | None = None
+    ingest: Ingest | None = None
+    try:
+        ensure_scorecard(store)
+        passwords = seed_people(store, args.stations, workdir / "logins.txt")
+        board = LiveBoard()
+        ingest = Ingest(store, BrokerConfig.from_url(broker.url), "callqa-demo-hub", scorer=Scorer(store),
+                        on_stored=board.update)  # fmt: skip
+        ingest.start()
+        if not ingest.wait_subscribed(15):
+            raise DemoError(f"the hub could not subscribe at {broker.url}")
+        host, port = args.http
+        server = uvicorn.Server(
+            uvicorn.Config(create_app(store, board), host=host, port=port, log_level="warning", access_log=False)
+        )
+        web = threading.Thread(target=server.run, name="http", daemon=True)
+        web.start()
+        deadline = time.monotonic() + 20
+        while not server.started:
+            if not web.is_alive() or time.monotonic() > deadline:
+                raise DemoError(f"the dashboard could not listen on {host}:{port} (in use? try --http)")
+            time.sleep(0.05)
+        history = []
+        if args.history_days:
+            hist_wavs = compose(workdir / "history", args.stations * 2, args.minutes, seed=9)
+            log.info("analysing %d real-speech calls for %d days of history", len(hist_wavs), args.history_days)
+            history = analyse_history(hist_wavs)
+        rng = random.Random(7)  # noqa: S311 - which past call goes on which day, not a secret
+        backfilled = 0
+        for i, wav in enumerate(wavs):
+            seat = SimulatedSeat(i, wav, broker.url, workdir / "stations")
+            if history and not (workdir / "stations" / seat.seat / "backfilled").exists():
+                # each agent's calls from a different slice of the pool: their trends differ
+                pool = history[i % len(history) :] + history[: i % len(history)]
+                backfilled += seat.backfill(pool[: max(2, len(pool) // 2)], args.history_days, rng)
+                (workdir / "stations" / seat.seat / "backfilled").touch()
+            seat.start()
+            seats.append(seat)
+        call_s = min(s.duration for s in seats)
+        print(f"broker:    {broker_kind} at {broker.url}")
+        print(f"hub:       SQLite {workdir / 'hub.sqlite'}")
+        print(f"stations:  {len(seats)} real station runtimes replaying real-speech calls of {call_s / 60:.1f} min")
+        if backfilled:
+            print(
+                f"history:   {backfilled} past calls over {args.history_days} days, sent through the stations' outboxes"
+            )
+        print(f"dashboard: http://{host}:{port}/")
+        for user, pw in passwords.items():
+            print(f"  login {user:8s} {pw}")
+        print(f"first scores appear after the first calls end (~{call_s / 60:.1f} min); Ctrl-C stops", flush=True)
+        stop = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+        stop.wait(args.seconds)
+    finally:
+        for seat in seats:
+            seat.stop()
+        if ingest is not None:
+            time.sleep(1.0)  # the last acks and scores
+            ingest.stop()
+        if server is not None:
+            server.should_exit = True
+        events = store.count()
+        scored = int(store.db.scalar("SELECT COUNT(*) FROM calls WHERE score IS NOT NULL") or 0)
+        store.close()
+        broker.stop()
+    print(f"stopped: the hub stored {events} events and scored {scored} calls (kept in {workdir})")
+    return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: use HOST:PORT")
+    return host, int(port)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="callqa-demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stations", type=int, default=4, choices=range(1, 33), metavar="N")
+    ap.add_argument("--minutes", type=float, default=2.0, help="length of each composed call")
+    ap.add_argument("--http", type=_host_port, default=("127.0.0.1", 8080))
+    ap.add_argument("--dir", default="demo", help="where the calls, the hub database and the outboxes go")
+    ap.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
+    ap.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
+    ap.add_argument("--history-days", type=int, default=21, help="past calls per agent over this many days (0: none)")
+    ap.add_argument("-v", "--verbose", action="store_true")
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    log.setLevel(logging.INFO)
+    try:
+        return run(args)
+    except Exception as exc:  # one line, not a traceback, for anything the set-up can meet
+        if args.verbose:
+            log.exception("demo failed")
+        print(f"callqa-demo: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

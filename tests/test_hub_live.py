@@ -1,0 +1,245 @@
+"""The stations' `live` topic on the hub's wall, through a real Mosquitto: signals the station publisher sends
+(QoS 0) show on the board and in the API stream within a fraction of a second and are never stored; they run
+out; malformed ones are counted and dropped without touching ingest; and a real station runtime playing a
+real-speech call feeds the wall with signals the hub understands, every one of them."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
+
+from edge_agent.commands import CallEnd, CallStart
+from edge_agent.mqtt_publisher import BrokerConfig, Publisher
+from edge_agent.outbox import Outbox
+from edge_agent.schema import live_topic
+from firmware_py import config as station_config
+from firmware_py.runtime import Station as StationRuntime
+from firmware_py.sources import FileSource
+from hub.api import create_app
+from hub.auth import create_user
+from hub.ingest import Ingest
+from hub.live import LiveBoard
+from hub.storage import Store
+from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
+from tests.hub_support import Station
+from tests.test_transport import wait_until
+
+SITE, SEAT = "sh", "s21"
+PASSWORD = "live wall password"
+
+
+def seat_of(board: LiveBoard, seat: str = SEAT) -> dict[str, Any] | None:
+    return next((s for s in board.snapshot() if s["seat"] == seat), None)
+
+
+def now_kinds(board: LiveBoard, seat: str = SEAT) -> list[str]:
+    s = seat_of(board, seat)
+    return [x["kind"] for x in s["now"]] if s else []
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "hub.sqlite", default_tz="Asia/Shanghai")
+
+
+def test_live_signals_reach_the_wall_and_are_not_stored(
+    tmp_path: Path,
+    mosquitto: Mosquitto,  # noqa: F811
+    store: Store,
+) -> None:
+    board = LiveBoard()
+    broker = BrokerConfig.from_url(mosquitto.url)
+    ingest = Ingest(store, broker, client_id="hub-live", on_stored=board.update, on_live=board.live)
+    ingest.start()
+    try:
+        assert ingest.wait_subscribed(10), mosquitto.log_tail()
+        # the seat's agent is known from its login event (stored, through the outbox as usual)
+        with Outbox(tmp_path / "ob.sqlite") as ob:
+            ob.put_many([Station(SITE, SEAT, stamp=False).login("agent-9", "2026-01-05T01:00:00.000Z")])
+            with Publisher(ob, site=SITE, seat=SEAT, broker=broker) as pub:
+                assert pub.drain(10)
+                assert wait_until(lambda: (seat_of(board) or {}).get("agent_id") == "agent-9", 5)
+                stored = store.count()
+
+                def signal(payload: dict[str, Any], until: Any) -> float:
+                    t0 = time.monotonic()
+                    pub.publish_live(payload)  # the station's own call: QoS 0, not through the outbox
+                    assert wait_until(lambda: until(), 3), (payload, board.snapshot())
+                    return time.monotonic() - t0
+
+                lat = [signal({"type": "call", "call_id": "cti-5", "state": "started", "by": "command"},
+                              lambda: (seat_of(board) or {}).get("in_call") is True)]  # fmt: skip
+                lat.append(signal({"type": "talk_over", "call_id": "cti-5", "start": 12.4, "by": "agent"},
+                                  lambda: now_kinds(board) == ["talk_over"]))  # fmt: skip
+                s = seat_of(board)
+                assert s is not None and s["call_id"] == "cti-5" and s["now"][0]["by"] == "agent"
+                lat.append(signal({"type": "dead_air", "call_id": "cti-5", "start": 20.0},
+                                  lambda: now_kinds(board) == ["dead_air"]))  # fmt: skip
+                # the API stream the wall reads carries it, scoped like the rest of the wall
+                create_user(store, "admin", PASSWORD, "admin")
+                client = TestClient(create_app(store, board))
+                token = client.post("/api/login", json={"username": "admin", "password": PASSWORD}).json()["token"]
+                r = client.get("/api/live/stream?once=true", headers={"Authorization": f"Bearer {token}"})
+                frame = json.loads(r.text.removeprefix("data: ").strip())
+                seat = next(x for x in frame if x["seat"] == SEAT)
+                assert seat["now"][0]["kind"] == "dead_air" and seat["now"][0]["start"] == 20.0
+                assert seat["now"][0]["age_s"] >= 0
+                # speech again (a talk-over) ends the silence; the call's end clears the wall
+                lat.append(signal({"type": "talk_over", "call_id": "cti-5", "start": 31.0, "by": "customer"},
+                                  lambda: now_kinds(board) == ["talk_over"]))  # fmt: skip
+                lat.append(signal({"type": "call", "call_id": "cti-5", "state": "ended", "reason": "command"},
+                                  lambda: (seat_of(board) or {}).get("in_call") is False))  # fmt: skip
+                assert now_kinds(board) == []
+                assert max(lat) < 2.0, lat  # "at once": well inside the couple of seconds the wall promises
+        assert board.live_counts["accepted"] == 5
+        assert store.count() == stored  # ephemeral: nothing of it in the database
+        assert store.rejected() == {}
+    finally:
+        ingest.stop()
+
+
+def test_malformed_live_messages_are_counted_and_dropped(mosquitto: Mosquitto, store: Store) -> None:  # noqa: F811
+    board = LiveBoard()
+    ingest = Ingest(
+        store, BrokerConfig.from_url(mosquitto.url), client_id="hub-live-2", on_stored=board.update, on_live=board.live
+    )
+    ingest.start()
+    poker = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="live-poker")
+    try:
+        assert ingest.wait_subscribed(10)
+        poker.connect("127.0.0.1", mosquitto.port)
+        poker.loop_start()
+        topic = live_topic(SITE, SEAT)
+        ts = '"ts":"2026-01-05T01:00:00.000Z"'
+        bad = [
+            (topic, b"{not json"),  # bad_json
+            (topic, b"\xff\xfe"),  # bad_json (not UTF-8)
+            (topic, b"[1, 2]"),  # bad_schema: not an object
+            (topic, ('{"type":"talk_over",' + ts + ',"start":1.0,"by":"agent"}').encode()),  # no call_id
+            (topic, ('{"type":"talk_over","call_id":"c1",' + ts + ',"start":1.0,"by":"boss"}').encode()),
+            (topic, b'{"type":"dead_air","call_id":"c1","ts":"yesterday","start":1.0}'),
+            (topic, ('{"type":"dead_air","call_id":"c/1",' + ts + ',"start":-4}').encode()),
+            (topic, ('{"type":"call","call_id":"c1",' + ts + ',"state":"paused"}').encode()),
+            (topic, b'{"type":"talk_over","pad":"' + b"x" * 5000 + b'"}'),  # oversized
+            (live_topic(SITE, "s@21"), ('{"type":"call","call_id":"c1",' + ts + ',"state":"started"}').encode()),
+            (topic, ('{"type":"anger","call_id":"c1",' + ts + ',"level":0.9}').encode()),  # a newer station's
+        ]
+        for t, payload in bad:
+            poker.publish(t, payload, qos=0)
+        good = '{"type":"talk_over","call_id":"c1",' + ts + ',"start":3.5,"by":"customer","novel":1}'
+        poker.publish(topic, good.encode(), qos=0)  # unknown fields are fine
+        assert wait_until(lambda: sum(board.live_counts.values()) == len(bad) + 1, 5), board.live_counts
+        assert board.live_counts == {
+            "accepted": 1,
+            "unknown_type": 1,
+            "oversized": 1,
+            "bad_topic": 1,
+            "bad_json": 2,
+            "bad_schema": 6,
+        }
+        assert [s["seat"] for s in board.snapshot()] == [SEAT]  # only the good one made a seat
+        assert now_kinds(board) == ["talk_over"]
+        # ingest itself never noticed: events still flow and are stored
+        env = Station(SITE, SEAT).login("a1", "2026-01-05T01:00:00.000Z")
+        poker.publish(f"qa/v1/{SITE}/{SEAT}/event", env.to_json(), qos=1).wait_for_publish(5)
+        assert wait_until(lambda: store.count() == 1, 5)
+        assert store.rejected() == {}
+    finally:
+        poker.loop_stop()
+        poker.disconnect()
+        ingest.stop()
+
+
+def test_signals_run_out_and_wake_the_stream() -> None:
+    board = LiveBoard(talk_over_show_s=0.3, dead_air_show_s=0.6)
+    ts = "2026-01-05T01:00:00.000Z"
+    topic = live_topic(SITE, SEAT)
+    talk = {"type": "talk_over", "call_id": "c1", "ts": ts, "start": 1, "by": "agent"}
+    assert board.live(topic, json.dumps(talk).encode()) == "accepted"
+    v = board.version
+    assert now_kinds(board) == ["talk_over"]
+    time.sleep(0.4)
+    assert board.version > v  # the stream sends a frame without the talk-over
+    assert now_kinds(board) == []
+    board.live(topic, json.dumps({"type": "dead_air", "call_id": "c1", "ts": ts, "start": 5}).encode())
+    time.sleep(0.4)
+    assert now_kinds(board) == ["dead_air"]  # dead air shows longer
+    time.sleep(0.3)
+    assert now_kinds(board) == []
+    # a straggler of a call the seat has finished does not bring it back on the wall
+    board.live(topic, json.dumps({"type": "call", "call_id": "c1", "ts": ts, "state": "ended"}).encode())
+    board.live(topic, json.dumps({"type": "call", "call_id": "c2", "ts": ts, "state": "started"}).encode())
+    board.live(topic, json.dumps({"type": "dead_air", "call_id": "c1", "ts": ts, "start": 9}).encode())
+    s = seat_of(board)
+    assert s is not None and (s["call_id"], s["in_call"], s["now"]) == ("c2", True, [])
+
+
+class GatedSource(FileSource):
+    """The call file, held back until the hub listens (a station that started before its broker connected
+    would drop the first live signals, which QoS 0 is allowed to do)."""
+
+    def __init__(self, path: Path, gate: threading.Event) -> None:
+        super().__init__(path, realtime=False)
+        self.gate = gate
+
+    def read(self, timeout: float) -> Any:
+        if not self.gate.is_set():
+            self.gate.wait(timeout)
+            return None
+        return super().read(timeout)
+
+
+@pytest.mark.slow
+def test_a_real_station_feeds_the_wall(
+    tmp_path: Path,
+    mosquitto: Mosquitto,  # noqa: F811
+    store: Store,
+    real_calls: list[Path],
+) -> None:
+    board = LiveBoard()
+    outcomes: list[tuple[str, dict[str, Any]]] = []
+
+    def spy(topic: str, payload: bytes) -> None:
+        outcomes.append((board.live(topic, payload), json.loads(payload)))
+
+    ingest = Ingest(store, BrokerConfig.from_url(mosquitto.url), client_id="hub-live-3", on_stored=board.update,
+                    on_live=spy)  # fmt: skip
+    ingest.start()
+    gate = threading.Event()
+    wav = real_calls[0]
+    doc = {
+        "station": {"site": SITE, "seat": SEAT, "state_dir": str(tmp_path / "state")},
+        "mqtt": {"broker": mosquitto.url},
+        "lifecycle": {"auto": False},
+        "local_api": {"enabled": False},
+        "source": {"type": "file", "file": str(wav)},
+    }
+    station = StationRuntime(station_config.validate(doc, "test"), base_doc=doc, source=GatedSource(wav, gate))
+    try:
+        assert ingest.wait_subscribed(10)
+        station.start()
+        assert wait_until(lambda: station.publisher.connected, 10)
+        station.submit(CallStart(call_id="real-1"), "test").result(10)
+        gate.set()
+        assert wait_until(lambda: station.source.stats.state == "finished", 120)
+        station.submit(CallEnd(), "test").result(30)
+        assert wait_until(lambda: any(p.get("state") == "ended" for _, p in outcomes), 10)
+    finally:
+        station.stop()
+        ingest.stop()
+    kinds = [p["type"] for _, p in outcomes]
+    truth = json.loads(wav.with_suffix(".json").read_text())
+    assert [o for o, _ in outcomes] == ["accepted"] * len(outcomes)  # the hub reads everything the station says
+    assert kinds[0] == "call" and kinds[-1] == "call"
+    assert truth["talk_over"] and kinds.count("talk_over") >= 1
+    assert all(p["call_id"] == "real-1" for _, p in outcomes)
+    s = seat_of(board)
+    assert s is not None and s["call_id"] == "real-1" and s["in_call"] is False and s["now"] == []
