@@ -14,8 +14,8 @@ Publisher run in this process. Prints:
 - paced: the same at half the burst rate, so the latency is the transport's own;
 - loss and duplicates stored at the hub (must both be 0), duplicate deliveries the hub absorbed by id;
 - bytes: wire payloads (turn-taking batched as `activity`, edge_agent/wire.py) of real-speech calls of 3 and
-  6 minutes (several each), per minute of call audio and the largest call summary (payloads
-  only; MQTT framing adds about 40 bytes per message for the topic and header).
+  6 minutes (several each), per minute of call audio, zlib as sent to a hub that reads it and plain JSON, and
+  the largest call summary (payloads only; MQTT framing adds about 40 bytes per message for topic and header).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from edge_agent.events import Event  # noqa: E402
 from edge_agent.mqtt_publisher import BrokerConfig, Publisher  # noqa: E402
 from edge_agent.outbox import Outbox  # noqa: E402
 from edge_agent.pipeline import Pipeline  # noqa: E402
-from edge_agent.schema import Envelope, ModelRef, envelope  # noqa: E402
+from edge_agent.schema import ZLIB, Envelope, ModelRef, encode_payload, envelope  # noqa: E402
 from edge_agent.wire import to_wire  # noqa: E402
 from hub.ingest import HubStore, Ingest, Outcome  # noqa: E402
 from tests.broker import Mosquitto, mosquitto_binary  # noqa: E402
@@ -79,7 +79,7 @@ def traffic(tmp: Path, calls: int) -> list[str]:
     for minutes in (3, 6):
         out = tmp / f"traffic-{minutes}"
         out.mkdir()
-        total_bytes, total_s, biggest_summary, n_events = 0, 0.0, 0, 0
+        total_bytes, total_zlib, total_s, biggest_summary, n_events = 0, 0, 0.0, 0, 0
         for wav in compose_calls(out, calls, minutes, 100 + minutes, noises):
             events = to_wire(pipeline.run(read_call(wav, block_seconds=2.0)))
             for i, e in enumerate(events, 1):
@@ -91,15 +91,19 @@ def traffic(tmp: Path, calls: int) -> list[str]:
                     agent_id="agent-0042",
                     model=model,
                 )
-                size = len(env.with_seq(100_000 + i, "0123456789abcdef").to_json().encode())
+                text = env.with_seq(100_000 + i, "0123456789abcdef").to_json()
+                size = len(encode_payload(text, None))
                 total_bytes += size
+                total_zlib += len(encode_payload(text, ZLIB))
                 if e.type == "call_summary":
                     biggest_summary = max(biggest_summary, size)
                     total_s += float(e.to_dict()["duration"])
             n_events += len(events)
+        per_min = 60 / total_s
         lines.append(
-            f"traffic, {calls} calls of {minutes} min: {total_bytes / (total_s / 60):.0f} B per minute of call audio, "
-            f"{n_events / calls:.1f} events per call, largest call summary {biggest_summary} B"
+            f"traffic, {calls} calls of {minutes} min: {total_zlib * per_min:.0f} B per minute of call audio as sent "
+            f"to this hub (zlib), {total_bytes * per_min:.0f} B as plain JSON (to a hub without `enc`), "
+            f"{n_events / calls:.1f} events per call, largest call summary {biggest_summary} B (JSON)"
         )
     return lines
 

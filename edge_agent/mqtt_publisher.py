@@ -47,7 +47,16 @@ from edge_agent.commands import (
     update_subscription,
 )
 from edge_agent.outbox import Outbox
-from edge_agent.schema import ack_topic, check_name, event_topic, live_topic, status_topic, utc_now
+from edge_agent.schema import (
+    ZLIB,
+    ack_topic,
+    check_name,
+    encode_payload,
+    event_topic,
+    live_topic,
+    status_topic,
+    utc_now,
+)
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +137,8 @@ class HubAck:
     """Inclusive seq ranges below `top` the hub does not have."""
     epoch: str | None
     """The outbox epoch the seqs count in; None from a hub that does not say (then only `top` is checked)."""
+    enc: tuple[str, ...] = ()
+    """Payload encodings the hub reads besides plain JSON (`schema.ENCODINGS`); none from an older hub."""
 
 
 def parse_ack(payload: bytes | bytearray) -> HubAck:
@@ -148,7 +159,9 @@ def parse_ack(payload: bytes | bytearray) -> HubAck:
         if not all(isinstance(g, list) and len(g) == 2 and all(_is_seq(x) for x in g) for g in raw):
             raise ValueError("malformed 'gaps'")
         top, gaps = int(data["max"]), [(int(a), int(b)) for a, b in raw]
-    return HubAck(top, gaps, epoch)
+    enc = data.get("enc")
+    encodings = tuple(e for e in enc if isinstance(e, str)) if isinstance(enc, list) else ()
+    return HubAck(top, gaps, epoch, encodings)
 
 
 def _is_seq(v: object) -> bool:
@@ -222,6 +235,8 @@ class Publisher:
         self.confirmed = 0
         """Events the hub confirmed (and the outbox deleted) since start."""
         self.resent = 0
+        self.encoding: str | None = None
+        """How event payloads go out: None (plain JSON) until the hub's ack says it reads zlib."""
         """Events published again since start because the hub had not confirmed them."""
         self.connects = 0
         """Successful connections since start (more than one: it reconnected)."""
@@ -315,7 +330,9 @@ class Publisher:
             if room <= 0:
                 return
         for row in self.outbox.pending(room, seat=self.seat, after=self._cursor):
-            if not self._publish(event_topic(row.site, row.seat), row.payload, retain=False, event_id=row.id):
+            if not self._publish(
+                event_topic(row.site, row.seat), self._wire(row.payload), retain=False, event_id=row.id
+            ):
                 return  # paho refused it (queue full, say): retry this row at the next wake
             self._cursor = row.n
 
@@ -331,7 +348,9 @@ class Publisher:
         rows = self.outbox.sent_before(resend_before, room, seat=self.seat, upto=self._cursor)
         for row in rows:
             self.outbox.mark_sent(row.id, now)  # touched first: no second resend while this one is in flight
-            if not self._publish(event_topic(row.site, row.seat), row.payload, retain=False, event_id=row.id):
+            if not self._publish(
+                event_topic(row.site, row.seat), self._wire(row.payload), retain=False, event_id=row.id
+            ):
                 return 0
             self.resent += 1
         if len(rows) < room:  # caught up; a reconnect resend continues over the next pumps until it is
@@ -344,7 +363,11 @@ class Publisher:
                 self._resend_wait = min(self._resend_wait * 2, self.resend_max_s)
         return room - len(rows)
 
-    def _publish(self, topic: str, payload: str, *, retain: bool, event_id: str | None) -> bool:
+    def _wire(self, payload: str) -> bytes:
+        # the outbox keeps JSON: the encoding is chosen at each (re-)send, for the hub that is there now
+        return encode_payload(payload, self.encoding)
+
+    def _publish(self, topic: str, payload: str | bytes, *, retain: bool, event_id: str | None) -> bool:
         info = self.client.publish(topic, payload, qos=1, retain=retain)
         if not _rc_ok(info.rc):
             log.warning("publish to %s refused by the client: %s", topic, mqtt.error_string(info.rc))
@@ -457,6 +480,10 @@ class Publisher:
         except ValueError as exc:
             log.warning("ignored a malformed hub ack on %s: %s", msg.topic, exc)
             return
+        encoding = ZLIB if ZLIB in ack.enc else None
+        if encoding != self.encoding:
+            log.info("hub reads %s: event payloads go out as %s", ack.enc or "plain JSON", encoding or "JSON")
+            self.encoding = encoding
         if ack.epoch is not None and ack.epoch != self.outbox.epoch:
             # seqs of an earlier outbox of this seat (wiped, replaced): they say nothing about these rows
             log.info("hub ack is for outbox epoch %s, this one is %s: ignored", ack.epoch, self.outbox.epoch)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -61,6 +62,10 @@ _KINDS = ("interruption", "backchannel")
 
 class SchemaError(ValueError):
     """A payload or envelope that does not follow schema v1."""
+
+
+class PayloadTooLarge(SchemaError):
+    """A payload over MAX_PAYLOAD_BYTES, on the wire or once inflated."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +180,50 @@ def envelope(
     )
     _check_fields(env.type, env.fields)
     return env
+
+
+ZLIB = "zlib"
+"""The one compressed wire encoding: the envelope's JSON through zlib (RFC 1950: a 2-byte header that can never
+be `{`, and an Adler-32 check). Half the bytes of a call's events; a station uses it only towards a hub that
+lists it in its ack's `enc`, so an older hub keeps getting plain JSON."""
+ENCODINGS = (ZLIB,)
+"""Encodings this reader accepts besides plain JSON (the hub advertises them in `enc`)."""
+
+
+def encode_payload(text: str, encoding: str | None) -> bytes:
+    """An envelope's JSON as sent on the event topic: plain UTF-8, or zlib when the hub accepts it."""
+    raw = text.encode()
+    if encoding == ZLIB:
+        return zlib.compress(raw, 9)
+    if encoding is not None:
+        raise ValueError(f"unknown payload encoding {encoding!r}")
+    return raw
+
+
+def decode_payload(payload: bytes | bytearray) -> str:
+    """The JSON text of an event-topic payload, plain or zlib (told apart by the zlib header).
+
+    PayloadTooLarge when it inflates past MAX_PAYLOAD_BYTES (a compression bomb never inflates further than that);
+    another SchemaError, or UnicodeDecodeError, for one that does not inflate or is not UTF-8.
+    """
+    if not _is_zlib(payload):
+        return bytes(payload).decode()
+    d = zlib.decompressobj()
+    try:
+        raw = d.decompress(payload, MAX_PAYLOAD_BYTES + 1)
+    except zlib.error as exc:
+        raise SchemaError(f"neither JSON nor zlib: {exc}") from None
+    if len(raw) > MAX_PAYLOAD_BYTES or d.unconsumed_tail:
+        raise PayloadTooLarge(f"payload inflates past {MAX_PAYLOAD_BYTES} bytes")
+    if not d.eof or d.unused_data:
+        raise SchemaError("truncated zlib payload, or bytes after its end")
+    return raw.decode()
+
+
+def _is_zlib(payload: bytes | bytearray) -> bool:
+    # RFC 1950 header: deflate method in the low nibble and the 16-bit header a multiple of 31. Its first byte
+    # (0x08, 0x18 ... 0x78) is never whitespace or a character a JSON text can start with.
+    return len(payload) >= 2 and payload[0] & 0x0F == 8 and ((payload[0] << 8) | payload[1]) % 31 == 0
 
 
 def from_json(payload: str | bytes) -> Envelope:

@@ -28,12 +28,15 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.mqtt_publisher import BrokerConfig, new_client
 from edge_agent.schema import (
+    ENCODINGS,
     EVENT_SUBSCRIPTION,
     MAX_PAYLOAD_BYTES,
     TOPIC_PREFIX,
     Envelope,
+    PayloadTooLarge,
     SchemaError,
     ack_topic,
+    decode_payload,
     from_dict,
     parse_event_topic,
 )
@@ -136,9 +139,11 @@ class Ingest:
         except SchemaError:
             return Outcome.BAD_TOPIC
         try:
-            text = payload.decode()
+            text = decode_payload(payload)  # plain JSON, or zlib from a station that saw this hub's `enc`
             data = json.loads(text)
-        except ValueError:  # UnicodeDecodeError and JSONDecodeError both are
+        except PayloadTooLarge:
+            return Outcome.OVERSIZED
+        except ValueError:  # UnicodeDecodeError, JSONDecodeError and a bad zlib stream all are
             return Outcome.BAD_JSON
         try:
             env = from_dict(data)
@@ -284,7 +289,8 @@ class Ingest:
             seats, self._dirty = self._dirty, set()
         for site, seat in sorted(seats):
             seq, top, gaps = self.store.watermark(site, seat)
-            ack: dict[str, object] = {"seq": seq}
+            # `enc`: the payload encodings this hub reads, so a station may compress (schema.encode_payload)
+            ack: dict[str, object] = {"seq": seq, "enc": list(ENCODINGS)}
             epoch = self.store.epoch(site, seat)
             if epoch is not None:
                 ack["epoch"] = epoch  # the station ignores an ack for another outbox than its own

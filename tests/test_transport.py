@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,7 +20,16 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge_agent.events import Speech
 from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError, Publisher
 from edge_agent.outbox import Outbox
-from edge_agent.schema import Envelope, envelope, event_topic
+from edge_agent.schema import (
+    MAX_PAYLOAD_BYTES,
+    ZLIB,
+    Envelope,
+    ack_topic,
+    decode_payload,
+    encode_payload,
+    envelope,
+    event_topic,
+)
 from edge_agent.wire import expand_activity
 from hub.ingest import HubStore, Ingest, Outcome
 from tests.broker import Mosquitto, free_port, mosquitto  # noqa: F401 - the fixture
@@ -321,3 +331,68 @@ def test_replay_mono_file_exits_2(tmp_path: Path) -> None:
     ob = str(tmp_path / "ob.sqlite")
     res = run_cli("replay", str(mono), "--seat", SEAT, "--site", SITE, "--broker", "mqtt://127.0.0.1:1", "--outbox", ob)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1
+
+
+def test_zlib_payloads_are_read_and_bad_ones_counted(tmp_path: Path) -> None:
+    store = HubStore(tmp_path / "hub.sqlite")
+    ingest = Ingest(store, BrokerConfig("127.0.0.1", 1))  # handle() needs no broker
+    topic = event_topic(SITE, SEAT)
+    good = [e.with_seq(i) for i, e in enumerate(events(3), 1)]
+    try:
+        assert ingest.handle(topic, encode_payload(good[0].to_json(), ZLIB)) is Outcome.STORED
+        assert ingest.handle(topic, encode_payload(good[1].to_json(), None)) is Outcome.STORED
+        # one envelope's JSON padded with spaces past the limit once inflated: ~200 bytes on the wire
+        bomb = zlib.compress(good[2].to_json().encode() + b" " * MAX_PAYLOAD_BYTES, 9)
+        assert len(bomb) < 1024
+        assert ingest.handle(topic, bomb) is Outcome.OVERSIZED
+        packed = encode_payload(good[2].to_json(), ZLIB)
+        assert ingest.handle(topic, packed[:-5]) is Outcome.BAD_JSON  # truncated
+        assert ingest.handle(topic, packed + b"tail") is Outcome.BAD_JSON  # bytes after the stream
+        assert ingest.handle(topic, zlib.compress(b"\xff\xfe not utf-8")) is Outcome.BAD_JSON
+        assert ingest.handle(topic, zlib.compress(b"[1, 2]")) is Outcome.BAD_SCHEMA
+        assert ingest.handle(topic, packed) is Outcome.STORED  # and the seat carries on
+        assert store.seqs(SITE, SEAT) == [1, 2, 3]
+        assert store.rejected() == {"oversized": 1, "bad_json": 3, "bad_schema": 1}
+        # plain JSON with leading whitespace is still plain JSON, not mistaken for zlib
+        assert decode_payload(b' \n{"a": 1}') == ' \n{"a": 1}'
+    finally:
+        store.close()
+
+
+def test_station_compresses_only_for_a_hub_that_reads_zlib(
+    tmp_path: Path,
+    mosquitto: Mosquitto,  # noqa: F811
+    hub: Ingest,
+) -> None:
+    wire: list[bytes] = []
+    watcher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="wire-watcher")
+    watcher.on_message = lambda c, u, m: wire.append(bytes(m.payload))
+    watcher.connect("127.0.0.1", mosquitto.port)
+    watcher.subscribe(event_topic(SITE, SEAT), qos=1)
+    watcher.loop_start()
+    try:
+        with Outbox(tmp_path / "ob.sqlite") as ob:
+            with Publisher(ob, site=SITE, seat=SEAT, broker=BrokerConfig.from_url(mosquitto.url)) as pub:
+                assert pub.encoding is None  # nothing heard from the hub yet: plain JSON
+                ob.put_many(events(50, call_id="c1"))
+                pub.notify()
+                assert pub.drain(20), mosquitto.log_tail()
+                assert pub.encoding == ZLIB  # the hub's ack listed it
+                ob.put_many(events(50, call_id="c2"))
+                pub.notify()
+                assert pub.drain(20), mosquitto.log_tail()
+                # a hub that does not list zlib (an older one) gets plain JSON again
+                watcher.publish(
+                    ack_topic(SITE, SEAT), json.dumps({"seq": 100, "epoch": ob.epoch}), qos=1, retain=True
+                ).wait_for_publish(5)
+                assert wait_until(lambda: pub.encoding is None, 10)
+        assert wait_until(lambda: len(wire) >= 100, 10)
+    finally:
+        watcher.disconnect()
+        watcher.loop_stop()
+    assert_exactly_once(hub.store, 100)
+    assert wire[0][:1] == b"{" and wire[-1][:1] != b"{"  # JSON before the first ack, zlib after it
+    texts = [decode_payload(p) for p in wire]
+    assert sorted({json.loads(t)["seq"] for t in texts}) == list(range(1, 101))
+    packed = [p for p in wire if p[:1] != b"{"]
+    assert all(len(p) < len(decode_payload(p).encode()) for p in packed)  # even a ~200-byte speech event shrinks
