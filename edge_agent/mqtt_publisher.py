@@ -117,10 +117,12 @@ def new_client(
         client.username_pw_set(broker.username, broker.password)
     if broker.tls:
         client.tls_set(ca_certs=broker.ca_certs, certfile=broker.certfile, keyfile=broker.keyfile)
-    # paho backs off exponentially from min to max; a per-process max spreads a whole site's reconnects
-    # after a broker restart (paho has no jitter of its own)
-    jittered_max = max(2, round(broker.reconnect_max_s * random.uniform(0.7, 1.0)))  # noqa: S311 - not crypto
-    client.reconnect_delay_set(min_delay=1, max_delay=jittered_max)
+    # paho backs off exponentially (min, 2 min, 4 min ... max) and has no jitter of its own: a per-process random
+    # min and max put every step of a whole site's reconnects after a broker restart at a different moment
+    jittered_min = random.uniform(0.5, 1.5)  # noqa: S311 - not crypto
+    jittered_max = broker.reconnect_max_s * random.uniform(0.7, 1.0)  # noqa: S311
+    # paho annotates the delays as int but sleeps on floats (it adds them to time.monotonic())
+    client.reconnect_delay_set(min_delay=jittered_min, max_delay=max(2.0, jittered_max))  # type: ignore[arg-type]
     return client
 
 

@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.events import Speech
-from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError, Publisher
+from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError, Publisher, new_client
 from edge_agent.outbox import Outbox
 from edge_agent.schema import (
     MAX_PAYLOAD_BYTES,
@@ -270,6 +270,16 @@ def test_broker_url() -> None:
     for url in ("http://x:1", "mqtt://", "mqtt://x:99999", "mqtt://x/path"):
         with pytest.raises(BrokerUrlError):
             BrokerConfig.from_url(url)
+
+
+def test_reconnect_backoff_is_jittered_per_station() -> None:
+    """A broker restart must not see a whole site reconnect at 1 s, 2 s, 4 s... in lockstep."""
+    cfg = BrokerConfig("127.0.0.1", 1, reconnect_max_s=30)
+    clients = [new_client(cfg, f"seat-{i}") for i in range(20)]
+    mins = [c._reconnect_min_delay for c in clients]
+    maxs = [c._reconnect_max_delay for c in clients]
+    assert all(0.5 <= m <= 1.5 for m in mins) and all(21 <= m <= 30 for m in maxs)
+    assert len({round(m, 3) for m in mins}) > 10 and len({round(m, 3) for m in maxs}) > 10
 
 
 # --- the replay CLI ----------------------------------------------------------------------------------------
