@@ -39,10 +39,11 @@ def _sparkline(trend: tuple[float | None, ...]) -> Markup:
     return Markup(charts.sparkline(list(trend)))  # noqa: S704 - built and escaped by hub.charts
 
 
-def _agent_rows(rows: list[dict[str, Any]], titles: dict[str, str]) -> Markup:
+def _agent_rows(rows: list[dict[str, Any]], titles: dict[str, str], t: dict[str, str]) -> Markup:
     """The agents table's rows (500 of them for an admin), built here rather than in the template, which took
     three times as long; every text is escaped and every number formatted here, as in hub.charts."""
     out = []
+    spark_tip = escape(t["weekly_means"])
     for r in rows:
         agent = escape(r["agent_id"])
         score = r["score"]
@@ -51,8 +52,11 @@ def _agent_rows(rows: list[dict[str, Any]], titles: dict[str, str]) -> Markup:
         else:
             cell = f"{score:.1f}"
             if r["previous"] is not None:
+                # the arrow compares the period with the one before it (say the last 7 days with the 7 before);
+                # the sparkline shows calendar weeks, so the tooltips say which is which
                 up = score >= r["previous"]
-                cell += f' <span class="{"pos" if up else "neg"}">{"▲" if up else "▼"}</span>'
+                tip = escape(f"{t['previous_period']}: {r['previous']:.1f}")
+                cell += f' <span class="{"pos" if up else "neg"}" title="{tip}">{"▲" if up else "▼"}</span>'
         issues = "".join(
             f'<span class="badge">{escape(titles.get(i["rule"], i["rule"]))}'
             f' <span class="neg">{i["points"]:.0f}</span></span> '
@@ -61,7 +65,8 @@ def _agent_rows(rows: list[dict[str, Any]], titles: dict[str, str]) -> Markup:
         out.append(
             f'<tr class="agent-row" data-agent="{agent}">\n<td><a href="/agents/{agent}">{escape(r["name"])}</a></td>\n'
             f'<td>{escape(r["team_id"] or "")}</td>\n<td class="num">{int(r["calls"])}</td>\n'
-            f'<td class="num score">{cell}</td>\n<td>{_sparkline(tuple(r["trend"]))}</td>\n<td>{issues}</td>\n</tr>\n'
+            f'<td class="num score">{cell}</td>\n<td title="{spark_tip}">{_sparkline(tuple(r["trend"]))}</td>\n'
+            f"<td>{issues}</td>\n</tr>\n"
         )
     return Markup("".join(out))  # noqa: S704 - every part escaped or formatted above
 
@@ -167,7 +172,7 @@ def install_pages(app: FastAPI) -> None:
             request,
             "agents.html",
             user,
-            rows_html=_agent_rows(rows, titles),
+            rows_html=_agent_rows(rows, titles, i18n.STRINGS[page_lang(request)]),
             period=period,
             start=start,
             stop=stop,

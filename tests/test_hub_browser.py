@@ -144,6 +144,10 @@ def test_agents_agent_and_call_pages(browser: object, hub: Hub) -> None:
     assert sorted(r.get_attribute("data-agent") for r in rows) == ["a1", "a2", "a3"]
     assert all(r.find_elements(By.CSS_SELECTOR, "svg.spark polyline") for r in rows)  # a trend line each
     assert "Agent interrupted the customer" in d.page_source  # type: ignore[attr-defined]  # a top issue
+    # the arrow (period vs the one before) and the sparkline (calendar weeks) say what they compare
+    arrows = d.find_elements(By.CSS_SELECTOR, "td.score span[title]")  # type: ignore[attr-defined]
+    assert arrows and all(a.get_attribute("title").startswith("The same length of time before: ") for a in arrows)
+    assert all("Monday to Sunday" in r.find_element(By.CSS_SELECTOR, "td[title]").get_attribute("title") for r in rows)
     shot(d, "agents")
 
     d.get(d.find_element(By.LINK_TEXT, "Alice Wang").get_attribute("href"))  # type: ignore[attr-defined]
