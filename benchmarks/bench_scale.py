@@ -59,11 +59,14 @@ class Workers:
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
 
     def cpu_s(self) -> float:
+        """CPU seconds of the workers and of their children (each worker's scoring process, hub/scores.py)."""
+        pids = {p.pid for p in self.procs}
         total = 0.0
-        for p in self.procs:
+        for stat in Path("/proc").glob("[0-9]*/stat"):
             try:
-                fields = Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()
-                total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(stat.parent.name) in pids or int(fields[1]) in pids:
+                    total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
             except (OSError, IndexError, ValueError):
                 pass
         return total

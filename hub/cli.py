@@ -118,8 +118,9 @@ def serve(store: Store, args: argparse.Namespace) -> int:
     ensure_scorecard(store)
     settle_all(store)  # running rollup totals a migration or an interrupted re-score left stale (hub/rollups.py)
     board = LiveBoard()
+    scorer = Scorer(store, processes=1)  # scoring's computation off the GIL ingest's threads need (hub/scores.py)
     ingest = Ingest(
-        store, broker, args.client_id, scorer=Scorer(store), on_stored=board.update, share_group=args.share,
+        store, broker, args.client_id, scorer=scorer, on_stored=board.update, share_group=args.share,
         on_live=None if args.no_http else board.live,
     )  # fmt: skip
     ingest.start()

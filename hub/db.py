@@ -173,11 +173,14 @@ class Database:
             return
         with self.write_lock:
             self.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
-            self._local.depth, self._local.hooks = 1, []
+            self._local.depth, self._local.hooks, self._local.pre = 1, [], []
             try:
                 yield
+                pre = self._local.pre
+                while pre:
+                    pre.pop(0)()
             except BaseException:
-                self._local.depth, self._local.hooks = 0, []
+                self._local.depth, self._local.hooks, self._local.pre = 0, [], []
                 try:
                     self.execute("ROLLBACK")
                 except StorageError:
@@ -194,6 +197,13 @@ class Database:
     def in_transaction(self) -> bool:
         """Whether this thread is inside `transaction()`."""
         return bool(getattr(self._local, "depth", 0))
+
+    def before_commit(self, hook: Callable[[], None]) -> None:
+        """Run `hook` inside the current transaction just before it commits (a failure rolls it back): writes
+        deferred to the end of a batch, such as a seat's watermark that many events move."""
+        if not getattr(self._local, "depth", 0):
+            raise StorageError("before_commit outside a transaction")
+        self._local.pre.append(hook)
 
     def after_commit(self, hook: Callable[[], None]) -> None:
         """Run `hook` once the current transaction commits (never if it rolls back; at once outside one):

@@ -22,8 +22,10 @@ import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.mqtt_publisher import BrokerConfig, new_client
@@ -61,6 +63,78 @@ class _Message:
     payload: bytes
     mid: int
     qos: int
+
+
+class _ReadAhead:
+    """The hub client's socket, read ahead. paho reads a packet as its first byte, then its length a byte at a
+    time, then the rest: three or four recv() calls for every message. This reads what the socket has (up to
+    64 KiB) at once and serves paho from it; `pending()`, which paho's loop asks of a TLS socket too, keeps the
+    loop from waiting in select() while whole messages sit here."""
+
+    def __init__(self, sock: Any) -> None:
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, n: int) -> bytes:
+        if self._pos >= len(self._buf):
+            data: bytes = self._sock.recv(max(n, _READ_AHEAD))
+            if len(data) <= n:
+                return data
+            self._buf, self._pos = data, 0
+        out = self._buf[self._pos : self._pos + n]
+        self._pos += len(out)
+        return out
+
+    def buffered(self) -> int:
+        return len(self._buf) - self._pos
+
+    def pending(self) -> int:
+        inner = getattr(self._sock, "pending", None)
+        return self.buffered() + (int(inner()) if inner is not None else 0)
+
+    def send(self, data: bytes | bytearray) -> int:
+        return int(self._sock.send(data))
+
+    def close(self) -> None:
+        self._sock.close()
+
+    def fileno(self) -> int:
+        return int(self._sock.fileno())
+
+    def setblocking(self, flag: bool) -> None:
+        self._sock.setblocking(flag)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+_READ_AHEAD = 65536
+
+
+def _read_ahead(client: mqtt.Client) -> None:
+    """Give `client` a read-ahead socket (`_ReadAhead`) and a loop that reads every whole message it holds before
+    waiting on the network again. Left as it is when this paho lacks the hook (it is not public API)."""
+    create = getattr(client, "_create_socket", None)
+    if create is None:  # pragma: no cover - a paho without it: plain reads, only slower
+        log.info("paho has no _create_socket: hub MQTT reads are not read ahead")
+        return
+    read = client.loop_read
+
+    def create_socket() -> _ReadAhead:
+        return _ReadAhead(create())
+
+    def loop_read(max_packets: int = 1) -> MQTTErrorCode:
+        rc = read(max_packets)
+        for _ in range(1000):  # then back to the loop, which also writes the acks queued meanwhile
+            sock = getattr(client, "_sock", None)
+            if rc != mqtt.MQTT_ERR_SUCCESS or not isinstance(sock, _ReadAhead) or not sock.buffered():
+                break
+            rc = read(max_packets)
+        return rc
+
+    client._create_socket = create_socket  # type: ignore[method-assign]
+    client.loop_read = loop_read  # type: ignore[method-assign]
 
 
 class Ingest:
@@ -112,6 +186,7 @@ class Ingest:
         self._inbox: queue.Queue[_Message] = queue.Queue()
         self.acks_sent = 0
         self.client = new_client(broker, client_id, manual_ack=True)
+        _read_ahead(self.client)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -123,15 +198,26 @@ class Ingest:
 
     def handle(self, topic: str, payload: bytes | bytearray) -> Outcome:
         """Validate and store one message; no exception escapes for anything the payload can contain."""
-        outcome = self._classify(topic, payload)
+        parsed = self._classify(topic, payload)
+        if isinstance(parsed, Outcome):
+            return self._rejected(topic, parsed)
+        return self._count(self.store.add(*parsed), parsed[0])
+
+    def _rejected(self, topic: str, outcome: Outcome) -> Outcome:
         self.outcomes[outcome] += 1
-        if outcome in REJECTIONS:
-            n = self.store.count_reject(outcome)
-            if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th... of each kind: a flood must not flood the log
-                log.warning("rejected a message on %s: %s (%d so far)", topic, outcome, n)
+        n = self.store.count_reject(outcome)
+        if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th... of each kind: a flood must not flood the log
+            log.warning("rejected a message on %s: %s (%d so far)", topic, outcome, n)
         return outcome
 
-    def _classify(self, topic: str, payload: bytes | bytearray) -> Outcome:
+    def _count(self, outcome: Outcome, env: Envelope) -> Outcome:
+        self.outcomes[outcome] += 1
+        if outcome is Outcome.STORED and self.on_stored is not None:
+            self._stored.append(env)
+        return outcome
+
+    def _classify(self, topic: str, payload: bytes | bytearray) -> tuple[Envelope, str] | Outcome:
+        """The envelope and its JSON text, or why the message is rejected."""
         if len(payload) > MAX_PAYLOAD_BYTES:
             return Outcome.OVERSIZED
         try:
@@ -152,10 +238,7 @@ class Ingest:
             return Outcome.BAD_SCHEMA
         if (env.site, env.seat) != (site, seat):
             return Outcome.TOPIC_MISMATCH
-        outcome = self.store.add(env, text)
-        if outcome is Outcome.STORED and self.on_stored is not None:
-            self._stored.append(env)
-        return outcome
+        return env, text
 
     def handle_status(self, topic: str, payload: bytes | bytearray) -> None:
         """`.../status` (online/offline, the last will) and `.../status/health` (JSON) into the devices table."""
@@ -195,6 +278,8 @@ class Ingest:
         for t in (self._writer, self._scorer_thread, self._acker):
             if t is not None:
                 t.join(10)
+        if self.scorer is not None:
+            self.scorer.close()  # its scoring processes, if any (a restart starts them again)
 
     def _write_loop(self) -> None:
         while True:
@@ -219,13 +304,10 @@ class Ingest:
     def _write(self, batch: list[_Message]) -> None:
         done: list[tuple[_Message, Outcome | None]] = []
         self._stored = []
-        # stored seat by seat (a stable sort keeps each seat's arrival order): the per-seat locks of shared
-        # workers are then always taken in the same order; acknowledged below in arrival order all the same
-        order = sorted(batch, key=lambda m: m.topic) if self.store.shared else batch
         try:
             with self.store.batch():
-                outcomes = {id(m): self._store_one(m) for m in order}
-            done = [(m, outcomes[id(m)]) for m in batch]
+                outcomes = self._store_batch(batch)
+            done = list(zip(batch, outcomes, strict=True))
         except StorageError:
             log.warning("a batch of %d failed to commit; storing its messages one by one", len(batch), exc_info=True)
             done, self._stored = [], []
@@ -236,12 +318,14 @@ class Ingest:
                     # not acked: the broker redelivers it after the next reconnect (persistent session)
                     log.exception("could not store a message from %s; left unacknowledged", m.topic)
         stored, self._stored = self._stored, []
+        seats = set()
         for m, outcome in done:
             self.client.ack(m.mid, m.qos)
             if outcome in (Outcome.STORED, Outcome.DUPLICATE):
                 # a duplicate too: the station re-sends when it has not seen an ack, which may have been lost
-                with self._dirty_lock:
-                    self._dirty.add(parse_event_topic(m.topic))
+                seats.add(m.topic)
+        with self._dirty_lock:
+            self._dirty.update(parse_event_topic(t) for t in seats)
         if self.on_stored is not None:
             for env in stored:
                 try:
@@ -250,6 +334,31 @@ class Ingest:
                     log.exception("an on_stored listener failed")
         if self.scorer is not None:
             self._to_score.set()
+
+    def _store_batch(self, batch: list[_Message]) -> list[Outcome | None]:
+        """Inside the batch's transaction: every event validated, the valid ones stored together
+        (`Store.add_many`), then the status messages; each message's outcome (None: status). Statuses come after
+        the events so that shared workers take their seats' locks before they write any row another may want."""
+        outcomes: list[Outcome | None] = []
+        valid: list[tuple[Envelope, str]] = []
+        at: list[int] = []  # where each valid event's outcome goes
+        statuses: list[_Message] = []
+        for m in batch:
+            outcomes.append(None)
+            if not m.topic.endswith("/event"):
+                statuses.append(m)
+                continue
+            parsed = self._classify(m.topic, m.payload)
+            if isinstance(parsed, Outcome):
+                outcomes[-1] = self._rejected(m.topic, parsed)
+            else:
+                at.append(len(outcomes) - 1)
+                valid.append(parsed)
+        for i, (env, _), outcome in zip(at, valid, self.store.add_many(valid), strict=True):
+            outcomes[i] = self._count(outcome, env)
+        for m in statuses:
+            self.handle_status(m.topic, m.payload)
+        return outcomes
 
     def _score_loop(self) -> None:
         # scoring runs beside the writer, so acknowledging events never waits for it

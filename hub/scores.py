@@ -13,9 +13,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-from collections.abc import Iterable, Mapping
+import multiprocessing
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hub import rollups
@@ -74,9 +79,85 @@ def audit(store: Store, actor: str, action: str, target: str, detail: Mapping[st
 SCORING_LOCK = 0x63616C6C7161  # "callqa": the advisory lock key that serialises scoring across workers
 
 
+@dataclass(frozen=True)
+class ScoreRow:
+    """A call's score as it is saved (`Scorer._save_all`), small enough to come back from a scoring process."""
+
+    call_id: str
+    scorecard: str
+    version: int
+    score: float
+    max_score: float
+    weight: float
+    excluded: bool
+    note: str
+    items: str
+    """The rule results with their evidence, as JSON (`scores.items`)."""
+    rules: list[tuple[str, float, int]]
+    """Per rule: id, points, occurrences (`call_rules`)."""
+
+
+def score_row(r: CallScore) -> ScoreRow:
+    return ScoreRow(
+        r.call_id,
+        r.scorecard,
+        r.version,
+        r.score,
+        r.max_score,
+        r.weight,
+        r.excluded,
+        r.note,
+        json.dumps(r.items_json(), ensure_ascii=False),
+        [(i.rule, i.points, i.count) for i in r.items],
+    )
+
+
+def score_payloads(card: Scorecard, calls: Sequence[tuple[str, Sequence[str]]]) -> list[ScoreRow]:
+    """Score calls from their stored payloads (JSON texts); the calls without a summary yet are left out. Pure,
+    so a scoring process can run it."""
+    rows = []
+    for call_id, payloads in calls:
+        view = call_view([json.loads(p) for p in payloads])
+        if view is not None:
+            rows.append(score_row(score_call(call_id, card, view)))
+    return rows
+
+
+_POOL_MIN_CALLS = 16
+"""Fewer calls than this are scored in the thread that asks: not worth the trip to the scoring process."""
+_POOL_TASK_CALLS = 100
+"""Calls per task sent to the scoring process (results come back while it works on the next)."""
+
+
 class Scorer:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, *, processes: int = 0) -> None:
         self.store = store
+        self.processes = processes
+        """Score in this many processes of their own (0: in the calling thread). What a scoring process does
+        is pure computation (parsing the events, applying the rules, the evidence JSON): in the hub process it
+        held the GIL that ingest's threads need, for longer than ingest itself took per event. Reading the
+        events and saving the scores stays here."""
+        self._pool: ProcessPoolExecutor | None = None
+
+    def close(self) -> None:
+        """Stop the scoring processes (a later `score` starts them again)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def _compute(self, card: Scorecard, calls: list[tuple[str, list[str]]]) -> list[ScoreRow]:
+        if self.processes > 0 and len(calls) >= _POOL_MIN_CALLS:
+            if self._pool is None:
+                # spawn, not fork: the hub process has threads (paho's, the writer's) that a fork would copy mid-step
+                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+            tasks = [calls[i : i + _POOL_TASK_CALLS] for i in range(0, len(calls), _POOL_TASK_CALLS)]
+            try:
+                return [row for rows in self._pool.map(functools.partial(score_payloads, card), tasks) for row in rows]
+            except (BrokenProcessPool, OSError):
+                log.exception("the scoring process failed; scoring in the hub process from now on")
+                self.close()
+                self.processes = 0
+        return score_payloads(card, calls)
 
     def score_pending(self) -> int:
         """Score what ingest queued (completed calls, late events, re-attributed calls)."""
@@ -99,11 +180,11 @@ class Scorer:
         card = card or get_scorecard(self.store)
         if card is None:
             return 0
-        results: list[CallScore] = []
-        for call_id in call_ids:
-            view = call_view(self.store.call_events(call_id))
-            if view is not None:
-                results.append(score_call(call_id, card, view))
+        ids = list(dict.fromkeys(call_ids))  # once each: a chunk's statements name every call once
+        results: list[ScoreRow] = []
+        for i in range(0, len(ids), chunk):
+            payloads = self.store.calls_payloads(ids[i : i + chunk])
+            results += self._compute(card, [(c, payloads.get(c, [])) for c in ids[i : i + chunk]])
         for i in range(0, len(results), chunk):
             try:
                 with self.store.db.transaction():
@@ -111,9 +192,7 @@ class Scorer:
                     # agents already stale (a re-score running, or the migration): whoever marked them settles
                     # them; rebuilding a year of their running totals here would stall every ingest chunk
                     before = rollups.stale(self.store)
-                    touched: set[tuple[str, str]] = set()
-                    for r in results[i : i + chunk]:
-                        touched |= self._save(r)
+                    touched = self._save_all(results[i : i + chunk])
                     for agent, day in sorted(touched):
                         refresh_agent_day(self.store, agent, day, settle=False)
                     if settle:
@@ -142,15 +221,22 @@ class Scorer:
             audit(self.store, actor, "rescore", f"{card.name}@{card.version}", {"calls": n, "since": since_day})
         return n
 
-    def _save(self, r: CallScore) -> set[tuple[str, str]]:
-        """Store one score as the call's current one (inside the caller's transaction); the rollups it touches."""
+    def _save_all(self, results: list[ScoreRow]) -> set[tuple[str, str]]:
+        """Store each score as its call's current one (inside the caller's transaction, a statement for all the
+        calls where one can do); the (agent, day) rollups they touch."""
         db = self.store.db
-        old = db.one("SELECT agent_id, day FROM calls WHERE call_id = ?", (r.call_id,))
-        db.execute("UPDATE scores SET current = 0 WHERE call_id = ? AND current = 1", (r.call_id,))
-        score_id = db.scalar(
-            "INSERT INTO scores (call_id, scorecard, version, score, max_score, weight, excluded, note, items, created,"
-            " current) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1) RETURNING id",
-            (
+        ids = [r.call_id for r in results]
+        marks = ", ".join("?" * len(ids))
+        old = {
+            str(c): (a, d)
+            for c, a, d in db.all(f"SELECT call_id, agent_id, day FROM calls WHERE call_id IN ({marks})", ids)
+        }
+        db.executemany("UPDATE scores SET current = 0 WHERE call_id = ? AND current = 1", [(c,) for c in ids])
+        created = now_iso()
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"] * len(results))
+        params: list[object] = []
+        for r in results:
+            params += (
                 r.call_id,
                 r.scorecard,
                 r.version,
@@ -159,23 +245,47 @@ class Scorer:
                 r.weight,
                 int(r.excluded),
                 r.note,
-                json.dumps(r.items_json(), ensure_ascii=False),
-                now_iso(),
-            ),
-        )
-        db.execute("DELETE FROM call_rules WHERE call_id = ?", (r.call_id,))
+                r.items,
+                created,
+            )
+        score_ids = {
+            str(c): int(i)
+            for i, c in db.all(
+                "INSERT INTO scores (call_id, scorecard, version, score, max_score, weight, excluded, note, items,"
+                f" created, current) VALUES {values} RETURNING id, call_id",
+                params,
+            )
+        }
+        db.executemany("DELETE FROM call_rules WHERE call_id = ?", [(c,) for c in ids])
         db.executemany(
             "INSERT INTO call_rules VALUES (?, ?, ?, ?, ?)",
-            [(r.call_id, i.rule, i.points, i.points, i.count) for i in r.items],
+            [(r.call_id, rule, points, points, n) for r in results for rule, points, n in r.rules],
         )
-        db.execute(
+        # without reviews a call's effective score is its automatic one; calls with applied reviews get theirs
+        # from apply_overrides below
+        db.executemany(
             "UPDATE calls SET score_id = ?, scorecard = ?, scorecard_version = ?, auto_score = ?, weight = ?,"
-            " excluded = ? WHERE call_id = ?",
-            (score_id, r.scorecard, r.version, r.score, r.weight, int(r.excluded), r.call_id),
+            " excluded = ?, score = ? WHERE call_id = ?",
+            [
+                (score_ids[r.call_id], r.scorecard, r.version, r.score, r.weight, int(r.excluded), r.score, r.call_id)
+                for r in results
+            ],
         )
-        touched = self.apply_overrides(r.call_id, refresh=False)
-        if old is not None and old[0] is not None and old[1] is not None:
-            touched.add((str(old[0]), str(old[1])))
+        reviewed = {
+            str(c)
+            for (c,) in db.all(
+                f"SELECT DISTINCT call_id FROM reviews WHERE call_id IN ({marks}) AND rule_id IS NOT NULL"
+                " AND points IS NOT NULL AND status = 'applied'",
+                ids,
+            )
+        }
+        touched: set[tuple[str, str]] = set()
+        for call_id in ids:
+            if call_id in reviewed:
+                touched |= self.apply_overrides(call_id, refresh=False)
+            agent, day = old.get(call_id, (None, None))
+            if agent is not None and day is not None:
+                touched.add((str(agent), str(day)))
         return touched
 
     def apply_overrides(self, call_id: str, *, refresh: bool = True) -> set[tuple[str, str]]:

@@ -82,6 +82,14 @@ class CallView:
     summary_id: str
     entries: list[dict[str, Any]]
     """speech / talk_over / dead_air / emotion entries, each with `event_id` (and `index` from a batch)."""
+    by_type: Mapping[str, list[tuple[dict[str, Any], float, float]]] = field(default_factory=dict)
+    """The entries of each type, in the same order, with their start and end as numbers (what rules filter on:
+    scoring is a good part of the hub's CPU, and every rule used to scan and convert every entry)."""
+
+    def of_type(self, etype: str) -> list[tuple[dict[str, Any], float, float]]:
+        if self.by_type or not self.entries:
+            return self.by_type.get(etype, [])
+        return [(e, _num(e.get("start")), _num(e.get("end"))) for e in self.entries if e.get("type") == etype]
 
 
 def call_view(events: Iterable[Mapping[str, Any]]) -> CallView | None:
@@ -103,8 +111,14 @@ def call_view(events: Iterable[Mapping[str, Any]]) -> CallView | None:
             summary, summary_id = ev, str(ev["id"])
     if summary is None:
         return None
-    entries.sort(key=lambda e: (_num(e.get("start")), _num(e.get("end"))))
-    return CallView(summary, summary_id, entries)
+    keyed = sorted((_num(e.get("start")), _num(e.get("end")), i) for i, e in enumerate(entries))  # i: stable
+    by_type: dict[str, list[tuple[dict[str, Any], float, float]]] = {}
+    ordered = []
+    for start, end, i in keyed:
+        e = entries[i]
+        ordered.append(e)
+        by_type.setdefault(str(e.get("type")), []).append((e, start, end))
+    return CallView(summary, summary_id, ordered, by_type)
 
 
 def _num(v: object) -> float:
@@ -135,18 +149,20 @@ def _ev(e: Mapping[str, Any], detail: str = "") -> Evidence:
 
 
 def _per_event(rule: PerEventRule, view: CallView) -> RuleResult:
+    match = list(rule.match.items())
+    shortest = rule.min_duration_s - 1e-9
     hits = [
-        e
-        for e in view.entries
-        if e.get("type") == rule.event
-        and all(e.get(k) == v for k, v in rule.match.items())
-        and _num(e.get("end")) - _num(e.get("start")) >= rule.min_duration_s - 1e-9
+        (e, start, end)
+        for e, start, end in view.of_type(rule.event)
+        if end - start >= shortest and all(e.get(k) == v for k, v in match)
     ]
     n = len(hits)
     raw = rule.points * max(0, n - rule.free)
     capped = rule.cap is not None and abs(raw) > rule.cap
     points = math.copysign(rule.cap, raw) if capped and rule.cap is not None else raw
-    evidence = [_ev(e, f"{_num(e.get('end')) - _num(e.get('start')):.2f} s") for e in hits]
+    evidence = [
+        Evidence(str(e["event_id"]), start, end, e.get("index"), f"{end - start:.2f} s") for e, start, end in hits
+    ]
     return RuleResult(rule.id, rule.title, rule.kind, round(points, 3), n, evidence, capped=capped)
 
 
@@ -166,7 +182,7 @@ def _threshold(rule: ThresholdRule, view: CallView) -> RuleResult:
 
 
 def _calm_under_anger(rule: CalmUnderAngerRule, view: CallView) -> RuleResult:
-    emotions = [e for e in view.entries if e.get("type") == "emotion"]
+    emotions = [e for e, _, _ in view.of_type("emotion")]
     angry_customer = [e for e in emotions if _emotion_party(e) == "customer" and _angry(e)]
     evidence = [_ev(e, "customer angry") for e in angry_customer]
     if not angry_customer and metric(view.summary, "customer.shouting") is True:

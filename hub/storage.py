@@ -1,7 +1,7 @@
 """The hub's store: events exactly once by id, per-seat seq bookkeeping, calls, agent attribution, devices.
 
-Everything goes through `hub.db.Database`, so the same code runs on SQLite and PostgreSQL. `add` is the
-ingest path: one event in one transaction (several in one when the caller opens `batch()`), which also
+Everything goes through `hub.db.Database`, so the same code runs on SQLite and PostgreSQL. `add_many` is the
+ingest path: a batch of events in one transaction, in a few statements (`add`: one event), which also
 - keeps the seat's highest seq and the missing ranges below it (the ack watermark);
 - records `agent_login` / `agent_logout` as the seat's attribution timeline (hot-desking);
 - creates or updates the event's call, and on its `call_summary` fills in duration, start time, quality flags
@@ -19,7 +19,8 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -35,6 +36,19 @@ log = logging.getLogger(__name__)
 SEAT_LOGIN, SEAT_LOGOUT = "agent_login", "agent_logout"
 _UNKNOWN, _NEW_SEAT = object(), object()
 """Markers in the epoch cache: not looked up yet; a seat with no row at all."""
+
+
+_INSERT_ROWS = 500
+"""Event rows per INSERT statement (13 parameters each: well below both backends' limits)."""
+
+
+@functools.cache
+def _insert_events_sql(rows: int) -> str:
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return (
+        "INSERT INTO events (id, site, seat, seq, epoch, call_id, agent_id, type, ts, start_s, end_s, payload,"
+        f" received) VALUES {values} ON CONFLICT (id) DO NOTHING RETURNING id"
+    )
 
 
 class Outcome(StrEnum):
@@ -106,6 +120,7 @@ class Store:
         self._seen: dict[tuple[str, str, str | None], float] = {}
         self._agents: set[str] = set()
         self._stale: set[tuple[str, str]] = set()
+        self._seats_dirty: set[tuple[str, str]] = set()  # seats whose max_seq this transaction moved
         self._pending_lock = threading.Lock()
 
     # --- ingest ----------------------------------------------------------------------------------------------
@@ -127,46 +142,51 @@ class Store:
         self._epochs.clear()
         self._seen.clear()
         self._agents.clear()
+        self._seats_dirty.clear()
 
     def add(self, env: Envelope, payload: str) -> Outcome:
         """Store one event idempotently, with its seat, call and attribution bookkeeping, in one transaction."""
+        return self.add_many([(env, payload)])[0]
+
+    def add_many(self, items: Sequence[tuple[Envelope, str]]) -> list[Outcome]:
+        """Store events (envelope, its JSON) in one transaction, each with the outcome and bookkeeping that `add`
+        one after the other gives it, in fewer statements (ingest's group commit): one INSERT for all the rows,
+        each seat's watermark written once at the commit, each call's row touched once."""
+        if not items:
+            return []
         try:
-            return self._add(env, payload)
+            if not self.db.in_transaction():
+                self._locked.clear()
+            with self.db.transaction():
+                return self._add_many(items)
         except BaseException:
             self._forget_cache()
             raise
 
-    def _add(self, env: Envelope, payload: str) -> Outcome:
+    def _add_many(self, items: Sequence[tuple[Envelope, str]]) -> list[Outcome]:
         db = self.db
-        if not db.in_transaction():
-            self._locked.clear()
-        with db.transaction():
-            if self.shared:
-                self._lock_seat(env.site, env.seat)
-            cur = db.execute(
-                "INSERT INTO events (id, site, seat, seq, epoch, call_id, agent_id, type, ts, start_s, end_s, payload,"
-                " received) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
-                (
-                    env.id,
-                    env.site,
-                    env.seat,
-                    env.seq,
-                    env.epoch,
-                    env.call_id,
-                    env.agent_id,
-                    env.type,
-                    env.ts,
-                    env.start,
-                    env.end,
-                    payload,
-                    time.time(),
-                ),
-            )
-            if cur.rowcount == 0:
-                return Outcome.DUPLICATE
-            if self._same_epoch(env):
+        if self.shared:
+            # every seat of the batch before any write, in one order for every worker: no waiting in a circle
+            for site, seat in sorted({(env.site, env.seat) for env, _ in items}):
+                self._lock_seat(site, seat)
+        new = self._insert_events(items)
+        outcomes: list[Outcome] = []
+        stored: list[Envelope] = []
+        for env, _ in items:
+            if env.id in new:
+                new.discard(env.id)  # a second copy in the same batch is a duplicate, as it would be one by one
+                outcomes.append(Outcome.STORED)
+                stored.append(env)
+            else:
+                outcomes.append(Outcome.DUPLICATE)
+        summary_ids = self._upsert_calls(stored)
+        later = {env.id for env in stored}  # stored by this batch, not yet book-kept
+        now = time.time()
+        for env in stored:
+            later.discard(env.id)
+            if self._same_epoch(env, later):
                 self._track_seq(env.site, env.seat, env.seq)
-            now, model = time.time(), env.model.name if env.model else None
+            model = env.model.name if env.model else None
             if now - self._seen.get((env.site, env.seat, model), 0.0) > 5.0:  # last seen: to 5 s is plenty
                 db.execute(
                     "INSERT INTO devices (site, seat, last_seen, model) VALUES (?, ?, ?, ?) ON CONFLICT (site, seat) "
@@ -183,8 +203,34 @@ class Store:
             if env.type in (SEAT_LOGIN, SEAT_LOGOUT):
                 self._seat_event(env)
             if env.call_id is not None:
-                self._call_event(env)
-        return Outcome.STORED
+                self._call_event(env, summary_ids)
+        return outcomes
+
+    def _insert_events(self, items: Sequence[tuple[Envelope, str]]) -> set[str]:
+        """INSERT the rows, many per statement; the ids this inserted (the others were stored already)."""
+        received = time.time()
+        new: set[str] = set()
+        for i in range(0, len(items), _INSERT_ROWS):
+            chunk = items[i : i + _INSERT_ROWS]
+            params: list[object] = []
+            for env, payload in chunk:
+                params += (
+                    env.id,
+                    env.site,
+                    env.seat,
+                    env.seq,
+                    env.epoch,
+                    env.call_id,
+                    env.agent_id,
+                    env.type,
+                    env.ts,
+                    env.start,
+                    env.end,
+                    payload,
+                    received,
+                )
+            new.update(str(r[0]) for r in self.db.all(_insert_events_sql(len(chunk)), params))
+        return new
 
     def _lock_seat(self, site: str, seat: str) -> None:
         """Serialise this seat's writes with other workers' until the transaction ends, then drop what this
@@ -201,10 +247,11 @@ class Store:
         self._top.pop(key, None)
         self._epochs.pop(key, None)
 
-    def _same_epoch(self, env: Envelope) -> bool:
+    def _same_epoch(self, env: Envelope, later: set[str] | frozenset[str] = frozenset()) -> bool:
         """Whether `env.seq` counts in the seat's current outbox epoch; switches to a new epoch when a station
         comes back with a fresh outbox (seq from 1 again). An event of a retired epoch is stored but its seq
-        is not tracked (it would reopen the old numbering)."""
+        is not tracked (it would reopen the old numbering). `later`: ids inserted by this batch but behind this
+        event, which one-by-one storing would not have stored yet."""
         if env.epoch is None:
             return True  # a station too old to say: one unnamed epoch
         key = (env.site, env.seat)
@@ -217,9 +264,12 @@ class Store:
         if current == env.epoch:
             return True
         db = self.db
-        if current is not _NEW_SEAT and db.one(
-            "SELECT 1 FROM events WHERE site = ? AND seat = ? AND epoch = ? AND id <> ? LIMIT 1",
-            (env.site, env.seat, env.epoch, env.id),
+        if current is not _NEW_SEAT and any(
+            row[0] not in later
+            for row in db.all(
+                "SELECT id FROM events WHERE site = ? AND seat = ? AND epoch = ? AND id <> ? LIMIT ?",
+                (env.site, env.seat, env.epoch, env.id, len(later) + 1),
+            )
         ):
             self._bump("retired_epoch_events")
             return False
@@ -275,13 +325,21 @@ class Store:
                     if a <= b:
                         db.execute("INSERT INTO gaps VALUES (?, ?, ?, ?)", (site, seat, a, b))
         if seq > top or (site, seat) not in self._top:
-            db.execute(
-                "INSERT INTO seats (site, seat, max_seq) VALUES (?, ?, ?) ON CONFLICT (site, seat) "
-                "DO UPDATE SET max_seq = "
-                "CASE WHEN seats.max_seq > excluded.max_seq THEN seats.max_seq ELSE excluded.max_seq END",
-                (site, seat, seq),
-            )
+            if not self._seats_dirty:
+                db.before_commit(self._write_seats)
+            self._seats_dirty.add((site, seat))
         self._top[(site, seat)] = max(seq, top)
+
+    def _write_seats(self) -> None:
+        # the seats' highest seq, once per seat at the commit rather than once per event
+        rows = [(site, seat, self._top[(site, seat)]) for site, seat in sorted(self._seats_dirty)]
+        self._seats_dirty.clear()
+        self.db.executemany(
+            "INSERT INTO seats (site, seat, max_seq) VALUES (?, ?, ?) ON CONFLICT (site, seat) "
+            "DO UPDATE SET max_seq = "
+            "CASE WHEN seats.max_seq > excluded.max_seq THEN seats.max_seq ELSE excluded.max_seq END",
+            rows,
+        )
 
     def _seat_event(self, env: Envelope) -> None:
         at = parse_ts(env.ts)
@@ -318,18 +376,36 @@ class Store:
         )
         return row[0] if row else None
 
-    def _call_event(self, env: Envelope) -> None:
-        db = self.db
+    def _upsert_calls(self, stored: list[Envelope]) -> dict[str, object]:
+        """The batch's calls' rows in one statement, each counting its events stored here; per call, the summary
+        it had before this batch. (Rows made early change nothing for the events before a call's first: a new
+        row has no start time, which is all a login's re-attribution looks at.)"""
+        counts = Counter(str(env.call_id) for env in stored if env.call_id is not None)
+        if not counts:
+            return {}
+        first = {str(env.call_id): env for env in reversed(stored) if env.call_id is not None}
+        params: list[object] = []
+        for call_id, n in counts.items():
+            params += (call_id, first[call_id].site, first[call_id].seat, n)
+        return {
+            str(call_id): summary_id
+            for call_id, summary_id in self.db.all(
+                "INSERT INTO calls (call_id, site, seat, n_events) VALUES "
+                + ", ".join(["(?, ?, ?, ?)"] * len(counts))
+                + " ON CONFLICT (call_id) DO UPDATE SET n_events = calls.n_events + excluded.n_events"
+                " RETURNING call_id, summary_id",
+                params,
+            )
+        }
+
+    def _call_event(self, env: Envelope, summary_ids: dict[str, object]) -> None:
+        """`summary_ids`: per call the summary it had before the batch (`_upsert_calls`); a call's events after
+        its summary in the same batch change nothing, the summary queued it."""
         call_id = str(env.call_id)
-        summary_id = db.scalar(
-            "INSERT INTO calls (call_id, site, seat, n_events) VALUES (?, ?, ?, 1) ON CONFLICT (call_id)"
-            " DO UPDATE SET n_events = calls.n_events + 1 RETURNING summary_id",
-            (call_id, env.site, env.seat),
-        )
         if env.type == "call_summary":
             self._summary(env)
             self._queue(call_id)
-        elif summary_id is not None:
+        elif summary_ids.get(call_id) is not None:
             self._queue(call_id)  # a late event of a call already summarised: score it again
 
     def _summary(self, env: Envelope) -> None:
@@ -340,13 +416,27 @@ class Store:
         quality = f.get("quality") if isinstance(f.get("quality"), dict) else {}
         flags = [str(x) for x in quality.get("flags", []) if isinstance(x, str)] if quality else []
         low = bool(quality.get("low_confidence")) if quality else False
-        agent, source = env.agent_id, "event"
-        if agent is None:
-            agent, source = self.agent_at(env.site, env.seat, started), "seat"
+        # the agent: the envelope's, else whoever was logged in at the seat when the call started (agent_at),
+        # looked up by the same statement
         self.db.execute(
             "UPDATE calls SET started = ?, day = ?, week = ?, duration = ?, summary_id = ?, low_confidence = ?,"
-            " flags = ?, agent_id = ?, agent_source = ? WHERE call_id = ?",
-            (started, day, week, duration, env.id, int(low), ",".join(flags), agent, source, env.call_id),
+            " flags = ?, agent_id = COALESCE(?, (SELECT agent_id FROM seat_logins WHERE site = ? AND seat = ?"
+            " AND at <= ? ORDER BY at DESC LIMIT 1)), agent_source = ? WHERE call_id = ?",
+            (
+                started,
+                day,
+                week,
+                duration,
+                env.id,
+                int(low),
+                ",".join(flags),
+                env.agent_id,
+                env.site,
+                env.seat,
+                started,
+                "event" if env.agent_id is not None else "seat",
+                env.call_id,
+            ),
         )
 
     def _queue(self, call_id: str) -> None:
@@ -437,6 +527,19 @@ class Store:
     def payloads(self) -> list[dict[str, Any]]:
         rows = self.db.all("SELECT payload FROM events ORDER BY site, seat, seq")
         return [json.loads(r[0]) for r in rows]
+
+    def calls_payloads(self, call_ids: Sequence[str]) -> dict[str, list[str]]:
+        """Several calls' stored payloads (JSON), oldest seq first (per seat), in one query (the scorer's chunks)."""
+        out: dict[str, list[str]] = {}
+        if not call_ids:
+            return out
+        marks = ", ".join("?" * len(call_ids))
+        for call_id, payload in self.db.all(
+            f"SELECT call_id, payload FROM events WHERE call_id IN ({marks}) ORDER BY call_id, seat, seq",
+            list(call_ids),
+        ):
+            out.setdefault(str(call_id), []).append(str(payload))
+        return out
 
     def call_events(self, call_id: str) -> list[dict[str, Any]]:
         """The call's stored payloads, oldest seq first (per seat)."""

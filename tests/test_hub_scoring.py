@@ -194,3 +194,52 @@ def test_a_real_call_is_scored_with_consistent_evidence(real_calls: list[Any]) -
     assert all(ev.event_id in ids for i in s.items for ev in i.evidence)
     assert 0 <= s.score <= 100
     json.dumps(s.items_json())  # storable as is
+
+
+def _saved(store: Store) -> dict[str, list[tuple[Any, ...]]]:
+    return {
+        "scores": store.db.all(
+            "SELECT call_id, scorecard, version, score, max_score, weight, excluded, note, items, current FROM scores"
+            " ORDER BY call_id, id"
+        ),
+        "calls": store.db.all(
+            "SELECT call_id, scorecard, scorecard_version, auto_score, score, weight, excluded FROM calls"
+            " ORDER BY call_id"
+        ),
+        "rules": store.db.all("SELECT * FROM call_rules ORDER BY call_id, rule_id"),
+        "daily": store.db.all("SELECT * FROM agent_daily ORDER BY agent_id, day"),
+    }
+
+
+def test_a_scoring_process_saves_what_the_hub_process_would(hub_store: Store, tmp_path: Any) -> None:
+    """`Scorer(processes=1)` (what `qa-hub serve` runs: the rules applied in a process of its own) against
+    scoring in the calling thread: the same scores, rule rows and rollups, a reviewer's override kept through a
+    re-score, and the calls still without a summary left alone."""
+    from hub.auth import User
+    from hub.reviews import override
+
+    here = Store(tmp_path / "here.sqlite", default_tz="Asia/Shanghai")
+    import_scorecard(here, load(DEFAULT_SCORECARD)[1])
+    pooled = Scorer(hub_store, processes=1)
+    try:
+        st = Station("sh", "s01")
+        envs = [st.login("a1", "2026-01-05T01:00:00.000Z")]
+        for k in range(20):  # more than one task's worth for the scoring process
+            envs += st.call(f"c{k:02d}", f"2026-01-05T02:{k:02d}:00.000Z")
+        envs += st.call("open", TS)[:-1]  # no summary yet
+        for s in (here, hub_store):
+            ingest(s, envs, score=False)
+        assert Scorer(here).score_pending() == pooled.score_pending() == 20
+        assert _saved(hub_store) == _saved(here)
+        reviewer = User("rev", "reviewer")
+        for s in (here, hub_store):
+            override(s, reviewer, "c03", "agent_interruptions", 0.0, "not an interruption")
+        card = get_scorecard(here)
+        assert card is not None
+        assert Scorer(here).rescore(card) == pooled.rescore(card) == 20
+        assert _saved(hub_store) == _saved(here)
+        assert hub_store.db.scalar("SELECT score FROM calls WHERE call_id = 'c03'") == 79.0 + 6.0
+        assert pooled.processes == 1  # it never fell back to scoring here
+    finally:
+        pooled.close()
+        here.close()

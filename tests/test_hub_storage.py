@@ -120,3 +120,63 @@ def test_bad_database_url_is_a_clear_error(tmp_path: Path) -> None:
         Store(tmp_path / "missing-dir" / "hub.sqlite")
     with pytest.raises(StorageError, match=r"cannot open the database postgresql://u:\*\*\*@127.0.0.1:1/x"):
         Store("postgresql://u:secret@127.0.0.1:1/x")
+
+
+def _state(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    """Everything ingest book-keeps, without arrival times."""
+    queries = {
+        "events": "SELECT id, seq, epoch, call_id, type FROM events ORDER BY id",
+        "seats": "SELECT site, seat, max_seq, epoch FROM seats ORDER BY site, seat",
+        "gaps": "SELECT site, seat, first, last FROM gaps ORDER BY site, seat, first",
+        "calls": "SELECT call_id, n_events, summary_id, agent_id, agent_source, day FROM calls ORDER BY call_id",
+        "logins": "SELECT event_id, agent_id FROM seat_logins ORDER BY event_id",
+        "counters": "SELECT name, value FROM counters ORDER BY name",
+    }
+    return {k: store.db.all(q) for k, q in queries.items()}
+
+
+def test_a_batch_books_exactly_what_one_by_one_would(hub_store: Store, tmp_path: Path) -> None:
+    """`add_many` (ingest's group commit: one INSERT, watermarks at the commit, a call's row once) against `add`
+    one event at a time: same outcomes, same rows, through duplicates within the batch, a gap opened and filled,
+    a summary amid its call's events, and a station that comes back with a new outbox (epoch) mid-batch followed
+    by a straggler of the old one."""
+    ts = "2026-01-05T02:00:00.000Z"
+    old, new = Station(SITE, "s01"), Station(SITE, "s01")
+    other = Station(SITE, "s02")
+    e_old = [old.login("a1", "2026-01-05T01:00:00.000Z")]
+    e_old += [old.env(Speech(float(i), i + 0.5, "agent"), "c1", ts) for i in range(4)]
+    e_old = [e.with_seq(e.seq, "aaaaaaaa") for e in e_old]
+    calls = other.call("c2", ts)  # two activity batches and the summary
+    late = other.env(Speech(9.0, 9.5, "agent"), "c2", ts)
+    e_new = [new.env(Speech(float(i), i + 0.5, "customer"), "c3", ts).with_seq(i + 1, "bbbbbbbb") for i in range(3)]
+    batch = [
+        e_old[0],
+        e_old[1],
+        e_old[3],  # seq 2 missing: a gap...
+        calls[0],
+        e_old[1],  # ...a duplicate in the same batch...
+        e_old[2],  # ...the gap filled
+        calls[1],
+        e_new[0],  # the station's outbox was wiped: seq from 1 in a new epoch
+        calls[2],  # the summary
+        late,  # a late event of the call, after its summary
+        e_new[2],
+        e_old[4],  # a straggler of the retired epoch: stored, its seq not counted
+        e_new[1],
+    ]
+    items = [(e, e.to_json()) for e in batch]
+    one_by_one = Store(tmp_path / "one.sqlite", default_tz="Asia/Shanghai")
+    try:
+        expected = [one_by_one.add(e, text) for e, text in items]
+        with hub_store.batch():
+            got = hub_store.add_many(items)
+        assert got == expected
+        assert got.count(Outcome.DUPLICATE) == 1
+        assert _state(hub_store) == _state(one_by_one)
+        assert hub_store.epoch(SITE, "s01") == "bbbbbbbb" and hub_store.watermark(SITE, "s01") == (3, 3, [])
+        assert hub_store.take_pending()[0] == one_by_one.take_pending()[0] == ["c2"]
+        # and again, every one a duplicate now
+        assert hub_store.add_many(items) == [Outcome.DUPLICATE] * len(items)
+        assert _state(hub_store) == _state(one_by_one)
+    finally:
+        one_by_one.close()
