@@ -322,3 +322,63 @@ def coverage(store: Store, scope: Scope, start: str, stop: str) -> dict[str, int
         incomplete = int(store.db.scalar("SELECT COUNT(*) FROM calls WHERE day IS NULL") or 0)
     seen, scored, excluded = (int(x or 0) for x in (row or (0, 0, 0)))
     return {"calls": seen, "scored": scored, "excluded": excluded, "incomplete": incomplete}
+
+
+def team_week(store: Store, team_id: str, end: date, weeks: int = 8) -> dict[str, Any]:
+    """The weekly team report's figures over the team's agents: the 7 days to `end` and the 7 before, the mean
+    score per calendar week (the last one up to `end`), the week's score distribution and its points per rule."""
+    start, stop, pstart, pstop = period_bounds(end, "week")
+    db = store.db
+    team = " JOIN agents a ON a.agent_id = d.agent_id WHERE a.team_id = ?"
+
+    def totals(lo: str, hi: str) -> dict[str, Any]:
+        row = db.one(
+            "SELECT SUM(d.calls), SUM(d.scored), SUM(d.excluded), SUM(d.weight_sum), SUM(d.score_wsum)"
+            f" FROM agent_daily d{team} AND d.day >= ? AND d.day <= ?",
+            (team_id, lo, hi),
+        )
+        c, s, x, w, ws = (float(v or 0) for v in (row or (0, 0, 0, 0, 0)))
+        return {
+            "calls": int(c),
+            "scored": int(s),
+            "excluded": int(x),
+            "score": _mean(ws, w),
+            "coverage": round(s / c, 3) if c else None,
+        }
+
+    monday = end - timedelta(days=end.weekday())
+    mondays = [(monday - timedelta(weeks=k)).isoformat() for k in range(weeks - 1, -1, -1)]
+    by_week = {
+        wk: _mean(float(ws), float(w))
+        for wk, w, ws in db.all(
+            f"SELECT d.week, SUM(d.weight_sum), SUM(d.score_wsum) FROM agent_daily d{team}"
+            " AND d.day >= ? AND d.day <= ? GROUP BY d.week",
+            (team_id, mondays[0], end.isoformat()),
+        )
+    }
+    hist = [0] * 10
+    for (score,) in db.all(
+        "SELECT c.score FROM calls c JOIN agents a ON a.agent_id = c.agent_id WHERE a.team_id = ?"
+        " AND c.day >= ? AND c.day <= ? AND c.score IS NOT NULL AND c.excluded = 0",
+        (team_id, start, stop),
+    ):
+        hist[min(9, max(0, int(float(score) // 10)))] += 1
+    rules = [
+        {"rule": r, "points": round(float(p), 1), "calls": int(n)}
+        for r, p, n in db.all(
+            "SELECT d.rule_id, SUM(d.points), SUM(d.calls) FROM agent_rule_daily d"
+            f"{team} AND d.day >= ? AND d.day <= ? GROUP BY d.rule_id",
+            (team_id, start, stop),
+        )
+        if float(p) != 0
+    ]
+    rules.sort(key=lambda r: (r["points"], r["rule"]))  # the costliest first, the credits last
+    return {
+        "start": start,
+        "stop": stop,
+        "current": totals(start, stop),
+        "previous": totals(pstart, pstop),
+        "weekly": [{"day": m, "score": by_week.get(m)} for m in mondays],
+        "distribution": hist,
+        "rules": rules,
+    }

@@ -256,6 +256,34 @@ def test_devices_reviews_calibration_pages(browser: object, hub: Hub) -> None:
         shot(d, page.replace("/", "-"))
 
 
+def test_weekly_team_report_adds_up(browser: object, hub: Hub) -> None:
+    """The team's figures agree with its agents' rows; rules are named, not ids; trend and distribution drawn."""
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    login(d, hub, "admin")
+    d.find_element(By.CSS_SELECTOR, "a[href='/reports/team/t1']").click()  # type: ignore[attr-defined]  # from /agents
+    assert d.current_url.endswith("/reports/team/t1")  # type: ignore[attr-defined]
+    rows = d.find_elements(By.CSS_SELECTOR, "#report tbody tr")  # type: ignore[attr-defined]
+    agent_calls = [int(r.find_elements(By.TAG_NAME, "td")[1].text) for r in rows]
+    assert len(rows) == 2 and int(d.find_element(By.ID, "team-calls").text) == sum(agent_calls) > 0  # type: ignore[attr-defined]
+    scored = sum(int(r.find_elements(By.TAG_NAME, "td")[2].text) for r in rows)
+    bars = d.find_elements(By.CSS_SELECTOR, "#team-distribution rect")  # type: ignore[attr-defined]
+    assert sum(int(b.get_attribute("textContent").split(": ")[1]) for b in bars) == scored
+    assert d.find_elements(By.CSS_SELECTOR, "#team-trend svg circle")  # type: ignore[attr-defined]
+    rules = d.find_elements(By.CSS_SELECTOR, "#team-rules tbody tr[data-rule]")  # type: ignore[attr-defined]
+    named = {r.get_attribute("data-rule"): r.find_element(By.TAG_NAME, "td").text for r in rules}
+    assert named.get("agent_interruptions") == "Agent interrupted the customer"
+    assert "agent_interruptions" not in d.find_element(By.ID, "report").text  # type: ignore[attr-defined]
+    # a team score between its agents' scores (a weighted mean of them)
+    agent_scores = [float(r.find_elements(By.TAG_NAME, "td")[3].text) for r in rows]
+    assert min(agent_scores) <= float(d.find_element(By.ID, "team-score").text) <= max(agent_scores)  # type: ignore[attr-defined]
+    shot(d, "report-team-t1")
+    d.get(f"{hub.url}/reports/team/t1?lang=zh-CN")  # type: ignore[attr-defined]
+    assert "周报" in d.find_element(By.TAG_NAME, "h1").text  # type: ignore[attr-defined]
+    shot(d, "report-team-t1-zh-CN")
+
+
 def test_an_admin_creates_a_user_who_can_log_in(browser: object, hub: Hub) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
@@ -308,6 +336,7 @@ def test_an_agent_sees_only_their_own(browser: object, hub: Hub) -> None:
     login(d, hub, "alice")
     rows = d.find_elements(By.CSS_SELECTOR, "tr.agent-row")  # type: ignore[attr-defined]
     assert [r.get_attribute("data-agent") for r in rows] == ["a1"]
+    assert not d.find_elements(By.CSS_SELECTOR, "a[href^='/reports/']")  # type: ignore[attr-defined]  # not theirs
     d.get(f"{hub.url}/calls/a3-d0")  # type: ignore[attr-defined]
     assert "no such call" in d.page_source and "Chen" not in d.page_source  # type: ignore[attr-defined]
     d.get(f"{hub.url}/live")  # type: ignore[attr-defined]
