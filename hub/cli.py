@@ -42,6 +42,16 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r}: seconds, above 0 and at most 3600")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qa-hub", description="callqa site hub")
     p.add_argument("--db", default=os.environ.get("QA_HUB_DB", "hub.sqlite"), help="SQLite path or postgresql:// DSN")
@@ -60,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale-out: one of several workers sharing ingest through `$share/GROUP/...` (PostgreSQL)",
     )
     s.add_argument("--no-http", action="store_true", help="ingest only: no API or dashboard in this worker")
+    s.add_argument(
+        "--alert-dead-air-s",
+        type=_positive_seconds,
+        default=os.environ.get("QA_HUB_ALERT_DEAD_AIR_S", "10"),
+        help="the live wall alerts on dead air at least this long (default 10 s)",
+    )
 
     u = sub.add_parser("user", help="users").add_subparsers(dest="action", required=True)
     uc = u.add_parser("create")
@@ -117,7 +133,7 @@ def serve(store: Store, args: argparse.Namespace) -> int:
         raise ValueError(str(exc)) from None
     ensure_scorecard(store)
     settle_all(store)  # running rollup totals a migration or an interrupted re-score left stale (hub/rollups.py)
-    board = LiveBoard()
+    board = LiveBoard(args.alert_dead_air_s)
     scorer = Scorer(store, processes=1)  # scoring's computation off the GIL ingest's threads need (hub/scores.py)
     ingest = Ingest(
         store, broker, args.client_id, scorer=scorer, on_stored=board.update, share_group=args.share,

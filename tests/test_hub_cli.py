@@ -42,6 +42,8 @@ def test_admin_commands_and_errors(tmp_path: Path) -> None:
     bad.write_text("name: x\nversion: 1\nrules:\n - {id: a, title: t, kind: nope, points: 1}\n")
     r = qa_hub(db, "scorecard", "import", str(bad))
     assert "kind" in error_line(r)
+    r = qa_hub(db, "serve", "--alert-dead-air-s", "-3")
+    assert r.returncode == 2 and "--alert-dead-air-s" in r.stderr.strip().splitlines()[-1]
     r = qa_hub(db, "scorecard", "import", str(tmp_path / "missing.yaml"))
     assert "cannot read" in error_line(r)
     r = qa_hub(db, "user", "create", "bob", "--role", "agent", stdin=PASSWORD + "\n")
