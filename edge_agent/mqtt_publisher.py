@@ -237,9 +237,9 @@ class Publisher:
         self.confirmed = 0
         """Events the hub confirmed (and the outbox deleted) since start."""
         self.resent = 0
+        """Events published again since start because the hub had not confirmed them."""
         self.encoding: str | None = None
         """How event payloads go out: None (plain JSON) until the hub's ack says it reads zlib."""
-        """Events published again since start because the hub had not confirmed them."""
         self.connects = 0
         """Successful connections since start (more than one: it reconnected)."""
         self.commands = 0

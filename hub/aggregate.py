@@ -289,9 +289,15 @@ def groups(
     ]
 
 
-def distribution(store: Store, scope: Scope, start: str, stop: str, bins: int = 10) -> list[int]:
-    """How many scored calls fall in each tenth of 0..100 (the last bin includes 100); counted in SQL."""
+def distribution(
+    store: Store, scope: Scope, start: str, stop: str, bins: int = 10, team_id: str | None = None
+) -> list[int]:
+    """How many scored calls fall in each tenth of 0..100 (the last bin includes 100); counted in SQL. With
+    `team_id`, only that team's agents' calls."""
     cond, params = scope.agents_sql("agent_id")
+    if team_id is not None:
+        cond += " AND agent_id IN (SELECT agent_id FROM agents WHERE team_id = ?)"
+        params.append(team_id)
     if store.db.dialect == "sqlite":  # its CAST truncates, as int() does; the fastest form there
         binned = f"MIN({bins - 1}, MAX(0, CAST(score * {bins} / 100 AS INTEGER)))"
     else:  # PostgreSQL's CAST rounds
@@ -324,28 +330,18 @@ def coverage(store: Store, scope: Scope, start: str, stop: str) -> dict[str, int
     return {"calls": seen, "scored": scored, "excluded": excluded, "incomplete": incomplete}
 
 
-def team_week(store: Store, team_id: str, end: date, weeks: int = 8) -> dict[str, Any]:
-    """The weekly team report's figures over the team's agents: the 7 days to `end` and the 7 before, the mean
-    score per calendar week (the last one up to `end`), the week's score distribution and its points per rule."""
-    start, stop, pstart, pstop = period_bounds(end, "week")
+def team_week(store: Store, scope: Scope, team_id: str, end: date, weeks: int = 8) -> dict[str, Any]:
+    """The weekly team report's figures over the team's agents: the 7 days to `end` and the 7 before (as
+    `groups` gives them to the API), the mean score per calendar week (the last one up to `end`), the week's
+    score distribution and its points per rule."""
+    start, stop, _, _ = period_bounds(end, "week")
+    empty: dict[str, Any] = {"calls": 0, "scored": 0, "excluded": 0, "score": None, "coverage": None}
+
+    def totals(day: date) -> dict[str, Any]:
+        return next((g for g in groups(store, scope, "team", day) if g["team"] == team_id), empty)
+
     db = store.db
     team = " JOIN agents a ON a.agent_id = d.agent_id WHERE a.team_id = ?"
-
-    def totals(lo: str, hi: str) -> dict[str, Any]:
-        row = db.one(
-            "SELECT SUM(d.calls), SUM(d.scored), SUM(d.excluded), SUM(d.weight_sum), SUM(d.score_wsum)"
-            f" FROM agent_daily d{team} AND d.day >= ? AND d.day <= ?",
-            (team_id, lo, hi),
-        )
-        c, s, x, w, ws = (float(v or 0) for v in (row or (0, 0, 0, 0, 0)))
-        return {
-            "calls": int(c),
-            "scored": int(s),
-            "excluded": int(x),
-            "score": _mean(ws, w),
-            "coverage": round(s / c, 3) if c else None,
-        }
-
     monday = end - timedelta(days=end.weekday())
     mondays = [(monday - timedelta(weeks=k)).isoformat() for k in range(weeks - 1, -1, -1)]
     by_week = {
@@ -356,13 +352,6 @@ def team_week(store: Store, team_id: str, end: date, weeks: int = 8) -> dict[str
             (team_id, mondays[0], end.isoformat()),
         )
     }
-    hist = [0] * 10
-    for (score,) in db.all(
-        "SELECT c.score FROM calls c JOIN agents a ON a.agent_id = c.agent_id WHERE a.team_id = ?"
-        " AND c.day >= ? AND c.day <= ? AND c.score IS NOT NULL AND c.excluded = 0",
-        (team_id, start, stop),
-    ):
-        hist[min(9, max(0, int(float(score) // 10)))] += 1
     rules = [
         {"rule": r, "points": round(float(p), 1), "calls": int(n)}
         for r, p, n in db.all(
@@ -376,9 +365,9 @@ def team_week(store: Store, team_id: str, end: date, weeks: int = 8) -> dict[str
     return {
         "start": start,
         "stop": stop,
-        "current": totals(start, stop),
-        "previous": totals(pstart, pstop),
+        "current": totals(end),
+        "previous": totals(end - timedelta(days=7)),
         "weekly": [{"day": m, "score": by_week.get(m)} for m in mondays],
-        "distribution": hist,
+        "distribution": distribution(store, scope, start, stop, team_id=team_id),
         "rules": rules,
     }

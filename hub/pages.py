@@ -82,6 +82,13 @@ def _team_cell(team_id: str | None, report_link: Callable[[str], bool]) -> str:
     return f'<a href="/reports/team/{tid}">{tid}</a>' if report_link(team_id) else str(tid)
 
 
+def _rule_titles(request: Request, hub: Hub) -> dict[str, str]:
+    """The active scorecard's rule titles in the page's language, by rule id."""
+    card = get_scorecard(hub.store)
+    zh = page_lang(request) == "zh-CN"
+    return {r.id: (r.title_zh or r.title) if zh else r.title for r in card.rules} if card else {}
+
+
 def _user(request: Request, hub: Hub) -> User | None:
     token = token_of(request)
     return auth.user_for_token(hub.store, token) if token else None
@@ -176,9 +183,7 @@ def install_pages(app: FastAPI) -> None:
         rows = agents_data(hub, user, day, period)
         start, stop, _, _ = aggregate.period_bounds(day, period)
         scope = Scope(user)
-        card = get_scorecard(hub.store)
-        zh = page_lang(request) == "zh-CN"
-        titles = {r.id: (r.title_zh or r.title) if zh else r.title for r in card.rules} if card else {}
+        titles = _rule_titles(request, hub)
         return render(
             request,
             "agents.html",
@@ -267,10 +272,8 @@ def install_pages(app: FastAPI) -> None:
         rows = agents_data(hub, user, day, "week", team_id)
         for r in rows:
             r["spark"] = _sparkline(tuple(r["trend"]))
-        card = get_scorecard(hub.store)
-        zh = page_lang(request) == "zh-CN"
-        titles = {r.id: (r.title_zh or r.title) if zh else r.title for r in card.rules} if card else {}
-        week = aggregate.team_week(hub.store, team_id, day)
+        titles = _rule_titles(request, hub)
+        week = aggregate.team_week(hub.store, Scope(user), team_id, day)
         return render(
             request,
             "report.html",
