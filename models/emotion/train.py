@@ -77,14 +77,14 @@ def uar(y: I64, pred: I64) -> tuple[float, list[float], list[list[int]]]:
     return float(np.mean(recall)), recall, cm.tolist()
 
 
-def crops(mels: Sequence[F32], rng: np.random.Generator) -> F32:
-    """One random WINDOW_FRAMES crop of every clip's speech rows (a short clip is repeated)."""
-    out = np.empty((len(mels), WINDOW_FRAMES, mels[0].shape[1]), np.float32)
+def crops(mels: Sequence[F32], rng: np.random.Generator, length: int = WINDOW_FRAMES) -> F32:
+    """One random `length` crop of every clip's speech rows (a short clip is repeated)."""
+    out = np.empty((len(mels), length, mels[0].shape[1]), np.float32)
     for i, m in enumerate(mels):
-        if len(m) < WINDOW_FRAMES:
-            m = np.tile(m, (-(-WINDOW_FRAMES // len(m)), 1))
-        s = int(rng.integers(0, len(m) - WINDOW_FRAMES + 1))
-        out[i] = m[s : s + WINDOW_FRAMES]
+        if len(m) < length:
+            m = np.tile(m, (-(-length // len(m)), 1))
+        s = int(rng.integers(0, len(m) - length + 1))
+        out[i] = m[s : s + length]
     return model_input(out)
 
 
@@ -100,13 +100,20 @@ def spec_augment(x: F32, rng: np.random.Generator) -> F32:
     return np.asarray(x * keep, np.float32)
 
 
-def predict_clips(predict: Any, mels: Sequence[F32]) -> F32:
-    return np.stack([clip_probs(predict(model_input(clip_windows(m)))) for m in mels])
+def predict_clips(predict: Any, mels: Sequence[F32], length: int = WINDOW_FRAMES) -> F32:
+    return np.stack([clip_probs(predict(model_input(clip_windows(m, length, length // 2)))) for m in mels])
 
 
 def train_net(
-    mels: list[F32], y: I64, val: tuple[list[F32], I64], epochs: int, seed: int
+    mels: list[F32],
+    y: I64,
+    val: tuple[list[F32], I64] | None,
+    epochs: int,
+    seed: int,
+    length: int = WINDOW_FRAMES,
+    mixup: float = 0.0,
 ) -> tuple[dict[str, F32], int, float]:
+    """Train; `val` chooses the epoch (None: the last); `mixup` > 0 mixes window pairs (Beta(mixup, mixup))."""
     import torch
 
     torch.manual_seed(seed)
@@ -123,20 +130,31 @@ def train_net(
     best: tuple[float, int, dict[str, F32]] = (-1.0, -1, {})
     for epoch in range(epochs):
         net.train()
-        x = torch.from_numpy(spec_augment(crops(mels, rng), rng))
+        x = torch.from_numpy(spec_augment(crops(mels, rng, length), rng))
         perm = torch.from_numpy(rng.permutation(len(mels)))
         total = 0.0
         for i in range(0, len(perm), 64):
             idx = perm[i : i + 64]
             opt.zero_grad()
-            loss = loss_fn(net(x[idx]), yt[idx])
+            if mixup > 0:
+                # mix each window with another of the batch (its own speaker or not): smoother class boundaries
+                lam = float(rng.beta(mixup, mixup))
+                other = idx[torch.from_numpy(rng.permutation(len(idx)))]
+                out = net(lam * x[idx] + (1 - lam) * x[other])
+                loss = lam * loss_fn(out, yt[idx]) + (1 - lam) * loss_fn(out, yt[other])
+            else:
+                loss = loss_fn(net(x[idx]), yt[idx])
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
         net.eval()
         w = folded_weights(net, len(CLASSES))
-        score, _, _ = uar(val[1], predict_clips(lambda b, w=w: forward(w, b), val[0]).argmax(axis=1))
+        if val is None:
+            log.info("epoch %2d loss %.3f", epoch, total / len(mels))
+            best = (-1.0, epoch, w)
+            continue
+        score, _, _ = uar(val[1], predict_clips(lambda b, w=w: forward(w, b), val[0], length).argmax(axis=1))
         log.info("epoch %2d loss %.3f val UAR %.3f", epoch, total / len(mels), score)
         if score > best[0]:
             best = (score, epoch, w)

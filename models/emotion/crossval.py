@@ -1,0 +1,141 @@
+"""Speaker cross-validation of the emotion recipe: how well it does on speakers it never saw, fold by fold.
+
+    python -m models.emotion.crossval                 # 4 folds of 5 RAVDESS actors, the shipped recipe
+    python -m models.emotion.crossval --folds 0       # only the shipped test split (actors 01 09 11 12 13)
+
+One test split of five actors moves a UAR by several points from one draw to the next (the model card), so a
+change to the recipe is judged here: every fold holds five actors out (fold 0 is the shipped test split), three
+of the rest choose the epoch, the other twelve train. Each actor's degraded copies are computed once and cached
+per actor (`.cache/emotion/actors/`), so folds share them. Prints one line per fold and condition, then the mean
+and spread; the last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from edge_agent.emotion_features import WINDOW_FRAMES
+from edge_agent.emotion_model import CLASSES
+from models.emotion.dataset import Clip, Degradation, load_noises, ravdess_clips
+from models.emotion.reference import F32, forward
+from models.emotion.train import (
+    I64,
+    SHARED,
+    TEST_NOISES,
+    TEST_SPEAKERS,
+    TRAIN_NOISES,
+    cached_features,
+    predict_clips,
+    train_net,
+    uar,
+)
+
+log = logging.getLogger("models.emotion.crossval")
+
+ROOT = Path(__file__).resolve().parents[2]
+# five actors a fold; fold 0 is the shipped test split, the others two men (odd) and three women (even) each
+FOLDS: tuple[tuple[str, ...], ...] = (
+    TEST_SPEAKERS,
+    tuple(f"ravdess_{a:02d}" for a in (3, 5, 2, 4, 6)),
+    tuple(f"ravdess_{a:02d}" for a in (7, 15, 8, 10, 14)),
+    tuple(f"ravdess_{a:02d}" for a in (17, 19, 16, 18, 20)),
+)
+Features = tuple[list[F32], I64, list[str]]
+
+
+def actor_features(
+    work: Path, clips: Sequence[Clip], noises: dict[str, dict[str, F32]], variants: int, seed: int, workers: int = 2
+) -> dict[str, dict[str, Features]]:
+    """Per actor: 'train' (its clips as training sees them, auxiliaries included), 'val', 'line_clean', 'line_noisy'."""
+    speakers = sorted({c.speaker for c in clips})
+    jobs = [
+        (work, [c for c in clips if c.speaker == spk], noises, variants, seed + 1000 * n)
+        for n, spk in enumerate(speakers)
+    ]
+    with ProcessPoolExecutor(workers) as pool:
+        return dict(zip(speakers, pool.map(_one_actor, *zip(*jobs, strict=True)), strict=True))
+
+
+def _one_actor(
+    work: Path, own: list[Clip], noises: dict[str, dict[str, F32]], variants: int, s: int
+) -> dict[str, Features]:
+    main = [c for c in own if c.label in CLASSES]
+    return {
+        "train": cached_features(work, "a-train", own, noises["train"], variants, s, Degradation(speed=0.1)),
+        "val": cached_features(work, "a-val", main, noises["train"], 2, s + 1, Degradation()),
+        "line_clean": cached_features(work, "a-clean", main, {}, 1, s + 3, Degradation(line_share=1.0)),
+        "line_noisy": cached_features(
+            work, "a-noisy", main, noises["test"], 1, s + 2, Degradation(clean_share=0.0, line_share=1.0)
+        ),
+    }
+
+
+def join(parts: Sequence[Features]) -> Features:
+    mels = [m for p in parts for m in p[0]]
+    return mels, np.concatenate([p[1] for p in parts]), [s for p in parts for s in p[2]]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ravdess", type=Path, default=SHARED / "data" / "ravdess")
+    ap.add_argument("--noise-dir", type=Path, default=SHARED / "data" / "noise")
+    ap.add_argument("--folds", type=int, nargs="+", default=list(range(len(FOLDS))))
+    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--variants", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=20261123)
+    ap.add_argument("--window", type=int, default=WINDOW_FRAMES, help="frames per training crop and model window")
+    ap.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a); 0 is off")
+    ap.add_argument("--val-speakers", type=int, default=3, help="0: train on all 15, keep the last epoch")
+    ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "emotion" / "actors")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    t0 = time.time()
+    clips = ravdess_clips(args.ravdess)
+    all_noise = load_noises(sorted(args.noise_dir.glob("*.flac")))
+    noises = {
+        "train": {k: v for k, v in all_noise.items() if k in TRAIN_NOISES},
+        "test": {k: v for k, v in all_noise.items() if k in TEST_NOISES},
+    }
+    feats = actor_features(args.work, clips, noises, args.variants, args.seed)
+    log.info("features ready (%.0f s)", time.time() - t0)
+    results: dict[str, list[float]] = {"line_clean": [], "line_noisy": []}
+    for f in args.folds:
+        test = list(FOLDS[f])
+        rest = sorted(s for s in feats if s not in test)
+        rng = np.random.default_rng(args.seed + f)
+        val = sorted(rng.permutation(rest)[: args.val_speakers].tolist())
+        train = [s for s in rest if s not in val]
+        tr = join([feats[s]["train"] for s in train])
+        va = join([feats[s]["val"] for s in val]) if val else None
+        w, epoch, val_uar = train_net(
+            tr[0],
+            tr[1],
+            (va[0], va[1]) if va else None,
+            args.epochs,
+            args.seed,
+            args.window,
+            args.mixup,
+        )
+        for cond in results:
+            te = join([feats[s][cond] for s in test])
+            score = uar(te[1], predict_clips(lambda b, w=w: forward(w, b), te[0], args.window).argmax(1))[0]
+            results[cond].append(score)
+            log.info("fold %d %s: UAR %.3f (val %.3f, epoch %d)", f, cond, score, val_uar, epoch)
+    summary = {
+        cond: {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v)), 4), "folds": [round(x, 4) for x in v]}
+        for cond, v in results.items()
+    }
+    log.info("done in %.0f s", time.time() - t0)
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
