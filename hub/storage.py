@@ -509,6 +509,7 @@ class Store:
                         f"SELECT call_id FROM calls WHERE call_id IN ({marks}) AND summary_id IS NOT NULL", chunk
                     )
                 )
+            self._reattribute(rows)
             self._write_seats(state)
             assert state.bumps is not None  # noqa: S101 - made with one above
             for name in sorted(state.bumps):
@@ -516,6 +517,50 @@ class Store:
             if summarised:
                 db.after_commit(functools.partial(self._recheck_add, summarised))
         return set(todo) - set(locked)
+
+    def _reattribute(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Settle pass: the seat-attributed calls that the claimed logins, logouts and summaries bear on, each
+        given whoever was logged in when it started. Two workers storing a login and a summary of one seat at
+        once each miss the other's uncommitted row; this pass runs after both commits (the later of the two
+        passes, under the seat's lock, sees both), so the call cannot stay with the wrong agent."""
+        db = self.db
+        candidates: set[str] = set()
+        for _, event_id, site, seat, _, _, call_id, typ in rows:
+            if typ == "call_summary" and call_id is not None:
+                candidates.add(str(call_id))
+            elif typ in (SEAT_LOGIN, SEAT_LOGOUT):
+                at = db.scalar("SELECT at FROM seat_logins WHERE event_id = ?", (event_id,))
+                if at is None:
+                    continue
+                nxt = db.scalar(
+                    "SELECT MIN(at) FROM seat_logins WHERE site = ? AND seat = ? AND at > ?", (site, seat, at)
+                )
+                candidates.update(
+                    str(r[0])
+                    for r in db.all(
+                        "SELECT call_id FROM calls WHERE site = ? AND seat = ? AND started >= ? AND started < ?",
+                        (site, seat, at, nxt if nxt is not None else 1e18),
+                    )
+                )
+        for call_id in sorted(candidates):  # call id order, as everyone locks call rows
+            row = db.one(
+                "SELECT site, seat, started, agent_id, day FROM calls WHERE call_id = ?"
+                " AND (agent_source IS NULL OR agent_source = 'seat') AND started IS NOT NULL",
+                (call_id,),
+            )
+            if row is None:
+                continue
+            site, seat, started, old_agent, day = row
+            agent = self.agent_at(str(site), str(seat), float(started))
+            if agent == old_agent:
+                continue
+            if old_agent is not None and day is not None:
+                db.after_commit(functools.partial(self._stale_add, str(old_agent), str(day)))
+            db.execute(
+                "UPDATE calls SET agent_id = ?, agent_source = ? WHERE call_id = ?",
+                (agent, "seat" if agent else None, call_id),
+            )
+            self._queue(call_id)
 
     def _seat_rows(self, seats: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None]]:
         """The seats' (max_seq, epoch), for those that have a row."""
