@@ -228,14 +228,15 @@ class Store:
             if not self.shared and self._same_epoch(self._seq, env.site, env.seat, env.epoch, env.id, later):
                 self._track_seq(self._seq, env.site, env.seat, env.seq)
             model = env.model.name if env.model else None
-            if now - self._seen.get((env.site, env.seat, model), 0.0) > 5.0:  # last seen: to 5 s is plenty
+            # shared: `prepare` wrote these before the transaction (here they would deadlock with the other worker)
+            if not self.shared and now - self._seen.get((env.site, env.seat, model), 0.0) > 5.0:  # 5 s is plenty
                 db.execute(
                     "INSERT INTO devices (site, seat, last_seen, model) VALUES (?, ?, ?, ?) ON CONFLICT (site, seat) "
                     "DO UPDATE SET last_seen = excluded.last_seen, model = COALESCE(excluded.model, devices.model)",
                     (env.site, env.seat, now, model),
                 )
                 self._seen[(env.site, env.seat, model)] = now
-            if env.agent_id is not None and env.agent_id not in self._agents:
+            if not self.shared and env.agent_id is not None and env.agent_id not in self._agents:
                 db.execute(
                     "INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
                     (env.agent_id, env.agent_id),
@@ -397,11 +398,13 @@ class Store:
         envs = [env for env, _ in items]
         now = time.time()
         agents = sorted({e.agent_id for e in envs if e.agent_id is not None and e.agent_id not in self._agents})
-        seen: dict[tuple[str, str], str | None] = {}
+        due: set[tuple[str, str, str | None]] = set()
+        seen: dict[tuple[str, str], str | None] = {}  # a row per seat: the model if any event named one
         for e in envs:
             model = e.model.name if e.model else None
             if now - self._seen.get((e.site, e.seat, model), 0.0) > 5.0:
-                seen[(e.site, e.seat)] = model
+                due.add((e.site, e.seat, model))
+                seen[(e.site, e.seat)] = model or seen.get((e.site, e.seat))
         with self.db.transaction():
             self.db.executemany(
                 "INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
@@ -413,13 +416,13 @@ class Store:
                 "DO UPDATE SET last_seen = excluded.last_seen, model = COALESCE(excluded.model, devices.model)",
                 [(site, seat, now, model) for (site, seat), model in sorted(seen.items())],
             )
-            self.db.after_commit(functools.partial(self._prepared, agents, seen, now))
+            self.db.after_commit(functools.partial(self._prepared, agents, due, now))
 
-    def _prepared(self, agents: list[str], seen: dict[tuple[str, str], str | None], now: float) -> None:
+    def _prepared(self, agents: list[str], due: set[tuple[str, str, str | None]], now: float) -> None:
         # the caches mirror committed rows only
         self._agents.update(agents)
-        for (site, seat), model in seen.items():
-            self._seen[(site, seat, model)] = now
+        for key in due:
+            self._seen[key] = now
 
     def _ensure_calls(self, envs: Sequence[Envelope]) -> None:
         """The calls' rows, made where missing (shared: `n_events` is counted when the call is scored). Only the
