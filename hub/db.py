@@ -2,9 +2,10 @@
 
 Callers write portable SQL with `?` placeholders and the subset both engines share (`ON CONFLICT`,
 `RETURNING`, `CASE`, `COALESCE`); `Database` translates placeholders for psycopg. Each thread gets its own
-connection (SQLite WAL readers never block the writer; psycopg connections are not shared across threads),
-and writes are serialised by one lock, because the hub has one writer path per process and SQLite allows one
-writer at a time anyway. Schema changes are numbered SQL files in `hub/migrations/`, applied once each and
+connection (SQLite WAL readers never block the writer; psycopg connections are not shared across threads).
+On SQLite a process's write transactions are serialised by one lock (SQLite allows one writer at a time
+anyway); on PostgreSQL they run concurrently, each thread on its own connection, and the database's row and
+advisory locks order them. Schema changes are numbered SQL files in `hub/migrations/`, applied once each and
 recorded in `schema_migrations`; type names that differ are written as `{int}`, `{real}`, `{pk}`.
 """
 
@@ -16,7 +17,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -171,7 +172,10 @@ class Database:
             finally:
                 self._local.depth = depth
             return
-        with self.write_lock:
+        # SQLite has one writer at a time: this process's threads take turns here rather than on its file lock.
+        # PostgreSQL's connections write concurrently: a scoring transaction waiting for another worker's lock
+        # must not hold up this process's ingest
+        with self.write_lock if self.dialect == "sqlite" else nullcontext():
             self.execute("BEGIN IMMEDIATE" if self.dialect == "sqlite" else "BEGIN")
             self._local.depth, self._local.hooks, self._local.pre = 1, [], []
             try:

@@ -20,6 +20,7 @@ import json
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -50,6 +51,9 @@ from hub.storage import REJECTIONS, Gap, HubStore, Outcome, Store
 __all__ = ["REJECTIONS", "Gap", "HubStore", "Ingest", "Outcome", "Store"]
 
 log = logging.getLogger(__name__)
+
+PENDING_SWEEP_S = 5.0
+"""How often the ack loop looks for stored events no worker has counted into their seat's watermark yet."""
 
 MAX_ACK_GAPS = 100
 """More gaps than this and an ack carries only the contiguous `seq` (keeps it small)."""
@@ -135,6 +139,11 @@ def _read_ahead(client: mqtt.Client) -> None:
 
     client._create_socket = create_socket  # type: ignore[method-assign]
     client.loop_read = loop_read  # type: ignore[method-assign]
+
+
+def _seat_of(m: _Message) -> tuple[str, str]:
+    parts = m.topic.split("/")
+    return (parts[2], parts[3]) if len(parts) > 3 else ("", "")
 
 
 class Ingest:
@@ -260,6 +269,13 @@ class Ingest:
     # --- MQTT ----------------------------------------------------------------------------------------------
 
     def start(self) -> None:
+        if not self.store.shared:
+            # events scale-out workers stored here and did not count yet (a single writer counts its own inline,
+            # with a cache that must not see the seats move under it: so once, before it starts)
+            leftover = self.store.pending_seats()
+            if leftover:
+                self.store.settle_seqs(leftover)
+                self._dirty |= leftover
         self.client.connect_async(self.broker.host, self.broker.port, keepalive=self.broker.keepalive_s)
         self.client.loop_start()
         self._stopping.clear()
@@ -305,8 +321,19 @@ class Ingest:
         done: list[tuple[_Message, Outcome | None]] = []
         self._stored = []
         try:
+            parsed = [self._classify(m.topic, m.payload) if m.topic.endswith("/event") else None for m in batch]
+            if self.store.shared:
+                # the rows both workers' batches write (calls, agents, devices) in a short transaction first, so
+                # that neither batch's transaction holds them until its commit (Store.prepare); the statuses in
+                # one more, in seat order (device rows: each transaction takes them in one order, no deadlock)
+                self.store.prepare([p for p in parsed if isinstance(p, tuple)])
+                statuses = sorted((m for m, p in zip(batch, parsed, strict=True) if p is None), key=_seat_of)
+                if statuses:
+                    with self.store.db.transaction():
+                        for m in statuses:
+                            self.handle_status(m.topic, m.payload)
             with self.store.batch():
-                outcomes = self._store_batch(batch)
+                outcomes = self._store_batch(batch, parsed, statuses=not self.store.shared)
             done = list(zip(batch, outcomes, strict=True))
         except StorageError:
             log.warning("a batch of %d failed to commit; storing its messages one by one", len(batch), exc_info=True)
@@ -335,29 +362,28 @@ class Ingest:
         if self.scorer is not None:
             self._to_score.set()
 
-    def _store_batch(self, batch: list[_Message]) -> list[Outcome | None]:
-        """Inside the batch's transaction: every event validated, the valid ones stored together
-        (`Store.add_many`), then the status messages; each message's outcome (None: status). Statuses come after
-        the events so that shared workers take their seats' locks before they write any row another may want."""
+    def _store_batch(
+        self, batch: list[_Message], parsed: list[tuple[Envelope, str] | Outcome | None], *, statuses: bool
+    ) -> list[Outcome | None]:
+        """Inside the batch's transaction: the valid events (`parsed`: `_classify`'s, None for a status message)
+        stored together (`Store.add_many`), then, with `statuses`, the status messages; each message's outcome
+        (None: status)."""
         outcomes: list[Outcome | None] = []
         valid: list[tuple[Envelope, str]] = []
         at: list[int] = []  # where each valid event's outcome goes
-        statuses: list[_Message] = []
-        for m in batch:
+        for m, p in zip(batch, parsed, strict=True):
             outcomes.append(None)
-            if not m.topic.endswith("/event"):
-                statuses.append(m)
-                continue
-            parsed = self._classify(m.topic, m.payload)
-            if isinstance(parsed, Outcome):
-                outcomes[-1] = self._rejected(m.topic, parsed)
-            else:
+            if isinstance(p, Outcome):
+                outcomes[-1] = self._rejected(m.topic, p)
+            elif p is not None:
                 at.append(len(outcomes) - 1)
-                valid.append(parsed)
+                valid.append(p)
         for i, (env, _), outcome in zip(at, valid, self.store.add_many(valid), strict=True):
             outcomes[i] = self._count(outcome, env)
-        for m in statuses:
-            self.handle_status(m.topic, m.payload)
+        if statuses:
+            for m, p in zip(batch, parsed, strict=True):
+                if p is None:
+                    self.handle_status(m.topic, m.payload)
         return outcomes
 
     def _score_loop(self) -> None:
@@ -384,23 +410,43 @@ class Ingest:
     def _ack_loop(self) -> None:
         # one timer for all seats: each dirty seat gets at most one ack per interval, and the last one
         # follows the last event by at most an interval
+        swept = 0.0
         while not self._stopping.wait(self.ack_interval_s):
             try:
+                if self.store.shared and time.monotonic() - swept > PENDING_SWEEP_S:
+                    # events another worker stored and did not count (it crashed or stopped in between): the
+                    # watermark would stay below them, and their stations would keep re-sending them
+                    swept = time.monotonic()
+                    pending = self.store.pending_seats()
+                    with self._dirty_lock:
+                        self._dirty |= pending
                 self.publish_acks()
             except Exception:
                 log.exception("publishing acks failed; retrying")
 
     def publish_acks(self) -> int:
-        """Publish the current watermark of every seat that stored (or was re-sent) events since its last ack."""
+        """Publish the current watermark of every seat that stored (or was re-sent) events since its last ack,
+        after counting the seats' stored events into it (`Store.settle_seqs`: scale-out workers defer that to
+        here; a single writer has none left)."""
         if not self.client.is_connected():
             return 0  # kept dirty: sent after the reconnect
         with self._dirty_lock:
             seats, self._dirty = self._dirty, set()
-        for site, seat in sorted(seats):
-            seq, top, gaps = self.store.watermark(site, seat)
+        try:
+            busy = self.store.settle_seqs(seats) if self.store.shared else set()  # a single writer's are counted
+        except StorageError:
+            with self._dirty_lock:
+                self._dirty |= seats
+            raise
+        if busy:  # another worker is settling these right now: their ack next time
+            with self._dirty_lock:
+                self._dirty |= busy
+            seats -= busy
+        if self.scorer is not None and self.store.recheck_waiting():
+            self._to_score.set()  # late events of summarised calls (settle_seqs)
+        for (site, seat), (seq, top, gaps, epoch) in sorted(self.store.watermarks(sorted(seats)).items()):
             # `enc`: the payload encodings this hub reads, so a station may compress (schema.encode_payload)
             ack: dict[str, object] = {"seq": seq, "enc": list(ENCODINGS)}
-            epoch = self.store.epoch(site, seat)
             if epoch is not None:
                 ack["epoch"] = epoch  # the station ignores an ack for another outbox than its own
             if gaps and len(gaps) <= MAX_ACK_GAPS:

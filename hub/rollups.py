@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 
 from hub.db import StorageError
-from hub.storage import Store
+from hub.storage import Store, lock_key
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,18 @@ def touch(store: Store, agent_id: str, day: str) -> None:
     )
 
 
+def lock_agents(store: Store, agents: Iterable[str]) -> None:
+    """Take the agents' rollup locks for the rest of the caller's transaction (PostgreSQL advisory locks; SQLite
+    has one writer at a time anyway): two transactions rebuilding one agent's daily rows or running totals at
+    once would collide on them or leave one's stale figures. Taken in key order, several in one statement, so two
+    transactions never wait on each other in a circle; a lock already held is taken again at no cost."""
+    if store.db.dialect != "postgres":
+        return
+    keys = sorted({lock_key("agent", a) for a in agents})
+    if keys:
+        store.db.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(CAST(? AS bigint[])) AS t(k)", (keys,))
+
+
 def stale(store: Store) -> dict[str, str]:
     """Agents whose running totals are stale, with the first day that is."""
     return {str(a): str(d) for a, d in store.db.all("SELECT agent_id, from_day FROM agent_cum_stale")}
@@ -66,8 +78,10 @@ def settle(store: Store, agents: Iterable[str] | None = None) -> int:
     """Rebuild the stale running totals of `agents` (None: every stale agent) inside the caller's transaction,
     or in one transaction of its own when there is none; returns how many agents were rebuilt."""
     with store.db.transaction():
-        marks = stale(store)
-        todo = sorted(marks) if agents is None else sorted(set(agents) & set(marks))
+        mine = set(stale(store) if agents is None else agents)
+        lock_agents(store, mine)
+        marks = stale(store)  # as it is once the locks are ours
+        todo = sorted(mine & set(marks))
         for agent in todo:
             _rebuild(store, agent, marks[agent])
     return len(todo)

@@ -76,9 +76,6 @@ def audit(store: Store, actor: str, action: str, target: str, detail: Mapping[st
     )
 
 
-SCORING_LOCK = 0x63616C6C7161  # "callqa": the advisory lock key that serialises scoring across workers
-
-
 @dataclass(frozen=True)
 class ScoreRow:
     """A call's score as it is saved (`Scorer._save_all`), small enough to come back from a scoring process."""
@@ -160,11 +157,16 @@ class Scorer:
         return score_payloads(card, calls)
 
     def score_pending(self) -> int:
-        """Score what ingest queued (completed calls, late events, re-attributed calls)."""
+        """Score what ingest queued (completed calls, late events, re-attributed calls), and the calls with late
+        events a scale-out worker's seq bookkeeping found (`Store.take_recheck`) whose score misses some."""
         calls, stale = self.store.take_pending()
+        recheck = [c for c in self.store.take_recheck() if c not in set(calls)]
+        if recheck:
+            calls += self.store.outdated(recheck)
         n = self.score(calls)
         if stale:
             with self.store.db.transaction():
+                rollups.lock_agents(self.store, {agent for agent, _ in stale})
                 before = rollups.stale(self.store)
                 for agent, day in stale:
                     refresh_agent_day(self.store, agent, day, settle=False)
@@ -182,31 +184,55 @@ class Scorer:
             return 0
         ids = list(dict.fromkeys(call_ids))  # once each: a chunk's statements name every call once
         results: list[ScoreRow] = []
+        seen: dict[str, int] = {}  # per call, how many stored events its score was computed from
         for i in range(0, len(ids), chunk):
             payloads = self.store.calls_payloads(ids[i : i + chunk])
+            seen.update((c, len(payloads.get(c, []))) for c in ids[i : i + chunk])
             results += self._compute(card, [(c, payloads.get(c, [])) for c in ids[i : i + chunk]])
+        saved = 0
         for i in range(0, len(results), chunk):
+            rows = results[i : i + chunk]
             try:
                 with self.store.db.transaction():
-                    self._exclusive()
+                    rows, moved = self._lock_calls(rows, seen)
+                    if moved:
+                        # events stored since they were read (another worker's, maybe): scored again from
+                        # all of them, rather than this score made current over a newer one
+                        self.store.requeue(moved)
+                    if not rows:
+                        continue
+                    touched = self._save_all(rows, seen)
+                    # each agent's rollups rebuilt by one transaction at a time (per-agent locks, in one order)
+                    rollups.lock_agents(self.store, {agent for agent, _ in touched})
                     # agents already stale (a re-score running, or the migration): whoever marked them settles
                     # them; rebuilding a year of their running totals here would stall every ingest chunk
                     before = rollups.stale(self.store)
-                    touched = self._save_all(results[i : i + chunk])
                     for agent, day in sorted(touched):
                         refresh_agent_day(self.store, agent, day, settle=False)
                     if settle:
                         rollups.settle(self.store, {agent for agent, _ in touched} - before.keys())
+                saved += len(rows)
             except StorageError:
-                log.exception("saving %d scores failed; retried with the next batch", chunk)
-                self.store.requeue([r.call_id for r in results[i : i + chunk]])
-        return len(results)
+                log.exception("saving %d scores failed; retried with the next batch", len(rows))
+                self.store.requeue([r.call_id for r in rows])
+        return saved
 
-    def _exclusive(self) -> None:
-        """With several ingest workers on one PostgreSQL, one scoring transaction at a time: two saving the same
-        call, or the same agent's day, at once would both mark their score current or collide on the rollup."""
-        if self.store.shared and self.store.db.dialect == "postgres":
-            self.store.db.execute("SELECT pg_advisory_xact_lock(?)", (SCORING_LOCK,))
+    def _lock_calls(self, rows: list[ScoreRow], seen: Mapping[str, int]) -> tuple[list[ScoreRow], list[str]]:
+        """Inside the saving transaction: lock the calls' rows (PostgreSQL: in call id order, so two scorers
+        never wait on each other in a circle; one saving a call's score waits for another saving the same call,
+        which would otherwise both mark theirs current), then set apart the calls that have more stored events
+        now than their score was computed from."""
+        db = self.store.db
+        ids = sorted(r.call_id for r in rows)
+        marks = ", ".join("?" * len(ids))
+        if db.dialect == "postgres":
+            db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks}) ORDER BY call_id FOR UPDATE", ids)
+        counts = {
+            str(c): int(n)
+            for c, n in db.all(f"SELECT call_id, COUNT(*) FROM events WHERE call_id IN ({marks}) GROUP BY call_id", ids)
+        }
+        moved = [r.call_id for r in rows if counts.get(r.call_id, 0) != seen[r.call_id]]
+        return [r for r in rows if counts.get(r.call_id, 0) == seen[r.call_id]], moved
 
     def rescore(self, card: Scorecard, *, since_day: str | None = None, actor: str = "system") -> int:
         """Re-apply a scorecard version to past calls (all, or from `since_day`); history is kept."""
@@ -221,9 +247,10 @@ class Scorer:
             audit(self.store, actor, "rescore", f"{card.name}@{card.version}", {"calls": n, "since": since_day})
         return n
 
-    def _save_all(self, results: list[ScoreRow]) -> set[tuple[str, str]]:
+    def _save_all(self, results: list[ScoreRow], seen: Mapping[str, int]) -> set[tuple[str, str]]:
         """Store each score as its call's current one (inside the caller's transaction, a statement for all the
-        calls where one can do); the (agent, day) rollups they touch."""
+        calls where one can do), with the number of events it counted (`seen`: `n_events`, which scale-out
+        workers count only here); the (agent, day) rollups they touch."""
         db = self.store.db
         ids = [r.call_id for r in results]
         marks = ", ".join("?" * len(ids))
@@ -265,9 +292,19 @@ class Scorer:
         # from apply_overrides below
         db.executemany(
             "UPDATE calls SET score_id = ?, scorecard = ?, scorecard_version = ?, auto_score = ?, weight = ?,"
-            " excluded = ?, score = ? WHERE call_id = ?",
+            " excluded = ?, score = ?, n_events = ? WHERE call_id = ?",
             [
-                (score_ids[r.call_id], r.scorecard, r.version, r.score, r.weight, int(r.excluded), r.score, r.call_id)
+                (
+                    score_ids[r.call_id],
+                    r.scorecard,
+                    r.version,
+                    r.score,
+                    r.weight,
+                    int(r.excluded),
+                    r.score,
+                    seen[r.call_id],
+                    r.call_id,
+                )
                 for r in results
             ],
         )
@@ -323,8 +360,10 @@ class Scorer:
 
 def refresh_agent_day(store: Store, agent_id: str, day: str, *, settle: bool = True) -> None:
     """Recompute one agent's rollup rows for one day from its calls (inside the caller's transaction), and the
-    rollups above them (hub/rollups.py); with `settle` off the caller settles the running totals itself."""
+    rollups above them (hub/rollups.py); with `settle` off the caller settles the running totals itself. Under
+    the agent's rollup lock (a caller touching several agents takes theirs first, `rollups.lock_agents`)."""
     db = store.db
+    rollups.lock_agents(store, (agent_id,))
     db.execute("DELETE FROM agent_daily WHERE agent_id = ? AND day = ?", (agent_id, day))
     db.execute(
         "INSERT INTO agent_daily SELECT agent_id, day, MAX(week), COUNT(*),"

@@ -8,6 +8,13 @@ ingest path: a batch of events in one transaction, in a few statements (`add`: o
   and the agent: the envelope's `agent_id` when the station knew it, else whoever was logged in at the seat
   when the call started (and a login that arrives late re-attributes the calls it covers);
 - queues the call for scoring (`take_pending`), again when events of an already scored call arrive late.
+
+Scale-out (`shared`: several ingest workers on one PostgreSQL, docs/scale.md): nothing in a worker's ingest
+transaction waits for another worker's. The seq bookkeeping leaves it: the transaction records each new event in
+`seq_pending`, and `settle_seqs` (the ack loop, a short transaction per pass under the seats' advisory locks)
+counts them into the watermark afterwards, so an ack only ever covers committed events. The rows that every
+worker's batch would write (calls, agents, devices) are created by `prepare` in a short transaction before it,
+and a call's `n_events` is counted when it is scored.
 """
 
 from __future__ import annotations
@@ -20,9 +27,9 @@ import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -73,10 +80,29 @@ class Gap:
     """Inclusive: seq first..last have not arrived."""
 
 
-def seat_lock_key(site: str, seat: str) -> int:
-    """A seat's PostgreSQL advisory lock key: a stable signed 64-bit hash (the same in every worker process)."""
-    digest = hashlib.blake2b(f"callqa-seat/{site}/{seat}".encode(), digest_size=8).digest()
+def lock_key(kind: str, *names: str) -> int:
+    """A PostgreSQL advisory lock key: a stable signed 64-bit hash (the same in every worker process)."""
+    digest = hashlib.blake2b("/".join((f"callqa-{kind}", *names)).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big", signed=True)
+
+
+def seat_lock_key(site: str, seat: str) -> int:
+    """A seat's advisory lock key (its seq bookkeeping, `Store.settle_seqs`)."""
+    return lock_key("seat", site, seat)
+
+
+@dataclass
+class _SeqState:
+    """What the seq bookkeeping knows about seats while it runs. One lives as long as the store for the single
+    writer (a cache of committed rows); the shared path takes a fresh one per pass, after the seats' locks."""
+
+    top: dict[tuple[str, str], int] = field(default_factory=dict)
+    epochs: dict[tuple[str, str], object] = field(default_factory=dict)
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+    """Seats whose max_seq this transaction moved (written once at the end)."""
+    bumps: Counter[str] | None = None
+    """Counter increments kept until the end (the shared pass: written in name order, so two passes never wait on
+    each other's counter rows in a circle); None: written at once."""
 
 
 def parse_ts(ts: str) -> float:
@@ -101,26 +127,40 @@ def local_day(t: float, tz: ZoneInfo) -> tuple[str, str]:
     return d.isoformat(), (d - timedelta(days=d.weekday())).isoformat()
 
 
+def _seq_order(events: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """A seat's pending rows (n, id, site, seat, seq, epoch, ...) in the order to book them: as stored (by n),
+    but each run of one epoch by seq. Booked that way a run ends in the same seats, gaps and counters as one by
+    one (the missing seqs below the highest are the same set, and a repeated seq repeats either way), without
+    the gaps that two workers' interleaved batches would open and close statement by statement."""
+    out: list[tuple[Any, ...]] = []
+    run: list[tuple[Any, ...]] = []
+    for row in sorted(events, key=lambda r: int(r[0])):
+        if run and row[5] != run[0][5]:
+            out += sorted(run, key=lambda r: int(r[4]))
+            run = []
+        run.append(row)
+    return out + sorted(run, key=lambda r: int(r[4]))
+
+
 class Store:
     """See the module docstring. Safe to share between threads."""
 
     def __init__(self, url: str | os.PathLike[str], *, default_tz: str = "UTC", shared: bool = False) -> None:
         self.db = Database(url)
         self.shared = shared
-        """Other ingest processes write this database too (scale-out workers on one PostgreSQL): a seat's seq
-        state is then re-read under a per-seat lock in every transaction instead of trusted from this cache."""
-        self._locked: set[tuple[str, str]] = set()  # seats locked by the current transaction
+        """Other ingest processes write this database too (scale-out workers on one PostgreSQL): the seq
+        bookkeeping is deferred to `settle_seqs` (under per-seat locks, state re-read there), and `prepare` creates
+        the rows that several workers' batches would share; see the module docstring."""
         self.default_tz = default_tz
         zone(default_tz)
         self._tz_cache: dict[str, ZoneInfo] = {}
         self._pending: set[str] = set()
-        # write-path caches (only the ingest writer adds): seat -> highest seq, devices' last-seen writes, agents
-        self._top: dict[tuple[str, str], int] = {}
-        self._epochs: dict[tuple[str, str], object] = {}
+        # write-path caches (only the ingest writer adds): the seats' seq state, devices' last-seen writes, agents
+        self._seq = _SeqState()
         self._seen: dict[tuple[str, str, str | None], float] = {}
         self._agents: set[str] = set()
         self._stale: set[tuple[str, str]] = set()
-        self._seats_dirty: set[tuple[str, str]] = set()  # seats whose max_seq this transaction moved
+        self._recheck: set[str] = set()
         self._pending_lock = threading.Lock()
 
     # --- ingest ----------------------------------------------------------------------------------------------
@@ -128,7 +168,6 @@ class Store:
     @contextmanager
     def batch(self) -> Iterator[None]:
         """Group several `add`s into one commit (one fsync): ingest's group commit."""
-        self._locked.clear()
         try:
             with self.db.transaction():
                 yield
@@ -138,11 +177,9 @@ class Store:
 
     def _forget_cache(self) -> None:
         # the caches mirror committed rows only as long as nothing rolls back: after a rollback, re-read
-        self._top.clear()
-        self._epochs.clear()
+        self._seq = _SeqState()
         self._seen.clear()
         self._agents.clear()
-        self._seats_dirty.clear()
 
     def add(self, env: Envelope, payload: str) -> Outcome:
         """Store one event idempotently, with its seat, call and attribution bookkeeping, in one transaction."""
@@ -155,8 +192,8 @@ class Store:
         if not items:
             return []
         try:
-            if not self.db.in_transaction():
-                self._locked.clear()
+            if self.shared and not self.db.in_transaction():
+                self.prepare(items)
             with self.db.transaction():
                 return self._add_many(items)
         except BaseException:
@@ -165,10 +202,6 @@ class Store:
 
     def _add_many(self, items: Sequence[tuple[Envelope, str]]) -> list[Outcome]:
         db = self.db
-        if self.shared:
-            # every seat of the batch before any write, in one order for every worker: no waiting in a circle
-            for site, seat in sorted({(env.site, env.seat) for env, _ in items}):
-                self._lock_seat(site, seat)
         new = self._insert_events(items)
         outcomes: list[Outcome] = []
         stored: list[Envelope] = []
@@ -179,22 +212,31 @@ class Store:
                 stored.append(env)
             else:
                 outcomes.append(Outcome.DUPLICATE)
-        summary_ids = self._upsert_calls(stored)
+        if self.shared:
+            # no seat bookkeeping here (settle_seqs, after the commit) and no call row touched by every event:
+            # another worker's batch holds those seats and calls too, and would wait for this one's commit
+            self._ensure_calls(stored)
+            self._insert_pending(stored)
+            self._lock_summarised(stored)
+            summary_ids: dict[str, object] = {}  # late events of summarised calls: settle_seqs queues them
+        else:
+            summary_ids = self._upsert_calls(stored)
         later = {env.id for env in stored}  # stored by this batch, not yet book-kept
         now = time.time()
         for env in stored:
             later.discard(env.id)
-            if self._same_epoch(env, later):
-                self._track_seq(env.site, env.seat, env.seq)
+            if not self.shared and self._same_epoch(self._seq, env.site, env.seat, env.epoch, env.id, later):
+                self._track_seq(self._seq, env.site, env.seat, env.seq)
             model = env.model.name if env.model else None
-            if now - self._seen.get((env.site, env.seat, model), 0.0) > 5.0:  # last seen: to 5 s is plenty
+            # shared: `prepare` wrote these before the transaction (here they would deadlock with the other worker)
+            if not self.shared and now - self._seen.get((env.site, env.seat, model), 0.0) > 5.0:  # 5 s is plenty
                 db.execute(
                     "INSERT INTO devices (site, seat, last_seen, model) VALUES (?, ?, ?, ?) ON CONFLICT (site, seat) "
                     "DO UPDATE SET last_seen = excluded.last_seen, model = COALESCE(excluded.model, devices.model)",
                     (env.site, env.seat, now, model),
                 )
                 self._seen[(env.site, env.seat, model)] = now
-            if env.agent_id is not None and env.agent_id not in self._agents:
+            if not self.shared and env.agent_id is not None and env.agent_id not in self._agents:
                 db.execute(
                     "INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
                     (env.agent_id, env.agent_id),
@@ -210,6 +252,9 @@ class Store:
         """INSERT the rows, many per statement; the ids this inserted (the others were stored already)."""
         received = time.time()
         new: set[str] = set()
+        if self.shared:
+            # in id order: two workers storing the same (re-delivered) events never wait on each other in a circle
+            items = sorted(items, key=lambda item: item[0].id)
         for i in range(0, len(items), _INSERT_ROWS):
             chunk = items[i : i + _INSERT_ROWS]
             params: list[object] = []
@@ -232,67 +277,68 @@ class Store:
             new.update(str(r[0]) for r in self.db.all(_insert_events_sql(len(chunk)), params))
         return new
 
-    def _lock_seat(self, site: str, seat: str) -> None:
-        """Serialise this seat's writes with other workers' until the transaction ends, then drop what this
-        process cached about the seat (another worker may have moved it on). PostgreSQL: a transaction-scoped
-        advisory lock; SQLite: BEGIN IMMEDIATE already serialises every writer, so only the cache goes. A batch
-        takes its seats' locks in sorted order (hub/ingest.py), so two workers never wait on each other in a
-        circle."""
-        key = (site, seat)
-        if key in self._locked:
-            return
-        if self.db.dialect == "postgres":
-            self.db.execute("SELECT pg_advisory_xact_lock(?)", (seat_lock_key(site, seat),))
-        self._locked.add(key)
-        self._top.pop(key, None)
-        self._epochs.pop(key, None)
-
-    def _same_epoch(self, env: Envelope, later: set[str] | frozenset[str] = frozenset()) -> bool:
-        """Whether `env.seq` counts in the seat's current outbox epoch; switches to a new epoch when a station
+    def _same_epoch(
+        self,
+        state: _SeqState,
+        site: str,
+        seat: str,
+        epoch: str | None,
+        event_id: str,
+        later: set[str] | frozenset[str] = frozenset(),
+    ) -> bool:
+        """Whether an event's seq counts in the seat's current outbox epoch; switches to a new epoch when a station
         comes back with a fresh outbox (seq from 1 again). An event of a retired epoch is stored but its seq
-        is not tracked (it would reopen the old numbering). `later`: ids inserted by this batch but behind this
-        event, which one-by-one storing would not have stored yet."""
-        if env.epoch is None:
+        is not tracked (it would reopen the old numbering). `later`: ids stored already but behind this event,
+        which one-by-one storing would not have stored yet; events still in `seq_pending` are not book-kept
+        either."""
+        if epoch is None:
             return True  # a station too old to say: one unnamed epoch
-        key = (env.site, env.seat)
-        current = self._epochs.get(key, _UNKNOWN)
+        key = (site, seat)
+        current = state.epochs.get(key, _UNKNOWN)
         if current is _UNKNOWN:
             row = self.db.one("SELECT epoch FROM seats WHERE site = ? AND seat = ?", key)
             current = None if row is None else row[0]
             if row is None:
                 current = _NEW_SEAT
-        if current == env.epoch:
+        if current == epoch:
             return True
         db = self.db
         if current is not _NEW_SEAT and any(
             row[0] not in later
             for row in db.all(
-                "SELECT id FROM events WHERE site = ? AND seat = ? AND epoch = ? AND id <> ? LIMIT ?",
-                (env.site, env.seat, env.epoch, env.id, len(later) + 1),
+                "SELECT id FROM events e WHERE site = ? AND seat = ? AND epoch = ? AND id <> ?"
+                " AND NOT EXISTS (SELECT 1 FROM seq_pending p WHERE p.id = e.id) LIMIT ?",
+                (site, seat, epoch, event_id, len(later) + 1),
             )
         ):
-            self._bump("retired_epoch_events")
+            self._count(state, "retired_epoch_events")
             return False
         if current is not _NEW_SEAT:
-            self._bump("epoch_resets")
-            log.warning("seat %s/%s: a new station outbox (epoch %s): seq counting starts again", *key, env.epoch)
+            self._count(state, "epoch_resets")
+            log.warning("seat %s/%s: a new station outbox (epoch %s): seq counting starts again", *key, epoch)
             db.execute("DELETE FROM gaps WHERE site = ? AND seat = ?", key)
         db.execute(
             "INSERT INTO seats (site, seat, max_seq, epoch) VALUES (?, ?, 0, ?) "
             "ON CONFLICT (site, seat) DO UPDATE SET max_seq = 0, epoch = excluded.epoch",
-            (*key, env.epoch),
+            (*key, epoch),
         )
-        self._top[key] = 0
-        self._epochs[key] = env.epoch
+        state.top[key] = 0
+        state.epochs[key] = epoch
         return True
+
+    def _count(self, state: _SeqState, name: str) -> None:
+        if state.bumps is None:
+            self._bump(name)
+        else:
+            state.bumps[name] += 1
 
     def epoch(self, site: str, seat: str) -> str | None:
         """The outbox epoch the seat's watermark counts in (None: never named)."""
         return self.db.scalar("SELECT epoch FROM seats WHERE site = ? AND seat = ?", (site, seat))  # type: ignore[no-any-return]
 
-    def _track_seq(self, site: str, seat: str, seq: int) -> None:
+    def _track_seq(self, state: _SeqState, site: str, seat: str, seq: int) -> None:
         db = self.db
-        top = self._top.get((site, seat))
+        top = state.top.get((site, seat))
         if top is None:
             top = int(db.scalar("SELECT max_seq FROM seats WHERE site = ? AND seat = ?", (site, seat)) or 0)
         if seq > top + 1:
@@ -314,7 +360,7 @@ class Store:
             )
             if gap is None:
                 # a new id with an old seq: the station lost its outbox database and started again from 1
-                self._bump("seq_regressions")
+                self._count(state, "seq_regressions")
                 log.warning(
                     "seat %s/%s: seq %d at or below %d and not missing: station seq reset?", site, seat, seq, top
                 )
@@ -324,22 +370,267 @@ class Store:
                 for a, b in ((first, seq - 1), (seq + 1, last)):
                     if a <= b:
                         db.execute("INSERT INTO gaps VALUES (?, ?, ?, ?)", (site, seat, a, b))
-        if seq > top or (site, seat) not in self._top:
-            if not self._seats_dirty:
-                db.before_commit(self._write_seats)
-            self._seats_dirty.add((site, seat))
-        self._top[(site, seat)] = max(seq, top)
+        if seq > top or (site, seat) not in state.top:
+            if not state.dirty and state.bumps is None:
+                db.before_commit(functools.partial(self._write_seats, state))
+            state.dirty.add((site, seat))
+        state.top[(site, seat)] = max(seq, top)
 
-    def _write_seats(self) -> None:
+    def _write_seats(self, state: _SeqState) -> None:
         # the seats' highest seq, once per seat at the commit rather than once per event
-        rows = [(site, seat, self._top[(site, seat)]) for site, seat in sorted(self._seats_dirty)]
-        self._seats_dirty.clear()
+        rows = [(site, seat, state.top[(site, seat)]) for site, seat in sorted(state.dirty)]
+        state.dirty.clear()
         self.db.executemany(
             "INSERT INTO seats (site, seat, max_seq) VALUES (?, ?, ?) ON CONFLICT (site, seat) "
             "DO UPDATE SET max_seq = "
             "CASE WHEN seats.max_seq > excluded.max_seq THEN seats.max_seq ELSE excluded.max_seq END",
             rows,
         )
+
+    # --- scale-out: the work moved out of the ingest transaction ------------------------------------------------
+
+    def prepare(self, items: Sequence[tuple[Envelope, str]]) -> None:
+        """Before a shared worker's batch transaction, in a short one of its own: the batch's agents, calls and
+        devices' last-seen rows. Both workers' batches name the same seats and calls; written inside them, each
+        would hold those rows until its commit and the other worker would wait for it. Rows in key order, so two
+        of these never wait on each other in a circle. A call row made here for events that then fail to store
+        is an empty call, the same as one whose summary has not come yet (the events are re-delivered)."""
+        envs = [env for env, _ in items]
+        now = time.time()
+        agents = sorted({e.agent_id for e in envs if e.agent_id is not None and e.agent_id not in self._agents})
+        due: set[tuple[str, str, str | None]] = set()
+        seen: dict[tuple[str, str], str | None] = {}  # a row per seat: the model if any event named one
+        for e in envs:
+            model = e.model.name if e.model else None
+            if now - self._seen.get((e.site, e.seat, model), 0.0) > 5.0:
+                due.add((e.site, e.seat, model))
+                seen[(e.site, e.seat)] = model or seen.get((e.site, e.seat))
+        with self.db.transaction():
+            self.db.executemany(
+                "INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
+                [(a, a) for a in agents],
+            )
+            self._ensure_calls(envs)
+            self.db.executemany(
+                "INSERT INTO devices (site, seat, last_seen, model) VALUES (?, ?, ?, ?) ON CONFLICT (site, seat) "
+                "DO UPDATE SET last_seen = excluded.last_seen, model = COALESCE(excluded.model, devices.model)",
+                [(site, seat, now, model) for (site, seat), model in sorted(seen.items())],
+            )
+            self.db.after_commit(functools.partial(self._prepared, agents, due, now))
+
+    def _prepared(self, agents: list[str], due: set[tuple[str, str, str | None]], now: float) -> None:
+        # the caches mirror committed rows only
+        self._agents.update(agents)
+        for key in due:
+            self._seen[key] = now
+
+    def _ensure_calls(self, envs: Sequence[Envelope]) -> None:
+        """The calls' rows, made where missing (shared: `n_events` is counted when the call is scored). Only the
+        missing ones are inserted: an insert that meets another worker's uncommitted row waits for its commit."""
+        ids = sorted({str(e.call_id) for e in envs if e.call_id is not None})
+        if not ids:
+            return
+        have: set[str] = set()
+        for i in range(0, len(ids), _INSERT_ROWS):
+            chunk = ids[i : i + _INSERT_ROWS]
+            marks = ", ".join("?" * len(chunk))
+            have.update(str(r[0]) for r in self.db.all(f"SELECT call_id FROM calls WHERE call_id IN ({marks})", chunk))
+        first = {str(e.call_id): e for e in reversed(envs) if e.call_id is not None}
+        missing = [c for c in ids if c not in have]
+        for i in range(0, len(missing), _INSERT_ROWS):
+            chunk = missing[i : i + _INSERT_ROWS]
+            params: list[object] = []
+            for c in chunk:
+                params += (c, first[c].site, first[c].seat)
+            self.db.execute(
+                "INSERT INTO calls (call_id, site, seat) VALUES "
+                + ", ".join(["(?, ?, ?)"] * len(chunk))
+                + " ON CONFLICT (call_id) DO NOTHING",
+                params,
+            )
+
+    def _lock_summarised(self, stored: Sequence[Envelope]) -> None:
+        """Lock the rows of the calls whose summaries this batch stores, in call id order, before it updates them
+        in arrival order: a scorer locks the calls it saves in that order too, so the two never deadlock."""
+        ids = sorted({str(e.call_id) for e in stored if e.type == "call_summary" and e.call_id is not None})
+        if ids and self.db.dialect == "postgres":
+            marks = ", ".join("?" * len(ids))
+            self.db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks}) ORDER BY call_id FOR UPDATE", ids)
+
+    def _insert_pending(self, stored: Sequence[Envelope]) -> None:
+        for i in range(0, len(stored), _INSERT_ROWS):
+            chunk = stored[i : i + _INSERT_ROWS]
+            params: list[object] = []
+            for e in chunk:  # in arrival order: settle_seqs books a seat's events in that order
+                params += (e.id, e.site, e.seat, e.seq, e.epoch, e.call_id, e.type)
+            self.db.execute(
+                "INSERT INTO seq_pending (id, site, seat, seq, epoch, call_id, type) VALUES "
+                + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
+                params,
+            )
+
+    def pending_seats(self) -> set[tuple[str, str]]:
+        """Seats with stored events that `settle_seqs` has not counted yet (any worker's, a crashed one's too)."""
+        return {(str(a), str(b)) for a, b in self.db.all("SELECT DISTINCT site, seat FROM seq_pending")}
+
+    def settle_seqs(self, seats: Iterable[tuple[str, str]] | None = None) -> set[tuple[str, str]]:
+        """Count the stored events of `seats` (None: every seat with any) into their seats' watermarks: the
+        bookkeeping `add_many` does inline for a single writer, here after the events' commit, in one short
+        transaction, each seat under its advisory lock (tried, never waited for: a seat another worker holds is
+        being settled by it; it is returned, for the caller to try again). A seat's pending events are claimed
+        whole, so an ack read after this covers only committed events, and a watermark only moves up. Late events
+        of summarised calls are queued for a re-check (`take_recheck`): read here, after their commit, a summary
+        committed meanwhile cannot be missed by both this and the summary's own scoring."""
+        todo = sorted(set(self.pending_seats() if seats is None else seats))
+        if not todo:
+            return set()
+        db = self.db
+        state = _SeqState(bumps=Counter())
+        with db.transaction():
+            locked = self._try_lock_seats(todo)
+            rows = self._claim_pending(locked)
+            per_seat: dict[tuple[str, str], list[tuple[Any, ...]]] = {}
+            for row in rows:
+                per_seat.setdefault((str(row[2]), str(row[3])), []).append(row)
+            for key, (top, epoch) in self._seat_rows(sorted(per_seat)).items():  # one query, not two a seat
+                state.top[key], state.epochs[key] = top, epoch
+            for key in sorted(per_seat):
+                events = _seq_order(per_seat[key])
+                later = {str(r[1]) for r in events}
+                for _, event_id, site, seat, seq, epoch, _, _ in events:
+                    later.discard(str(event_id))
+                    if self._same_epoch(state, str(site), str(seat), epoch, str(event_id), later):
+                        self._track_seq(state, str(site), str(seat), int(seq))
+            late = sorted({str(r[6]) for r in rows if r[6] is not None and r[7] != "call_summary"})
+            summarised: set[str] = set()
+            for i in range(0, len(late), _INSERT_ROWS):
+                chunk = late[i : i + _INSERT_ROWS]
+                marks = ", ".join("?" * len(chunk))
+                summarised.update(
+                    str(r[0])
+                    for r in db.all(
+                        f"SELECT call_id FROM calls WHERE call_id IN ({marks}) AND summary_id IS NOT NULL", chunk
+                    )
+                )
+            self._reattribute(rows)
+            self._write_seats(state)
+            assert state.bumps is not None  # noqa: S101 - made with one above
+            for name in sorted(state.bumps):
+                self._bump(name, state.bumps[name])
+            if summarised:
+                db.after_commit(functools.partial(self._recheck_add, summarised))
+        return set(todo) - set(locked)
+
+    def _reattribute(self, rows: Sequence[tuple[Any, ...]]) -> None:
+        """Settle pass: the seat-attributed calls that the claimed logins, logouts and summaries bear on, each
+        given whoever was logged in when it started. Two workers storing a login and a summary of one seat at
+        once each miss the other's uncommitted row; this pass runs after both commits (the later of the two
+        passes, under the seat's lock, sees both), so the call cannot stay with the wrong agent."""
+        db = self.db
+        candidates: set[str] = set()
+        for _, event_id, site, seat, _, _, call_id, typ in rows:
+            if typ == "call_summary" and call_id is not None:
+                candidates.add(str(call_id))
+            elif typ in (SEAT_LOGIN, SEAT_LOGOUT):
+                at = db.scalar("SELECT at FROM seat_logins WHERE event_id = ?", (event_id,))
+                if at is None:
+                    continue
+                nxt = db.scalar(
+                    "SELECT MIN(at) FROM seat_logins WHERE site = ? AND seat = ? AND at > ?", (site, seat, at)
+                )
+                candidates.update(
+                    str(r[0])
+                    for r in db.all(
+                        "SELECT call_id FROM calls WHERE site = ? AND seat = ? AND started >= ? AND started < ?",
+                        (site, seat, at, nxt if nxt is not None else 1e18),
+                    )
+                )
+        for call_id in sorted(candidates):  # call id order, as everyone locks call rows
+            row = db.one(
+                "SELECT site, seat, started, agent_id, day FROM calls WHERE call_id = ?"
+                " AND (agent_source IS NULL OR agent_source = 'seat') AND started IS NOT NULL",
+                (call_id,),
+            )
+            if row is None:
+                continue
+            site, seat, started, old_agent, day = row
+            agent = self.agent_at(str(site), str(seat), float(started))
+            if agent == old_agent:
+                continue
+            if old_agent is not None and day is not None:
+                db.after_commit(functools.partial(self._stale_add, str(old_agent), str(day)))
+            db.execute(
+                "UPDATE calls SET agent_id = ?, agent_source = ? WHERE call_id = ?",
+                (agent, "seat" if agent else None, call_id),
+            )
+            self._queue(call_id)
+
+    def _seat_rows(self, seats: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, str | None]]:
+        """The seats' (max_seq, epoch), for those that have a row."""
+        out: dict[tuple[str, str], tuple[int, str | None]] = {}
+        for i in range(0, len(seats), 200):
+            chunk = seats[i : i + 200]
+            where = " OR ".join(["(site = ? AND seat = ?)"] * len(chunk))
+            for site, seat, top, epoch in self.db.all(
+                f"SELECT site, seat, max_seq, epoch FROM seats WHERE {where}", [x for key in chunk for x in key]
+            ):
+                out[(str(site), str(seat))] = (int(top), epoch)
+        return out
+
+    def _try_lock_seats(self, seats: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The seats whose advisory lock this transaction got (PostgreSQL; SQLite: BEGIN IMMEDIATE already
+        serialises every writer, so all)."""
+        if self.db.dialect != "postgres":
+            return seats
+        keys = [seat_lock_key(site, seat) for site, seat in seats]
+        got = self.db.all(
+            "SELECT pg_try_advisory_xact_lock(k) FROM unnest(CAST(? AS bigint[])) WITH ORDINALITY AS t(k, i)"
+            " ORDER BY i",
+            (keys,),
+        )
+        return [seat for seat, (ok,) in zip(seats, got, strict=True) if ok]
+
+    def _claim_pending(self, seats: list[tuple[str, str]]) -> list[tuple[Any, ...]]:
+        rows: list[tuple[Any, ...]] = []
+        for i in range(0, len(seats), 200):
+            chunk = seats[i : i + 200]
+            where = " OR ".join(["(site = ? AND seat = ?)"] * len(chunk))
+            rows += self.db.all(
+                f"DELETE FROM seq_pending WHERE {where} RETURNING n, id, site, seat, seq, epoch, call_id, type",
+                [x for key in chunk for x in key],
+            )
+        return rows
+
+    def recheck_waiting(self) -> bool:
+        with self._pending_lock:
+            return bool(self._recheck)
+
+    def _recheck_add(self, call_ids: set[str]) -> None:
+        with self._pending_lock:
+            self._recheck.update(call_ids)
+
+    def take_recheck(self) -> list[str]:
+        """Summarised calls that got events since (`settle_seqs`): to be scored again unless their current score
+        already counts every stored event (`outdated`)."""
+        with self._pending_lock:
+            out, self._recheck = sorted(self._recheck), set()
+        return out
+
+    def outdated(self, call_ids: Sequence[str]) -> list[str]:
+        """Of `call_ids`, those without a score or whose score counted fewer events than are stored now."""
+        out: list[str] = []
+        for i in range(0, len(call_ids), _INSERT_ROWS):
+            chunk = list(call_ids[i : i + _INSERT_ROWS])
+            marks = ", ".join("?" * len(chunk))
+            out += [
+                str(r[0])
+                for r in self.db.all(
+                    f"SELECT c.call_id FROM calls c WHERE c.call_id IN ({marks}) AND (c.score_id IS NULL OR"
+                    " c.n_events <> (SELECT COUNT(*) FROM events e WHERE e.call_id = c.call_id))",
+                    chunk,
+                )
+            ]
+        return out
 
     def _seat_event(self, env: Envelope) -> None:
         at = parse_ts(env.ts)
@@ -385,7 +676,8 @@ class Store:
             return {}
         first = {str(env.call_id): env for env in reversed(stored) if env.call_id is not None}
         params: list[object] = []
-        for call_id, n in counts.items():
+        # in call id order: the rows are locked in that order, as the scorer locks the calls it saves
+        for call_id, n in sorted(counts.items()):
             params += (call_id, first[call_id].site, first[call_id].seat, n)
         return {
             str(call_id): summary_id
@@ -483,6 +775,29 @@ class Store:
 
     # --- ack watermark and counters ----------------------------------------------------------------------------
 
+    def watermarks(
+        self, seats: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[int, int, list[tuple[int, int]], str | None]]:
+        """`watermark` and `epoch` of many seats in a few queries (the ack loop's): per seat (contiguous seq,
+        highest seq, missing ranges, epoch)."""
+        seats = sorted(set(seats))
+        rows = self._seat_rows(seats)
+        gaps: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for i in range(0, len(seats), 200):
+            chunk = seats[i : i + 200]
+            where = " OR ".join(["(site = ? AND seat = ?)"] * len(chunk))
+            for site, seat, a, b in self.db.all(
+                f"SELECT site, seat, first, last FROM gaps WHERE {where} ORDER BY site, seat, first",
+                [x for key in chunk for x in key],
+            ):
+                gaps.setdefault((str(site), str(seat)), []).append((int(a), int(b)))
+        out = {}
+        for key in seats:
+            top, epoch = rows.get(key, (0, None))
+            g = gaps.get(key, [])
+            out[key] = ((g[0][0] - 1 if g else top), top, g, epoch)
+        return out
+
     def watermark(self, site: str, seat: str) -> tuple[int, int, list[tuple[int, int]]]:
         """(highest seq with none missing below it, highest seq stored, the missing ranges below that)."""
         top = int(self.db.scalar("SELECT max_seq FROM seats WHERE site = ? AND seat = ?", (site, seat)) or 0)
@@ -498,12 +813,12 @@ class Store:
         with self.db.transaction():
             return self._bump(f"rejected.{outcome}")
 
-    def _bump(self, name: str) -> int:
+    def _bump(self, name: str, n: int = 1) -> int:
         return int(
             self.db.scalar(
-                "INSERT INTO counters VALUES (?, 1) ON CONFLICT (name) DO UPDATE SET value = counters.value + 1"
-                " RETURNING value",
-                (name,),
+                "INSERT INTO counters VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = counters.value"
+                " + excluded.value RETURNING value",
+                (name, n),
             )
         )
 

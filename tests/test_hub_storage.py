@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from edge_agent.events import Speech
+from edge_agent.schema import Envelope
 from hub.db import Database, StorageError, migrations
+from hub.scores import Scorer
 from hub.storage import Outcome, Store
 from tests.hub_support import Station, ingest
 
@@ -133,6 +135,57 @@ def _state(store: Store) -> dict[str, list[tuple[object, ...]]]:
         "counters": "SELECT name, value FROM counters ORDER BY name",
     }
     return {k: store.db.all(q) for k, q in queries.items()}
+
+
+def _tricky_batch() -> list[Envelope]:
+    """Duplicates within the batch, a gap opened and filled, a summary amid its call's events, and a station
+    that comes back with a new outbox (epoch) mid-batch followed by a straggler of the old one."""
+    ts = "2026-01-05T02:00:00.000Z"
+    old, new = Station(SITE, "s01"), Station(SITE, "s01")
+    other = Station(SITE, "s02")
+    e_old = [old.login("a1", "2026-01-05T01:00:00.000Z")]
+    e_old += [old.env(Speech(float(i), i + 0.5, "agent"), "c1", ts) for i in range(4)]
+    e_old = [e.with_seq(e.seq, "aaaaaaaa") for e in e_old]
+    calls = other.call("c2", ts)  # two activity batches and the summary
+    late = other.env(Speech(9.0, 9.5, "agent"), "c2", ts)
+    e_new = [new.env(Speech(float(i), i + 0.5, "customer"), "c3", ts).with_seq(i + 1, "bbbbbbbb") for i in range(3)]
+    return [
+        e_old[0], e_old[1], e_old[3], calls[0], e_old[1], e_old[2], calls[1], e_new[0], calls[2], late,
+        e_new[2], e_old[4], e_new[1],
+    ]  # fmt: skip
+
+
+def test_shared_workers_book_at_settle_what_one_by_one_would(hub_store: Store, tmp_path: Path) -> None:
+    """Scale-out (`shared`): the seq bookkeeping runs after the commit (`settle_seqs`), not in it. Until then no
+    watermark moves, so no ack can cover the events; after it, the same seats, gaps, epochs and counters as
+    storing one by one, the late event's call queued for a re-check, nothing left pending."""
+    items = [(e, e.to_json()) for e in _tricky_batch()]
+    shared = Store(hub_store.db.url, default_tz="Asia/Shanghai", shared=True)
+    one_by_one = Store(tmp_path / "one.sqlite", default_tz="Asia/Shanghai")
+    try:
+        expected = [one_by_one.add(e, text) for e, text in items]
+        shared.prepare(items)
+        with shared.batch():
+            assert shared.add_many(items) == expected
+        assert shared.watermark(SITE, "s01") == (0, 0, []) and shared.gaps() == []
+        assert shared.pending_seats() == {(SITE, "s01"), (SITE, "s02")}
+        assert shared.settle_seqs() == set()
+        assert shared.pending_seats() == set()
+        got, want = _state(shared), _state(one_by_one)
+        # a call's n_events is counted when it is scored on this path (no call row written by every event)
+        assert [c[:1] + c[2:] for c in got.pop("calls")] == [c[:1] + c[2:] for c in want.pop("calls")]
+        assert got == want
+        assert shared.epoch(SITE, "s01") == "bbbbbbbb" and shared.watermark(SITE, "s01") == (3, 3, [])
+        assert shared.take_pending()[0] == ["c2"]  # its summary
+        assert shared.take_recheck() == ["c2"]  # the event after it
+        assert shared.settle_seqs() == set()  # nothing left: a second pass changes nothing
+        assert _state(shared)["seats"] == want["seats"]
+        Scorer(shared).score(["c2"])
+        assert shared.db.scalar("SELECT n_events FROM calls WHERE call_id = 'c2'") == 4
+        assert shared.outdated(["c2"]) == []
+    finally:
+        shared.close()
+        one_by_one.close()
 
 
 def test_a_batch_books_exactly_what_one_by_one_would(hub_store: Store, tmp_path: Path) -> None:
