@@ -127,18 +127,21 @@ def test_two_workers_share_ingest_without_loss_or_duplicates(
             f"agent{s}" for s in range(SEATS)
         }
     finally:
-        for c, _ in pubs:
-            c.loop_stop()
-            c.disconnect()
-        watcher.loop_stop()
-        watcher.disconnect()
-        for w in workers:
-            w.stop()
-        for st in stores:
-            st.close()
+        shut_down([c for c, _ in pubs] + [watcher], workers, stores)
 
 
 # --- the scale-out invariants, one at a time ------------------------------------------------------------------
+
+
+def shut_down(clients: list[mqtt.Client], workers: list[Ingest], stores: list[Store]) -> None:
+    """A test's teardown: MQTT clients first (no more input), then the workers, then their stores."""
+    for c in clients:
+        c.loop_stop()
+        c.disconnect()
+    for w in workers:
+        w.stop()
+    for st in stores:
+        st.close()
 
 
 def rollup_tables(store: Store) -> dict[str, list[tuple[object, ...]]]:
@@ -424,12 +427,4 @@ def test_two_workers_out_of_order_acks_never_pass_a_gap(
             w.stop()
         assert rollup_tables(stores[0]) == rebuilt_from_scratch(stores[0])
     finally:
-        pub.loop_stop()
-        pub.disconnect()
-        watcher.loop_stop()
-        watcher.disconnect()
-        for w in workers:
-            w.stop()
-        for st in stores:
-            st.close()
-        checker.close()
+        shut_down([pub, watcher], workers, [*stores, checker])

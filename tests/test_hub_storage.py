@@ -150,9 +150,20 @@ def _tricky_batch() -> list[Envelope]:
     late = other.env(Speech(9.0, 9.5, "agent"), "c2", ts)
     e_new = [new.env(Speech(float(i), i + 0.5, "customer"), "c3", ts).with_seq(i + 1, "bbbbbbbb") for i in range(3)]
     return [
-        e_old[0], e_old[1], e_old[3], calls[0], e_old[1], e_old[2], calls[1], e_new[0], calls[2], late,
-        e_new[2], e_old[4], e_new[1],
-    ]  # fmt: skip
+        e_old[0],
+        e_old[1],
+        e_old[3],  # seq 2 missing: a gap...
+        calls[0],
+        e_old[1],  # ...a duplicate in the same batch...
+        e_old[2],  # ...the gap filled
+        calls[1],
+        e_new[0],  # the station's outbox was wiped: seq from 1 in a new epoch
+        calls[2],  # the summary
+        late,  # a late event of the call, after its summary
+        e_new[2],
+        e_old[4],  # a straggler of the retired epoch: stored, its seq not counted
+        e_new[1],
+    ]
 
 
 def test_shared_workers_book_at_settle_what_one_by_one_would(hub_store: Store, tmp_path: Path) -> None:
@@ -193,31 +204,7 @@ def test_a_batch_books_exactly_what_one_by_one_would(hub_store: Store, tmp_path:
     one event at a time: same outcomes, same rows, through duplicates within the batch, a gap opened and filled,
     a summary amid its call's events, and a station that comes back with a new outbox (epoch) mid-batch followed
     by a straggler of the old one."""
-    ts = "2026-01-05T02:00:00.000Z"
-    old, new = Station(SITE, "s01"), Station(SITE, "s01")
-    other = Station(SITE, "s02")
-    e_old = [old.login("a1", "2026-01-05T01:00:00.000Z")]
-    e_old += [old.env(Speech(float(i), i + 0.5, "agent"), "c1", ts) for i in range(4)]
-    e_old = [e.with_seq(e.seq, "aaaaaaaa") for e in e_old]
-    calls = other.call("c2", ts)  # two activity batches and the summary
-    late = other.env(Speech(9.0, 9.5, "agent"), "c2", ts)
-    e_new = [new.env(Speech(float(i), i + 0.5, "customer"), "c3", ts).with_seq(i + 1, "bbbbbbbb") for i in range(3)]
-    batch = [
-        e_old[0],
-        e_old[1],
-        e_old[3],  # seq 2 missing: a gap...
-        calls[0],
-        e_old[1],  # ...a duplicate in the same batch...
-        e_old[2],  # ...the gap filled
-        calls[1],
-        e_new[0],  # the station's outbox was wiped: seq from 1 in a new epoch
-        calls[2],  # the summary
-        late,  # a late event of the call, after its summary
-        e_new[2],
-        e_old[4],  # a straggler of the retired epoch: stored, its seq not counted
-        e_new[1],
-    ]
-    items = [(e, e.to_json()) for e in batch]
+    items = [(e, e.to_json()) for e in _tricky_batch()]
     one_by_one = Store(tmp_path / "one.sqlite", default_tz="Asia/Shanghai")
     try:
         expected = [one_by_one.add(e, text) for e, text in items]
