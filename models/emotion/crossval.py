@@ -87,7 +87,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ravdess", type=Path, default=SHARED / "data" / "ravdess")
     ap.add_argument("--noise-dir", type=Path, default=SHARED / "data" / "noise")
-    ap.add_argument("--folds", type=int, nargs="+", default=list(range(len(FOLDS))))
+    ap.add_argument("--folds", type=int, nargs="+", choices=range(len(FOLDS)), default=list(range(len(FOLDS))))
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--variants", type=int, default=8)
     ap.add_argument("--seed", type=int, default=20261123)
@@ -98,6 +98,10 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
+    if not (args.ravdess / "labels.csv").is_file():
+        ap.error(f"{args.ravdess}: no RAVDESS labels.csv there (see ../shared/data/README.md)")
+    if not any(args.noise_dir.glob("*.flac")):
+        ap.error(f"{args.noise_dir}: no noise .flac files there")
     clips = ravdess_clips(args.ravdess)
     all_noise = load_noises(sorted(args.noise_dir.glob("*.flac")))
     noises = {
