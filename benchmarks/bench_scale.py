@@ -14,7 +14,9 @@ streams at QoS 1).
 - `capacity`: what 1 and then 2 workers sustain. The workers' persistent shared sessions are subscribed, then
   stopped; the fleet publishes everything (the broker queues it, as during a hub outage); the workers start and
   drain it. Rate = events / (last stored - first stored), so neither the generator nor start-up shares the
-  measured window. Loss and duplicates checked after each run.
+  measured window. Loss and duplicates checked after each run. `--worker-cpu C` (root, cgroup v1 or v2) holds
+  each worker, with its scoring process, to C cores: on a machine whose cores the broker, the database and one
+  worker already fill, it shows what the design does when every worker has CPU of its own.
 """
 
 from __future__ import annotations
@@ -43,11 +45,49 @@ from tests.hub_support import PgServer, start_cluster  # noqa: E402
 GROUP = "hub"
 
 
+class CpuCap:
+    """A cgroup per worker holding it (and every process it starts) to `cores` CPUs; v2 or v1 `cpu` hierarchy."""
+
+    PERIOD_US = 100_000
+
+    def __init__(self, cores: float) -> None:
+        v2, v1 = Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/cpu")
+        if (v2 / "cgroup.controllers").exists() and "cpu" in (v2 / "cgroup.controllers").read_text().split():
+            self.root, self.v2 = v2, True
+            (v2 / "cgroup.subtree_control").write_text("+cpu")
+        elif (v1 / "cpu.cfs_quota_us").exists():
+            self.root, self.v2 = v1, False
+        else:
+            sys.exit("--worker-cpu: no cgroup cpu controller on this machine")
+        self.quota = int(cores * self.PERIOD_US)
+        self.groups: list[Path] = []
+
+    def group(self, name: str) -> Path:
+        g = self.root / f"callqa-bench-{os.getpid()}-{name}"
+        g.mkdir(exist_ok=True)
+        if self.v2:
+            (g / "cpu.max").write_text(f"{self.quota} {self.PERIOD_US}")
+        else:
+            (g / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+            (g / "cpu.cfs_quota_us").write_text(str(self.quota))
+        if g not in self.groups:
+            self.groups.append(g)
+        return g
+
+    def remove(self) -> None:
+        for g in self.groups:
+            try:
+                g.rmdir()
+            except OSError:
+                pass  # a process still inside: the kernel keeps the group until it exits
+        self.groups = []
+
+
 class Workers:
     """`n` hub worker processes sharing ingest through `$share/hub/...`."""
 
-    def __init__(self, n: int, db: str, broker: str, logdir: Path) -> None:
-        self.n, self.db, self.broker, self.logdir = n, db, broker, logdir
+    def __init__(self, n: int, db: str, broker: str, logdir: Path, cap: CpuCap | None = None) -> None:
+        self.n, self.db, self.broker, self.logdir, self.cap = n, db, broker, logdir, cap
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self) -> None:
@@ -56,6 +96,10 @@ class Workers:
             log = (self.logdir / f"worker{i}.log").open("ab")
             cmd = [qa_hub, "--db", self.db, "serve", "--broker", self.broker, "--share", GROUP,
                    "--client-id", f"hub-worker-{i}", "--no-http"]  # fmt: skip
+            if self.cap is not None:
+                # the shell joins the group before exec, so the worker and its scoring process start inside it
+                procs = self.cap.group(f"w{i}") / "cgroup.procs"
+                cmd = ["sh", "-c", f'echo $$ > "{procs}" && exec "$@"', "sh", *cmd]
             self.procs.append(subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT))
 
     def cpu_s(self) -> float:
@@ -82,6 +126,13 @@ class Workers:
         self.procs = []
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(busy, total) CPU ticks of the whole machine so far (/proc/stat), to tell a saturated machine from idle cores."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def wait_subscribed(store: Store, broker: Mosquitto, workers: Workers, seconds: float = 60) -> None:
     """Until every worker's session exists: a probe message reaches the store through the group."""
     import paho.mqtt.client as mqtt
@@ -97,7 +148,7 @@ def wait_subscribed(store: Store, broker: Mosquitto, workers: Workers, seconds: 
             break
         time.sleep(0.2)
     else:
-        sys.exit("the hub workers did not subscribe: " + str(workers.logdir))
+        sys.exit(f"the hub workers did not subscribe within {seconds:g} s; their logs end:\n{logs[-2000:]}")
     time.sleep(1.0)
     c.loop_stop()
     c.disconnect()
@@ -192,7 +243,8 @@ def capacity_run(args: argparse.Namespace, tmp: Path, server: PgServer | None, b
         broker = Mosquitto(tmp / f"broker-cap{n}", binary)
         broker.start()
         store = Store(db)
-        workers = Workers(n, db, broker.url, tmp / f"w{n}")
+        cap = CpuCap(args.worker_cpu) if args.worker_cpu else None
+        workers = Workers(n, db, broker.url, tmp / f"w{n}", cap)
         (tmp / f"w{n}").mkdir()
         try:
             workers.start()
@@ -204,18 +256,24 @@ def capacity_run(args: argparse.Namespace, tmp: Path, server: PgServer | None, b
                 processes=args.processes, templates=tmp / "templates", workdir=tmp / f"w{n}", steady=False,
             )  # fmt: skip
             workers.start()
-            t0 = time.time()
+            t0, ticks0 = time.time(), machine_ticks()
             r = check(store, published, early, 600)
             cpu = workers.cpu_s()
+            ticks1 = machine_ticks()
+            busy = (ticks1[0] - ticks0[0]) / max(ticks1[1] - ticks0[1], 1)
             span = max(r["last"] - r["first"], 1e-6)
             rate = r["stored"] / span
             results[n] = rate
             cores = cpu / max(time.time() - t0, 1e-6)
-            print(f"capacity: {n} worker(s), {args.db}: {r['stored']} events from {args.seats} seats drained at "
+            held = f" held to {args.worker_cpu:g} core each" if cap else ""
+            print(f"capacity: {n} worker(s){held}, {args.db}: {r['stored']} events from {args.seats} seats drained at "
                   f"{rate:,.0f} events/s = {r['analyzer_events'] / span:,.0f} analyzer events/s (workers CPU "
-                  f"{cores:.2f} cores); lost {r['lost']}, duplicates {r['duplicates']}")  # fmt: skip
+                  f"{cores:.2f} cores, machine {100 * busy:.0f}% busy); lost {r['lost']}, duplicates "
+                  f"{r['duplicates']}")  # fmt: skip
         finally:
             workers.stop()
+            if cap is not None:
+                cap.remove()
             store.close()
             broker.stop()
     if len(results) > 1:
@@ -233,6 +291,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, nargs="+")
     ap.add_argument("--db", choices=("postgres", "sqlite"), default="postgres")
     ap.add_argument("--processes", type=int, default=4, help="fleet processes")
+    ap.add_argument("--worker-cpu", type=float, help="capacity: hold each worker to this many cores (root)")
     args = ap.parse_args()
     args.seats = args.seats or (2000 if args.mode == "fleet" else 200)
     args.workers = args.workers or ([1] if args.mode == "fleet" else [1, 2])

@@ -27,7 +27,7 @@ from hub import rollups
 from hub.db import StorageError
 from hub.scorecard import Scorecard, ScorecardError, digest, parse
 from hub.scoring import CallScore, call_view, score_call
-from hub.storage import Store
+from hub.storage import Store, lock_key
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,10 @@ def import_scorecard(store: Store, text: str, *, actor: str = "system", activate
     sha = digest(text)
     db = store.db
     with db.transaction():
+        if db.dialect == "postgres":
+            # workers started together on a fresh database each import the shipped card, and two activations at
+            # once could leave two active: one import at a time (SQLite's write lock already serialises them)
+            db.execute("SELECT pg_advisory_xact_lock(?)", (lock_key("scorecards"),))
         old = db.one("SELECT sha256 FROM scorecards WHERE name = ? AND version = ?", (card.name, card.version))
         if old is not None and old[0] != sha:
             raise ScorecardError(

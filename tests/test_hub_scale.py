@@ -24,8 +24,8 @@ from edge_agent.schema import Envelope, event_topic
 from hub import rollups
 from hub.cli import ensure_scorecard
 from hub.ingest import Ingest, Outcome
-from hub.scorecard import Scorecard
-from hub.scores import Scorer, ScoreRow, refresh_agent_day
+from hub.scorecard import DEFAULT_SCORECARD, Scorecard, load
+from hub.scores import Scorer, ScoreRow, import_scorecard, refresh_agent_day
 from hub.storage import Store
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
 from tests.hub_support import Station
@@ -275,6 +275,51 @@ def scored_fleet(store: Store, agents: int = 4, days: int = 3) -> list[str]:
         store_all(store, envs)
     store.settle_seqs()
     return ids
+
+
+def test_workers_started_together_on_a_fresh_database_agree_on_one_active_scorecard(db_url: str) -> None:
+    """Workers started at once (systemd instances, the benchmark) each import the shipped card into a fresh
+    database, and admins may activate versions at the same moment: no import fails, one card is active."""
+    text = load(DEFAULT_SCORECARD)[1]
+    stores = [Store(db_url, shared=True) for _ in range(4)]
+    errors: list[BaseException] = []
+
+    def together(jobs: list[tuple[Store, str | None]]) -> None:
+        gate = threading.Barrier(len(jobs))
+
+        def run(store: Store, card: str | None) -> None:
+            try:
+                gate.wait(10)
+                if card is None:
+                    ensure_scorecard(store)
+                else:
+                    import_scorecard(store, card)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=job) for job in jobs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+
+    try:
+        together([(st, None) for st in stores])
+        db = stores[0].db
+        assert errors == []
+        assert db.all("SELECT name, version, active FROM scorecards") == [("default", 1, 1)]
+        for round_ in range(3):  # four new versions activated at once, three times over
+            versions = [2 + 4 * round_ + i for i in range(4)]
+            together(
+                [(st, text.replace("version: 1", f"version: {v}", 1)) for st, v in zip(stores, versions, strict=True)]
+            )
+            assert errors == []
+            active = db.all("SELECT version FROM scorecards WHERE active = 1")
+            assert len(active) == 1 and active[0][0] in versions
+        assert db.scalar("SELECT COUNT(*) FROM scorecards") == 13
+    finally:
+        for st in stores:
+            st.close()
 
 
 def test_two_scorers_at_once_keep_one_current_score_and_exact_rollups(db_url: str) -> None:
