@@ -243,7 +243,10 @@ def capacity_run(args: argparse.Namespace, tmp: Path, server: PgServer | None, b
         broker = Mosquitto(tmp / f"broker-cap{n}", binary)
         broker.start()
         store = Store(db)
-        cap = CpuCap(args.worker_cpu) if args.worker_cpu else None
+        try:
+            cap = CpuCap(args.worker_cpu) if args.worker_cpu else None
+        except OSError as exc:  # not root, or a cgroup tree this process may not write
+            sys.exit(f"--worker-cpu: cannot create a CPU cgroup here: {exc}")
         workers = Workers(n, db, broker.url, tmp / f"w{n}", cap)
         (tmp / f"w{n}").mkdir()
         try:
