@@ -1,12 +1,13 @@
-"""The emotion recipe's own arithmetic: speaker folds, training crops (no torch needed)."""
+"""The emotion recipe's arithmetic: speaker folds, training crops (no torch needed); the speaker adversary."""
 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from edge_agent.emotion_features import N_INPUTS, ROW, WINDOW_FRAMES
 from models.emotion.crossval import FOLDS
-from models.emotion.train import TEST_SPEAKERS, crops, uar
+from models.emotion.train import TEST_SPEAKERS, crops, train_net, uar
 
 
 def test_folds_hold_every_actor_out_exactly_once() -> None:
@@ -33,3 +34,22 @@ def test_uar_weights_every_class_alike() -> None:
     pred = np.array([0, 0, 0, 0, 0, 2, 3])  # 6 of 7 right, but one class never found
     score, recall, cm = uar(y, pred)
     assert recall == [1.0, 0.0, 1.0, 1.0] and score == 0.75 and cm[1][0] == 1
+
+
+def test_gradient_reversal_passes_values_and_turns_gradients_around() -> None:
+    torch = pytest.importorskip("torch")  # the training extra; the station and CI run without it
+    from models.emotion.net import gradient_reversal
+
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    y = gradient_reversal(x, 0.5)
+    assert torch.equal(y.detach(), x.detach())
+    (y * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([-0.5, -1.0, -1.5]))
+
+
+def test_the_speaker_adversary_needs_each_rows_speaker() -> None:
+    pytest.importorskip("torch")
+
+    mels = [np.zeros((100, 34), np.float32)] * 4
+    with pytest.raises(ValueError, match="speaker"):
+        train_net(mels, np.arange(4), None, 1, 0, adversary=0.5)

@@ -2,6 +2,7 @@
 
     python -m models.emotion.crossval                 # 4 folds of 5 RAVDESS actors, the shipped recipe
     python -m models.emotion.crossval --folds 0       # only the shipped test split (actors 01 09 11 12 13)
+    python -m models.emotion.crossval --window 200 --adversary 0.5   # a recipe change: 2 s windows, speaker adversary
 
 One test split of five actors moves a UAR by several points from one draw to the next (the model card), so a
 change to the recipe is judged here: every fold holds five actors out (fold 0 is the shipped test split), three
@@ -93,6 +94,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--window", type=int, default=WINDOW_FRAMES, help="frames per training crop and model window")
     ap.add_argument("--mixup", type=float, default=0.0, help="mixup Beta(a, a); 0 is off")
+    ap.add_argument("--adversary", type=float, default=0.0, help="speaker-adversarial weight; 0 is off")
     ap.add_argument("--val-speakers", type=int, default=3, help="0: train on all 15, keep the last epoch")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "emotion" / "actors")
     args = ap.parse_args()
@@ -127,6 +129,8 @@ def main() -> None:
             args.seed,
             args.window,
             args.mixup,
+            tr[2],
+            args.adversary,
         )
         for cond in results:
             te = join([feats[s][cond] for s in test])

@@ -31,17 +31,37 @@ def build(n_classes: int, dropout: float = 0.3) -> Any:
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             """x: (n, T, bands) -> logits (n, classes)."""
+            out: torch.Tensor = self.dense1(self.hidden(x))
+            return out
+
+        def hidden(self, x: torch.Tensor) -> torch.Tensor:
+            """The 64-d representation the class head reads (a speaker adversary reads it too in training)."""
             h = x.transpose(1, 2)
             for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
                 h = torch.relu(bn(conv(h)))
                 if i < POOLED:
                     h = torch.nn.functional.max_pool1d(h, 2)
             z = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-            z = self.drop(torch.relu(self.dense0(self.drop(z))))
-            out: torch.Tensor = self.dense1(z)
-            return out
+            hid: torch.Tensor = self.drop(torch.relu(self.dense0(self.drop(z))))
+            return hid
 
     return EmotionNet()
+
+
+def gradient_reversal(x: Any, scale: float) -> Any:
+    """Identity forward; gradient times -scale backward (domain-adversarial training, Ganin & Lempitsky 2015)."""
+    import torch
+
+    class _Reverse(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx: Any, t: torch.Tensor) -> torch.Tensor:
+            return t.view_as(t)
+
+        @staticmethod
+        def backward(ctx: Any, g: torch.Tensor) -> torch.Tensor:
+            return -scale * g
+
+    return _Reverse.apply(x)  # type: ignore[no-untyped-call]
 
 
 def folded_weights(net: Any, n_out: int | None = None) -> dict[str, F32]:

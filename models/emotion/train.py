@@ -38,8 +38,8 @@ from models.emotion.dataset import (
     read_manifest,
 )
 from models.emotion.export import export_int8, export_onnx, write_card
-from models.emotion.net import build, folded_weights
-from models.emotion.reference import F32, forward, load_weights
+from models.emotion.net import build, folded_weights, gradient_reversal
+from models.emotion.reference import F32, HIDDEN, forward, load_weights
 
 log = logging.getLogger("models.emotion.train")
 
@@ -112,8 +112,13 @@ def train_net(
     seed: int,
     length: int = WINDOW_FRAMES,
     mixup: float = 0.0,
+    speakers: Sequence[str] | None = None,
+    adversary: float = 0.0,
 ) -> tuple[dict[str, F32], int, float]:
-    """Train; `val` chooses the epoch (None: the last); `mixup` > 0 mixes window pairs (Beta(mixup, mixup))."""
+    """Train; `val` chooses the epoch (None: the last); `mixup` > 0 mixes window pairs (Beta(mixup, mixup));
+    `adversary` > 0 (with each row's `speakers`) trains a speaker classifier on the hidden layer through a reversed
+    gradient of up to that weight, pushing the representation to forget who speaks (training only: the head is
+    not exported)."""
     import torch
 
     torch.manual_seed(seed)
@@ -124,9 +129,21 @@ def train_net(
     counts = np.maximum(np.bincount(y, minlength=n_out).astype(np.float32), 1.0)
     weight = torch.from_numpy(counts.sum() / (n_out * counts))
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.05)
-    opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-2)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * (-(-len(mels) // 64)))
     yt = torch.from_numpy(y)
+    params = list(net.parameters())
+    spk_head, spk_t = None, None
+    if adversary > 0:
+        if speakers is None or mixup > 0:
+            raise ValueError("the speaker adversary needs each row's speaker, and no mixup")
+        names = sorted(set(speakers))
+        spk_t = torch.tensor([names.index(s) for s in speakers])
+        spk_head = torch.nn.Sequential(
+            torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, len(names))
+        )
+        params += list(spk_head.parameters())
+    steps = epochs * (-(-len(mels) // 64))
+    opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=1e-2)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
     best: tuple[float, int, dict[str, F32]] = (-1.0, -1, {})
     for epoch in range(epochs):
         net.train()
@@ -142,6 +159,13 @@ def train_net(
                 other = idx[torch.from_numpy(rng.permutation(len(idx)))]
                 out = net(lam * x[idx] + (1 - lam) * x[other])
                 loss = lam * loss_fn(out, yt[idx]) + (1 - lam) * loss_fn(out, yt[other])
+            elif spk_head is not None and spk_t is not None:
+                hid = net.hidden(x[idx])
+                # the adversary's weight ramps up (DANN's schedule): first learn the classes, then forget speakers
+                p = (epoch + i / len(perm)) / epochs
+                scale = adversary * (2.0 / (1.0 + np.exp(-10.0 * p)) - 1.0)
+                spk_loss = torch.nn.functional.cross_entropy(spk_head(gradient_reversal(hid, scale)), spk_t[idx])
+                loss = loss_fn(net.dense1(hid), yt[idx]) + spk_loss
             else:
                 loss = loss_fn(net(x[idx]), yt[idx])
             loss.backward()
