@@ -119,6 +119,8 @@ def train_net(
     `adversary` > 0 (with each row's `speakers`) trains a speaker classifier on the hidden layer through a reversed
     gradient of up to that weight, pushing the representation to forget who speaks (training only: the head is
     not exported)."""
+    if adversary > 0 and (speakers is None or mixup > 0):
+        raise ValueError("the speaker adversary needs each row's speaker, and no mixup")
     import torch
 
     torch.manual_seed(seed)
@@ -132,9 +134,7 @@ def train_net(
     yt = torch.from_numpy(y)
     params = list(net.parameters())
     spk_head, spk_t = None, None
-    if adversary > 0:
-        if speakers is None or mixup > 0:
-            raise ValueError("the speaker adversary needs each row's speaker, and no mixup")
+    if adversary > 0 and speakers is not None:
         names = sorted(set(speakers))
         spk_t = torch.tensor([names.index(s) for s in speakers])
         spk_head = torch.nn.Sequential(
