@@ -48,7 +48,6 @@ def test_gradient_reversal_passes_values_and_turns_gradients_around() -> None:
 
 
 def test_the_speaker_adversary_needs_each_rows_speaker() -> None:
-
-    mels = [np.zeros((100, 34), np.float32)] * 4
+    mels = [np.zeros((WINDOW_FRAMES, ROW), np.float32)] * 4
     with pytest.raises(ValueError, match="speaker"):
         train_net(mels, np.arange(4), None, 1, 0, adversary=0.5)

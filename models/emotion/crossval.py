@@ -100,6 +100,8 @@ def main() -> None:
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
+    if args.adversary > 0 and args.mixup > 0:
+        ap.error("--adversary and --mixup do not combine (mixed windows have no one speaker)")
     if not (args.ravdess / "labels.csv").is_file():
         ap.error(f"{args.ravdess}: no RAVDESS labels.csv there (see ../shared/data/README.md)")
     if not any(args.noise_dir.glob("*.flac")):

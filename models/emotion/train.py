@@ -133,14 +133,14 @@ def train_net(
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.05)
     yt = torch.from_numpy(y)
     params = list(net.parameters())
-    spk_head, spk_t = None, None
+    spk: tuple[Any, Any] | None = None  # the adversary's head and each row's speaker index
     if adversary > 0 and speakers is not None:
-        names = sorted(set(speakers))
-        spk_t = torch.tensor([names.index(s) for s in speakers])
-        spk_head = torch.nn.Sequential(
-            torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, len(names))
+        index = {name: n for n, name in enumerate(sorted(set(speakers)))}
+        head = torch.nn.Sequential(
+            torch.nn.Linear(HIDDEN, HIDDEN), torch.nn.ReLU(), torch.nn.Linear(HIDDEN, len(index))
         )
-        params += list(spk_head.parameters())
+        spk = (head, torch.tensor([index[s] for s in speakers]))
+        params += list(head.parameters())
     steps = epochs * (-(-len(mels) // 64))
     opt = torch.optim.AdamW(params, lr=3e-3, weight_decay=1e-2)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=steps)
@@ -159,7 +159,8 @@ def train_net(
                 other = idx[torch.from_numpy(rng.permutation(len(idx)))]
                 out = net(lam * x[idx] + (1 - lam) * x[other])
                 loss = lam * loss_fn(out, yt[idx]) + (1 - lam) * loss_fn(out, yt[other])
-            elif spk_head is not None and spk_t is not None:
+            elif spk is not None:
+                spk_head, spk_t = spk
                 hid = net.hidden(x[idx])
                 # the adversary's weight ramps up (DANN's schedule): first learn the classes, then forget speakers
                 p = (epoch + i / len(perm)) / epochs
