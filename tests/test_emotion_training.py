@@ -1,4 +1,5 @@
-"""The emotion recipe's arithmetic: speaker folds, training crops (no torch needed); the speaker adversary."""
+"""The emotion recipe's arithmetic: speaker folds, training crops (no torch needed); the speaker adversary; the
+network's two members and their folding into the reference forward pass (with torch)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,40 @@ def test_the_speaker_adversary_needs_each_rows_speaker() -> None:
     mels = [np.zeros((WINDOW_FRAMES, ROW), np.float32)] * 4
     with pytest.raises(ValueError, match="speaker"):
         train_net(mels, np.arange(4), None, 1, 0, adversary=0.5)
+
+
+@pytest.mark.parametrize("member", ["temporal", "spectral"])
+def test_each_member_folds_into_the_reference_forward_pass(member: str) -> None:
+    """The trained network (batch norm live), its folded weights in numpy, and the module ONNX exports agree."""
+    torch = pytest.importorskip("torch")
+    from models.emotion.net import build, folded_module, folded_weights
+    from models.emotion.reference import forward, members
+
+    torch.manual_seed(0)
+    net = build(7, member=member)
+    x = torch.randn(32, WINDOW_FRAMES, N_INPUTS)
+    net.train()
+    net(x * 2.0 + 0.5)  # batch norm statistics that differ from the initial ones, so folding is exercised
+    net.eval()
+    w = folded_weights(net, 4)  # auxiliary outputs dropped
+    assert members(w) == (["spec_"] if member == "spectral" else [""])
+    with torch.no_grad():
+        trained = torch.softmax(net(x)[:, :4], dim=1).numpy()
+        exported = folded_module(w)(x).numpy()
+    np.testing.assert_allclose(forward(w, x.numpy()), trained, atol=1e-5)
+    np.testing.assert_allclose(exported, trained, atol=1e-5)
+
+
+def test_the_members_average_their_log_probabilities() -> None:
+    torch = pytest.importorskip("torch")
+    from models.emotion.net import build, folded_weights
+    from models.emotion.reference import forward
+
+    torch.manual_seed(1)
+    w_t, w_s = (folded_weights(build(4, member=m).eval()) for m in ("temporal", "spectral"))
+    x = np.random.default_rng(0).normal(size=(5, WINDOW_FRAMES, N_INPUTS)).astype(np.float32)
+    both = forward({**w_t, **w_s}, x)
+    geo = np.sqrt(forward(w_t, x) * forward(w_s, x))  # the geometric mean, renormalised
+    np.testing.assert_allclose(both, geo / geo.sum(axis=1, keepdims=True), atol=1e-5)
+    with pytest.raises(ValueError, match="unknown member"):
+        build(4, member="recurrent")

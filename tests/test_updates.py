@@ -88,7 +88,7 @@ def test_verify_refuses_tampering_wrong_and_unknown_keys(keys: tuple[Path, Path]
     tampered[1000] ^= 1
     with pytest.raises(UpdateError, match=r"payload sha256 \w+ does not match"):
         verify(m, bytes(tampered), public)
-    with pytest.raises(UpdateError, match="payload is 222193 bytes"):
+    with pytest.raises(UpdateError, match=f"payload is {len(data) - 1} bytes"):
         verify(m, data[:-1], public)
     for field, value in (("version", "9"), ("kind", "config"), ("sha256", "0" * 64), ("size", 1)):
         with pytest.raises(UpdateError, match="bad signature"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from edge_agent.emotion_features import (
 )
 from edge_agent.emotion_model import AROUSAL_VALENCE, CLASSES
 from models.emotion.net import folded_module
-from models.emotion.reference import CONVS, F32, HIDDEN, forward
+from models.emotion.reference import CONVS, F32, HIDDEN, SPEC_BAND_POOL, SPEC_CONVS, SPEC_TIME_CONVS, forward
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,23 @@ def input_spec() -> dict[str, Any]:
     }
 
 
+def architecture(members: Sequence[str]) -> dict[str, Any]:
+    """The card's description of the network: the temporal member alone as before, or every member's."""
+    temporal = {"convs": [list(c) for c in CONVS], "hidden": HIDDEN}
+    if list(members) == ["temporal"]:
+        return temporal
+    spectral = {
+        "convs2d": list(SPEC_CONVS),
+        "band_pool": list(SPEC_BAND_POOL),
+        "convs": [list(c) for c in SPEC_TIME_CONVS],
+        "hidden": HIDDEN,
+    }
+    return {
+        "members": {m: {"temporal": temporal, "spectral": spectral}[m] for m in members},
+        "combined": "mean of the members' log-probabilities, then softmax",
+    }
+
+
 def write_card(out: Path, name: str, files: dict[str, Path], extra: dict[str, Any]) -> Path:
     card_path = out / f"{name}.json"
     old = json.loads(card_path.read_text()) if card_path.exists() else {}
@@ -122,7 +140,7 @@ def write_card(out: Path, name: str, files: dict[str, Path], extra: dict[str, An
         "classes": list(CLASSES),
         "arousal_valence": {k: list(v) for k, v in AROUSAL_VALENCE.items()},
         "input": input_spec(),
-        "architecture": {"convs": [list(c) for c in CONVS], "hidden": HIDDEN},
+        "architecture": old.get("architecture", architecture(["temporal"])),
         "files": entries,
         **extra,
     }

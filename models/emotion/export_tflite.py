@@ -17,7 +17,17 @@ from typing import Any
 
 import numpy as np
 
-from models.emotion.reference import CONVS, F32, POOLED, forward, load_weights
+from edge_agent.emotion_features import N_BANDS, N_INPUTS
+from models.emotion.reference import (
+    CONVS,
+    F32,
+    POOLED,
+    SPEC_BAND_POOL,
+    SPEC_TIME_CONVS,
+    forward,
+    load_weights,
+    members,
+)
 
 log = logging.getLogger("models.emotion.export_tflite")
 
@@ -25,27 +35,56 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def keras_model(w: dict[str, F32], frames: int) -> Any:
+    """The network of reference.py in Keras, carrying the folded weights: every member, log-probabilities averaged."""
     import tensorflow as tf
 
-    channels = w["conv0_w"].shape[1]
-    x = inp = tf.keras.Input(shape=(frames, channels), batch_size=1, name="mel")
-    for i in range(len(CONVS)):
-        k = w[f"conv{i}_w"]  # (out, in, kernel) -> Keras (kernel, in, out)
-        conv = tf.keras.layers.Conv1D(k.shape[0], k.shape[2], padding="same", activation="relu")
-        x = conv(x)
-        conv.set_weights([k.transpose(2, 1, 0), w[f"conv{i}_b"]])
-        if i < POOLED:
-            x = tf.keras.layers.MaxPooling1D(2)(x)
-    x = tf.keras.layers.Concatenate()(
-        [tf.keras.layers.GlobalAveragePooling1D()(x), tf.keras.layers.GlobalMaxPooling1D()(x)]
-    )
-    d0 = tf.keras.layers.Dense(w["dense0_w"].shape[1], activation="relu")
-    x = d0(x)
-    d0.set_weights([w["dense0_w"], w["dense0_b"]])
-    d1 = tf.keras.layers.Dense(w["dense1_w"].shape[1], activation="softmax", name="probs")
-    out = d1(x)
-    d1.set_weights([w["dense1_w"], w["dense1_b"]])
-    return tf.keras.Model(inp, out)
+    layers = tf.keras.layers
+    inp = tf.keras.Input(shape=(frames, N_INPUTS), batch_size=1, name="mel")
+
+    def conv1d(h: Any, key: str) -> Any:
+        k = w[f"{key}_w"]  # (out, in, kernel) -> Keras (kernel, in, out)
+        layer = layers.Conv1D(k.shape[0], k.shape[2], padding="same", activation="relu")
+        out = layer(h)
+        layer.set_weights([k.transpose(2, 1, 0), w[f"{key}_b"]])
+        return out
+
+    def head(h: Any, p: str) -> Any:
+        h = layers.Concatenate()([layers.GlobalAveragePooling1D()(h), layers.GlobalMaxPooling1D()(h)])
+        out = h
+        for i, act in ((0, "relu"), (1, None)):
+            d = layers.Dense(w[f"{p}dense{i}_w"].shape[1], activation=act)
+            out = d(out)
+            d.set_weights([w[f"{p}dense{i}_w"], w[f"{p}dense{i}_b"]])
+        return layers.Activation(tf.nn.log_softmax)(out)
+
+    logp = []
+    if "" in members(w):
+        h = inp
+        for i in range(len(CONVS)):
+            h = conv1d(h, f"conv{i}")
+            if i < POOLED:
+                h = layers.MaxPooling1D(2)(h)
+        logp.append(head(h, ""))
+    if "spec_" in members(w):
+        # (T, band, 1) images: Keras's height is time, its width the band
+        h = layers.Reshape((frames, N_BANDS, 1))(layers.Lambda(lambda t: t[..., :N_BANDS])(inp))
+        for i, band_pool in enumerate(SPEC_BAND_POOL):
+            k = w[f"spec_conv2d{i}_w"]  # (out, in, band, time) -> Keras (time, band, in, out)
+            layer = layers.Conv2D(k.shape[0], 3, padding="same", activation="relu")
+            h = layer(h)
+            layer.set_weights([k.transpose(3, 2, 1, 0), w[f"spec_conv2d{i}_b"]])
+            h = layers.MaxPooling2D((2 if i == 0 else 1, band_pool))(h)
+        t, bands, ch = h.shape[1:]
+        h = layers.Reshape((t, ch * bands))(layers.Permute((1, 3, 2))(h))  # torch's order: channel, then band
+        pitch = layers.AveragePooling1D(2)(layers.Lambda(lambda x: x[..., N_BANDS:])(inp))
+        h = layers.Concatenate()([h, pitch])
+        for i in range(len(SPEC_TIME_CONVS)):
+            h = conv1d(h, f"spec_conv{i}")
+            if i == 0:
+                h = layers.MaxPooling1D(2)(h)
+        logp.append(head(h, "spec_"))
+    mean = layers.Average()(logp) if len(logp) > 1 else logp[0]
+    return tf.keras.Model(inp, layers.Softmax(name="probs")(mean))
 
 
 def convert(weights: Path, out: Path, frames: int) -> float:
@@ -56,7 +95,7 @@ def convert(weights: Path, out: Path, frames: int) -> float:
     model = keras_model(w, frames)
     out.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
     rng = np.random.default_rng(0)
-    x = rng.normal(0.0, 1.0, (8, frames, w["conv0_w"].shape[1])).astype(np.float32)
+    x = rng.normal(0.0, 1.0, (8, frames, N_INPUTS)).astype(np.float32)
     it = tf.lite.Interpreter(model_path=str(out))
     it.allocate_tensors()
     got = []

@@ -37,8 +37,8 @@ from models.emotion.dataset import (
     ravdess_clips,
     read_manifest,
 )
-from models.emotion.export import export_int8, export_onnx, write_card
-from models.emotion.net import build, folded_weights, gradient_reversal
+from models.emotion.export import architecture, export_int8, export_onnx, write_card
+from models.emotion.net import MEMBERS, build, folded_weights, gradient_reversal
 from models.emotion.reference import F32, HIDDEN, forward, load_weights
 
 log = logging.getLogger("models.emotion.train")
@@ -114,8 +114,10 @@ def train_net(
     mixup: float = 0.0,
     speakers: Sequence[str] | None = None,
     adversary: float = 0.0,
+    member: str = "temporal",
 ) -> tuple[dict[str, F32], int, float]:
-    """Train; `val` chooses the epoch (None: the last); `mixup` > 0 mixes window pairs (Beta(mixup, mixup));
+    """Train one member of the network (net.MEMBERS); `val` chooses the epoch (None: the last); `mixup` > 0 mixes
+    window pairs (Beta(mixup, mixup));
     `adversary` > 0 (with each row's `speakers`) trains a speaker classifier on the hidden layer through a reversed
     gradient of up to that weight, pushing the representation to forget who speaks (training only: the head is
     not exported)."""
@@ -127,7 +129,7 @@ def train_net(
     torch.set_num_threads(2)
     rng = np.random.default_rng(seed)
     n_out = int(y.max()) + 1
-    net = build(n_out)
+    net = build(n_out, member=member)
     counts = np.maximum(np.bincount(y, minlength=n_out).astype(np.float32), 1.0)
     weight = torch.from_numpy(counts.sum() / (n_out * counts))
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight, label_smoothing=0.05)
@@ -251,6 +253,13 @@ def main() -> None:
     ap.add_argument("--no-aux", action="store_true", help="train on the four shipped classes only")
     ap.add_argument("--export-only", action="store_true", help="export and evaluate the weights already in --out")
     ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument(
+        "--members",
+        nargs="+",
+        choices=MEMBERS,
+        default=["temporal"],
+        help="networks trained and averaged (the shipped weights: temporal; see the card for both)",
+    )
     ap.add_argument("--seed", type=int, default=20261123)
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "shipped")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "emotion")
@@ -306,15 +315,21 @@ def main() -> None:
         w = load_weights(npz)
         training = json.loads((out / f"{NAME}.json").read_text())["training"]
     else:
-        w, epoch, val_uar = train_net(tr[0], tr[1], (va[0], va[1]), args.epochs, args.seed)
-        log.info("best epoch %d, val UAR %.3f (%.0f s)", epoch, val_uar, time.time() - t0)
+        w, chosen = {}, {}
+        for member in args.members:
+            wm, epoch, val_uar = train_net(tr[0], tr[1], (va[0], va[1]), args.epochs, args.seed, member=member)
+            log.info("%s: best epoch %d, val UAR %.3f (%.0f s)", member, epoch, val_uar, time.time() - t0)
+            w.update(wm)
+            chosen[member] = {"best_epoch": epoch, "validation_uar": round(val_uar, 4)}
+        val_uar = uar(va[1], predict_clips(lambda b: forward(w, b), va[0]).argmax(1))[0]
+        log.info("the members together: val UAR %.3f", val_uar)
         np.savez(npz, **w)  # type: ignore[arg-type]
         training = {
             "corpus": str(args.manifest) if args.manifest else "RAVDESS speech, actors 01-20 (../shared/data/ravdess)",
             "speakers": train_spk,
             "validation_speakers": val_spk,
             "validation_uar": round(val_uar, 4),
-            "best_epoch": epoch,
+            "members": chosen,
             "epochs": args.epochs,
             "variants": args.variants,
             "classes_trained": list(TRAIN_CLASSES[: int(tr[1].max()) + 1]),
@@ -323,7 +338,8 @@ def main() -> None:
             "seed": args.seed,
             "seconds": round(time.time() - t0),
         }
-        write_card(out, NAME, {"weights": npz}, {"training": training, "licence": licence})
+        extra = {"training": training, "licence": licence, "architecture": architecture(args.members)}
+        write_card(out, NAME, {"weights": npz}, extra)
     calib = model_input(np.concatenate([clip_windows(m)[:1] for m in tr[0][:: max(len(tr[0]) // 400, 1)]]))
     onnx_fp32, onnx_int8 = out / f"{NAME}.onnx", out / f"{NAME}.int8.onnx"
     export_onnx(w, onnx_fp32, calib[:16])
