@@ -142,7 +142,7 @@ def main() -> None:
                 member,
             )
             w.update(wm)
-            for cond in results:
+            for cond in results if len(args.members) > 1 else ():
                 te = join([feats[s][cond] for s in test])
                 score = uar(te[1], predict_clips(lambda b, w=wm: forward(w, b), te[0], args.window).argmax(1))[0]
                 log.info("fold %d %s, %s alone: UAR %.3f (val %.3f, epoch %d)", f, cond, member, score, val_uar, epoch)

@@ -23,6 +23,7 @@ from models.emotion.reference import (
     F32,
     POOLED,
     SPEC_BAND_POOL,
+    SPEC_POOLED,
     SPEC_TIME_CONVS,
     forward,
     load_weights,
@@ -41,12 +42,15 @@ def keras_model(w: dict[str, F32], frames: int) -> Any:
     layers = tf.keras.layers
     inp = tf.keras.Input(shape=(frames, N_INPUTS), batch_size=1, name="mel")
 
-    def conv1d(h: Any, key: str) -> Any:
-        k = w[f"{key}_w"]  # (out, in, kernel) -> Keras (kernel, in, out)
-        layer = layers.Conv1D(k.shape[0], k.shape[2], padding="same", activation="relu")
-        out = layer(h)
-        layer.set_weights([k.transpose(2, 1, 0), w[f"{key}_b"]])
-        return out
+    def time_stack(h: Any, p: str, n: int, pooled: int) -> Any:
+        for i in range(n):
+            k = w[f"{p}conv{i}_w"]  # (out, in, kernel) -> Keras (kernel, in, out)
+            layer = layers.Conv1D(k.shape[0], k.shape[2], padding="same", activation="relu")
+            h = layer(h)
+            layer.set_weights([k.transpose(2, 1, 0), w[f"{p}conv{i}_b"]])
+            if i < pooled:
+                h = layers.MaxPooling1D(2)(h)
+        return h
 
     def head(h: Any, p: str) -> Any:
         h = layers.Concatenate()([layers.GlobalAveragePooling1D()(h), layers.GlobalMaxPooling1D()(h)])
@@ -59,12 +63,7 @@ def keras_model(w: dict[str, F32], frames: int) -> Any:
 
     logp = []
     if "" in members(w):
-        h = inp
-        for i in range(len(CONVS)):
-            h = conv1d(h, f"conv{i}")
-            if i < POOLED:
-                h = layers.MaxPooling1D(2)(h)
-        logp.append(head(h, ""))
+        logp.append(head(time_stack(inp, "", len(CONVS), POOLED), ""))
     if "spec_" in members(w):
         # (T, band, 1) images: Keras's height is time, its width the band
         h = layers.Reshape((frames, N_BANDS, 1))(layers.Lambda(lambda t: t[..., :N_BANDS])(inp))
@@ -77,11 +76,7 @@ def keras_model(w: dict[str, F32], frames: int) -> Any:
         t, bands, ch = h.shape[1:]
         h = layers.Reshape((t, ch * bands))(layers.Permute((1, 3, 2))(h))  # torch's order: channel, then band
         pitch = layers.AveragePooling1D(2)(layers.Lambda(lambda x: x[..., N_BANDS:])(inp))
-        h = layers.Concatenate()([h, pitch])
-        for i in range(len(SPEC_TIME_CONVS)):
-            h = conv1d(h, f"spec_conv{i}")
-            if i == 0:
-                h = layers.MaxPooling1D(2)(h)
+        h = time_stack(layers.Concatenate()([h, pitch]), "spec_", len(SPEC_TIME_CONVS), SPEC_POOLED)
         logp.append(head(h, "spec_"))
     mean = layers.Average()(logp) if len(logp) > 1 else logp[0]
     return tf.keras.Model(inp, layers.Softmax(name="probs")(mean))

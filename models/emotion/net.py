@@ -7,72 +7,47 @@ from typing import Any
 import numpy as np
 
 from edge_agent.emotion_features import N_BANDS, N_INPUTS
-from models.emotion.reference import CONVS, F32, HIDDEN, POOLED, SPEC_BAND_POOL, SPEC_CONVS, SPEC_TIME_CONVS
+from models.emotion.reference import (
+    CONVS,
+    F32,
+    HIDDEN,
+    POOLED,
+    SPEC_BAND_POOL,
+    SPEC_CONVS,
+    SPEC_POOLED,
+    SPEC_TIME_CONVS,
+)
 
 MEMBERS = ("temporal", "spectral")
 
 
 def build(n_classes: int, dropout: float = 0.3, member: str = "temporal") -> Any:
-    """A trainable member of the network (reference.py describes both)."""
-    if member == "spectral":
-        return _build_spectral(n_classes, dropout)
-    if member != "temporal":
+    """A trainable member of the network (reference.py describes both): convolutions with batch norm."""
+    if member not in MEMBERS:
         raise ValueError(f"unknown member {member!r}; one of {MEMBERS}")
     import torch
     from torch import nn
 
+    spectral = member == "spectral"
+
     class EmotionNet(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            convs, bns = [], []
-            c_in = N_INPUTS
-            for c_out, k in CONVS:
-                convs.append(nn.Conv1d(c_in, c_out, k, padding=k // 2))
-                bns.append(nn.BatchNorm1d(c_out))
-                c_in = c_out
-            self.convs = nn.ModuleList(convs)
-            self.bns = nn.ModuleList(bns)
-            self.dense0 = nn.Linear(2 * c_in, HIDDEN)
-            self.dense1 = nn.Linear(HIDDEN, n_classes)
-            self.drop = nn.Dropout(dropout)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            """x: (n, T, bands) -> logits (n, classes)."""
-            out: torch.Tensor = self.dense1(self.hidden(x))
-            return out
-
-        def hidden(self, x: torch.Tensor) -> torch.Tensor:
-            """The 64-d representation the class head reads (a speaker adversary reads it too in training)."""
-            h = x.transpose(1, 2)
-            for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
-                h = torch.relu(bn(conv(h)))
-                if i < POOLED:
-                    h = torch.nn.functional.max_pool1d(h, 2)
-            z = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-            hid: torch.Tensor = self.drop(torch.relu(self.dense0(self.drop(z))))
-            return hid
-
-    return EmotionNet()
-
-
-def _build_spectral(n_classes: int, dropout: float) -> Any:
-    import torch
-    from torch import nn
-
-    class SpectralNet(nn.Module):
-        prefix = "spec_"
+        prefix = "spec_" if spectral else ""
 
         def __init__(self) -> None:
             super().__init__()
-            c_in = 1
-            self.convs2d, self.bns2d = nn.ModuleList(), nn.ModuleList()
-            for c_out in SPEC_CONVS:
-                self.convs2d.append(nn.Conv2d(c_in, c_out, 3, padding=1))
-                self.bns2d.append(nn.BatchNorm2d(c_out))
-                c_in = c_out
-            c_in = c_in * (N_BANDS // SPEC_BAND_POOL[0] // SPEC_BAND_POOL[1]) + (N_INPUTS - N_BANDS)
+            # created in this order (2-D front first), so a seed gives the same initial weights as before
+            if spectral:
+                c_in = 1
+                self.convs2d, self.bns2d = nn.ModuleList(), nn.ModuleList()
+                for c_out in SPEC_CONVS:
+                    self.convs2d.append(nn.Conv2d(c_in, c_out, 3, padding=1))
+                    self.bns2d.append(nn.BatchNorm2d(c_out))
+                    c_in = c_out
+                c_in = c_in * (N_BANDS // SPEC_BAND_POOL[0] // SPEC_BAND_POOL[1]) + (N_INPUTS - N_BANDS)
+            else:
+                c_in = N_INPUTS
             self.convs, self.bns = nn.ModuleList(), nn.ModuleList()
-            for c_out, k in SPEC_TIME_CONVS:
+            for c_out, k in SPEC_TIME_CONVS if spectral else CONVS:
                 self.convs.append(nn.Conv1d(c_in, c_out, k, padding=k // 2))
                 self.bns.append(nn.BatchNorm1d(c_out))
                 c_in = c_out
@@ -81,20 +56,29 @@ def _build_spectral(n_classes: int, dropout: float) -> Any:
             self.drop = nn.Dropout(dropout)
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
+            """x: (n, T, N_INPUTS) -> logits (n, classes)."""
             out: torch.Tensor = self.dense1(self.hidden(x))
             return out
 
         def hidden(self, x: torch.Tensor) -> torch.Tensor:
-            h = spectral_trunk(x, [lambda t, c=c, b=b: b(c(t)) for c, b in zip(self.convs2d, self.bns2d, strict=True)])
-            for i, (conv, bn) in enumerate(zip(self.convs, self.bns, strict=True)):
-                h = torch.relu(bn(conv(h)))
-                if i == 0:
-                    h = torch.nn.functional.max_pool1d(h, 2)
-            z = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
+            """The 64-d representation the class head reads (a speaker adversary reads it too in training)."""
+            if spectral:
+                h = spectral_trunk(
+                    x, [lambda t, c=c, b=b: b(c(t)) for c, b in zip(self.convs2d, self.bns2d, strict=True)]
+                )
+            else:
+                h = x.transpose(1, 2)
+            layers = [lambda t, c=c, b=b: b(c(t)) for c, b in zip(self.convs, self.bns, strict=True)]
+            z = pooled_over_time(time_stack(h, layers, SPEC_POOLED if spectral else POOLED))
             hid: torch.Tensor = self.drop(torch.relu(self.dense0(self.drop(z))))
             return hid
 
-    return SpectralNet()
+    return EmotionNet()
+
+
+def _normed(convs: Any, bns: Any) -> list[Any]:
+    """Each convolution followed by its batch norm, as one callable."""
+    return [lambda t, c=c, b=b: b(c(t)) for c, b in zip(convs, bns, strict=True)]
 
 
 def spectral_trunk(x: Any, convs2d: Any) -> Any:
@@ -109,6 +93,24 @@ def spectral_trunk(x: Any, convs2d: Any) -> Any:
     n, c, b, t = h.shape
     pitch = f.avg_pool1d(x[..., N_BANDS:].transpose(1, 2), 2)
     return torch.cat([h.reshape(n, c * b, t), pitch], dim=1)
+
+
+def time_stack(h: Any, layers: Any, pooled: int) -> Any:
+    """(n, channels, T): each layer then ReLU; the first `pooled` are followed by 2x max-pooling in time."""
+    import torch
+
+    for i, layer in enumerate(layers):
+        h = torch.relu(layer(h))
+        if i < pooled:
+            h = torch.nn.functional.max_pool1d(h, 2)
+    return h
+
+
+def pooled_over_time(h: Any) -> Any:
+    """(n, channels, T) -> (n, 2 x channels): mean and max over time."""
+    import torch
+
+    return torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
 
 
 def gradient_reversal(x: Any, scale: float) -> Any:
@@ -162,10 +164,9 @@ def folded_module(w: dict[str, F32]) -> Any:
 
     def conv(key: str) -> Any:
         k = torch.from_numpy(w[f"{key}_w"])
-        size, pad = int(k.shape[2]), int(k.shape[2]) // 2  # square 2-D kernels
-        layer: Any = nn.Conv2d(k.shape[1], k.shape[0], size, padding=pad) if k.ndim == 4 else None
-        if layer is None:
-            layer = nn.Conv1d(k.shape[1], k.shape[0], size, padding=pad)
+        size = int(k.shape[2])  # 2-D kernels are square
+        kind: Any = nn.Conv2d if k.ndim == 4 else nn.Conv1d
+        layer = kind(k.shape[1], k.shape[0], size, padding=size // 2)
         layer.weight = nn.Parameter(k.clone())
         layer.bias = nn.Parameter(torch.from_numpy(w[f"{key}_b"]).clone())
         return layer
@@ -178,8 +179,7 @@ def folded_module(w: dict[str, F32]) -> Any:
         return lin
 
     def head(h: torch.Tensor, dense0: Any, dense1: Any) -> torch.Tensor:
-        z = torch.cat([h.mean(dim=2), h.amax(dim=2)], dim=1)
-        return torch.log_softmax(dense1(torch.relu(dense0(z))), dim=1)
+        return torch.log_softmax(dense1(torch.relu(dense0(pooled_over_time(h)))), dim=1)
 
     class Folded(nn.Module):
         def __init__(self) -> None:
@@ -198,18 +198,9 @@ def folded_module(w: dict[str, F32]) -> Any:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             logp = []
             if self.temporal:
-                h = x.transpose(1, 2)
-                for i, c in enumerate(self.convs):
-                    h = torch.relu(c(h))
-                    if i < POOLED:
-                        h = torch.nn.functional.max_pool1d(h, 2)
-                logp.append(head(h, *self.dense))
+                logp.append(head(time_stack(x.transpose(1, 2), self.convs, POOLED), *self.dense))
             if self.spectral:
-                h = spectral_trunk(x, self.spec_convs2d)
-                for i, c in enumerate(self.spec_convs):
-                    h = torch.relu(c(h))
-                    if i == 0:
-                        h = torch.nn.functional.max_pool1d(h, 2)
+                h = time_stack(spectral_trunk(x, self.spec_convs2d), self.spec_convs, SPEC_POOLED)
                 logp.append(head(h, *self.spec_dense))
             return torch.softmax(torch.stack(logp).mean(dim=0), dim=1)
 

@@ -3,7 +3,8 @@
 This is the reference every export is checked against: the trained PyTorch module (at export time), the ONNX
 fp32/int8 graphs and the TFLite graph (in the tests, from the shipped weights). numpy only, no torch.
 
-The network is two members trained apart on the same windows, whose log-probabilities are averaged:
+A weights file holds one or two members, trained apart on the same windows; with two, their log-probabilities
+are averaged. The shipped weights are the temporal member alone:
 - "temporal" (keys conv*, dense*): input (n, T, N_INPUTS) -> conv(k5) ReLU maxpool2 -> conv(k5) ReLU maxpool2 ->
   conv(k3) ReLU -> [mean, max] over time -> dense ReLU -> dense.
 - "spectral" (keys spec_*): 2-D convs over (band, time) of the log-mel, so a formant shifted by another speaker's
@@ -11,8 +12,8 @@ The network is two members trained apart on the same windows, whose log-probabil
   conv3x3 ReLU maxpool(4 band) -> the 4 coarse bands' channels and the (time-halved) pitch channels ->
   conv(k5) ReLU maxpool2 -> conv(k3) ReLU -> [mean, max] -> dense ReLU -> dense.
 Either member alone is a valid weights file (training validates each on its own). Batch norm is folded into the
-convolutions before export. Each member alone measured within a point of the other across speaker folds; their
-average gained 4-5 points (models/shipped/EMOTION_MODEL_CARD.md).
+convolutions before export. Whether the average is worth its cost: models/shipped/EMOTION_MODEL_CARD.md (not
+shipped: its cross-validation gain did not hold across training seeds).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ SPEC_BAND_POOL = (2, 4)
 """Band max-pooling after each: 32 bands -> 16 -> 4 coarse bands."""
 SPEC_TIME_CONVS: tuple[tuple[int, int], ...] = ((64, 5), (96, 3))
 """The spectral member's convolutions over time after the bands are folded into channels."""
+SPEC_POOLED = 1
+"""... of which the first SPEC_POOLED are followed by 2x max-pooling in time."""
 
 
 def load_weights(path: Path) -> dict[str, F32]:
@@ -85,13 +88,17 @@ def _head(w: dict[str, F32], p: str, h: F32) -> F32:
     return np.asarray(z @ w[f"{p}dense1_w"] + w[f"{p}dense1_b"], np.float32)
 
 
-def _temporal(w: dict[str, F32], x: F32) -> F32:
-    h = x
-    for i in range(len(CONVS)):
-        h = _conv_time(h, w[f"conv{i}_w"], w[f"conv{i}_b"])
-        if i < POOLED:
+def _time_stack(w: dict[str, F32], p: str, h: F32, n: int, pooled: int) -> F32:
+    """`n` convolutions over time (keys {p}conv{i}), the first `pooled` followed by 2x max-pooling."""
+    for i in range(n):
+        h = _conv_time(h, w[f"{p}conv{i}_w"], w[f"{p}conv{i}_b"])
+        if i < pooled:
             h = _pool_time(h)
-    return _head(w, "", h)
+    return h
+
+
+def _temporal(w: dict[str, F32], x: F32) -> F32:
+    return _head(w, "", _time_stack(w, "", x, len(CONVS), POOLED))
 
 
 def _spectral(w: dict[str, F32], x: F32) -> F32:
@@ -108,8 +115,4 @@ def _spectral(w: dict[str, F32], x: F32) -> F32:
     h = h.transpose(0, 1, 3, 2).reshape(n, h.shape[1], -1)
     pitch = x[:, : 2 * (t // 2), N_BANDS:].reshape(n, t // 2, 2, -1).mean(axis=2)
     h = np.concatenate([h, pitch], axis=2)
-    for i in range(len(SPEC_TIME_CONVS)):
-        h = _conv_time(h, w[f"spec_conv{i}_w"], w[f"spec_conv{i}_b"])
-        if i == 0:
-            h = _pool_time(h)
-    return _head(w, "spec_", h)
+    return _head(w, "spec_", _time_stack(w, "spec_", h, len(SPEC_TIME_CONVS), SPEC_POOLED))
