@@ -321,8 +321,9 @@ def main() -> None:
             log.info("%s: best epoch %d, val UAR %.3f (%.0f s)", member, epoch, val_uar, time.time() - t0)
             w.update(wm)
             chosen[member] = {"best_epoch": epoch, "validation_uar": round(val_uar, 4)}
-        val_uar = uar(va[1], predict_clips(lambda b: forward(w, b), va[0]).argmax(1))[0]
-        log.info("the members together: val UAR %.3f", val_uar)
+        if len(args.members) > 1:  # one member's own validation score is already the network's
+            val_uar = uar(va[1], predict_clips(lambda b: forward(w, b), va[0]).argmax(1))[0]
+            log.info("the members together: val UAR %.3f", val_uar)
         np.savez(npz, **w)  # type: ignore[arg-type]
         training = {
             "corpus": str(args.manifest) if args.manifest else "RAVDESS speech, actors 01-20 (../shared/data/ravdess)",
