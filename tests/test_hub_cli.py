@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2 as httpx  # the maintained successor; starlette.testclient prefers it too
 
 from edge_agent.mqtt_publisher import BrokerConfig, Publisher
 from edge_agent.outbox import Outbox
