@@ -86,6 +86,11 @@ def join(parts: Sequence[Features]) -> Features:
     return mels, np.concatenate([p[1] for p in parts]), [s for p in parts for s in p[2]]
 
 
+def held_out_uar(w: dict[str, F32], held: Features, window: int) -> float:
+    """UAR of the network `w` on held-out clips (each clip's windows averaged)."""
+    return uar(held[1], predict_clips(lambda b: forward(w, b), held[0], window).argmax(1))[0]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ravdess", type=Path, default=SHARED / "data" / "ravdess")
@@ -127,6 +132,7 @@ def main() -> None:
         train = [s for s in rest if s not in val]
         tr = join([feats[s]["train"] for s in train])
         va = join([feats[s]["val"] for s in val]) if val else None
+        held = {cond: join([feats[s][cond] for s in test]) for cond in results}
         w: dict[str, F32] = {}
         for member in args.members:
             wm, epoch, val_uar = train_net(
@@ -143,14 +149,11 @@ def main() -> None:
             )
             w.update(wm)
             for cond in results if len(args.members) > 1 else ():
-                te = join([feats[s][cond] for s in test])
-                score = uar(te[1], predict_clips(lambda b, w=wm: forward(w, b), te[0], args.window).argmax(1))[0]
-                log.info("fold %d %s, %s alone: UAR %.3f (val %.3f, epoch %d)", f, cond, member, score, val_uar, epoch)
+                u = held_out_uar(wm, held[cond], args.window)
+                log.info("fold %d %s, %s alone: UAR %.3f (val %.3f, epoch %d)", f, cond, member, u, val_uar, epoch)
         for cond in results:
-            te = join([feats[s][cond] for s in test])
-            score = uar(te[1], predict_clips(lambda b, w=w: forward(w, b), te[0], args.window).argmax(1))[0]
-            results[cond].append(score)
-            log.info("fold %d %s: UAR %.3f", f, cond, score)
+            results[cond].append(held_out_uar(w, held[cond], args.window))
+            log.info("fold %d %s: UAR %.3f", f, cond, results[cond][-1])
     summary = {
         cond: {"mean": round(float(np.mean(v)), 4), "sd": round(float(np.std(v)), 4), "folds": [round(x, 4) for x in v]}
         for cond, v in results.items()

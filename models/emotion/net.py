@@ -184,9 +184,9 @@ def folded_module(w: dict[str, F32]) -> Any:
     class Folded(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.prefixes = members(w)
-            self.temporal = "" in self.prefixes
-            self.spectral = "spec_" in self.prefixes
+            prefixes = members(w)
+            self.temporal = "" in prefixes
+            self.spectral = "spec_" in prefixes
             if self.temporal:
                 self.convs = nn.ModuleList([conv(f"conv{i}") for i in range(len(CONVS))])
                 self.dense = nn.ModuleList([dense(f"dense{i}") for i in range(2)])
