@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 
 class _Strict(BaseModel):
@@ -32,13 +32,41 @@ class SileroVadConfig(_Strict):
 
 
 VadConfig = Annotated[ModelVadConfig | WebrtcVadConfig | SileroVadConfig, Field(discriminator="type")]
+VAD_TYPES: dict[str, type[_Strict]] = {"model": ModelVadConfig, "webrtc": WebrtcVadConfig, "silero": SileroVadConfig}
+
+
+def _renamed(data: Any, names: dict[str, str]) -> Any:
+    """A section with its old key spellings (`on`, `off`) replaced by the new names.
+
+    YAML 1.1 (PyYAML) reads a bare `on`/`off` key as the boolean true/false, which no string key matches,
+    and TOML or JSON keep it as the string: both map to the new name, so older files keep working.
+    """
+    if not isinstance(data, dict):
+        return data
+    out: dict[Any, Any] = {}
+    old: dict[str, str] = {}
+    for key, value in data.items():
+        if type(key) is bool:  # not 1/0, which compare equal to True/False
+            key = "on" if key else "off"
+        new = names.get(key, key) if isinstance(key, str) else key
+        if new in out:
+            raise ValueError(f"{old.get(new, key)!r} is the old name of {new!r}; give only {new!r}")
+        if new != key:
+            old[new] = key
+        out[new] = value
+    return out
 
 
 class SmoothingConfig(_Strict):
-    on: float = Field(0.5, gt=0, lt=1, description="probability that turns a channel on")
-    off: float = Field(0.4, gt=0, lt=1, description="probability under which a channel may turn off")
+    threshold_on: float = Field(0.5, gt=0, lt=1, description="probability that turns a channel on")
+    threshold_off: float = Field(0.4, gt=0, lt=1, description="probability under which a channel may turn off")
     min_speech_ms: int = Field(120, ge=10, le=1000, description="shortest speech run kept (onset)")
     hangover_ms: int = Field(100, ge=0, le=2000, description="pauses up to this long are bridged")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return _renamed(data, {"on": "threshold_on", "off": "threshold_off"})
 
 
 class TalkOverConfig(_Strict):
@@ -67,7 +95,7 @@ class MetricsConfig(_Strict):
 
 
 class EmotionConfig(_Strict):
-    on: bool = Field(True, description="score each party's tone on its own speech (emotion events, summary)")
+    enabled: bool = Field(True, description="score each party's tone on its own speech (emotion events, summary)")
     backend: Literal["onnxruntime", "tflite"] = Field("onnxruntime", description="inference runtime")
     precision: Literal["fp32", "int8"] = Field(
         "fp32", description="onnxruntime model file; int8 is 3x smaller but less accurate (see the card)"
@@ -83,6 +111,11 @@ class EmotionConfig(_Strict):
     smoothing: float = Field(0.6, ge=0, lt=1, description="weight of the previous smoothed scores per window")
     switch_margin: float = Field(0.1, ge=0, le=1, description="score lead a new state needs over the current one")
     anger_alert: float = Field(0.6, gt=0, le=1, description="customer anger score that raises an alert event")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return _renamed(data, {"on": "enabled"})
 
 
 class AnalyzerConfig(_Strict):
@@ -115,7 +148,28 @@ def parse_document(text: str, suffix: str, where: str) -> dict[str, Any]:
 def first_error(exc: ValidationError, top: str = "(top level)") -> str:
     """`key.path: message` of a pydantic error's first problem: what a one-line error names."""
     err = exc.errors()[0]
-    return f"{'.'.join(str(x) for x in err['loc']) or top}: {err['msg']}"
+    loc = [str(x) for x in err["loc"]]
+    msg = err["msg"]
+    kind = err["type"]
+    # pydantic puts the matched `vad.type` into the path (vad.webrtc.mode); the file has no such level
+    for i in range(len(loc) - 1):
+        if loc[i] == "vad" and loc[i + 1] in VAD_TYPES:
+            del loc[i + 1]
+            break
+    types = ", ".join(VAD_TYPES)
+    if kind == "union_tag_not_found":
+        # no `type` in a vad section: a misspelt key is the likelier mistake, so name that first
+        data = err["input"] if isinstance(err["input"], dict) else {}
+        known = {k for m in VAD_TYPES.values() for k in m.model_fields}
+        unknown = [str(k) for k in data if k not in known]
+        loc, msg = ([*loc, unknown[0]], "unknown key") if unknown else ([*loc, "type"], f"missing (one of {types})")
+    elif kind == "union_tag_invalid":
+        loc, msg = [*loc, "type"], f"{err['ctx']['tag']!r} is not one of {types}"
+    elif kind == "extra_forbidden":
+        msg = "unknown key"
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return f"{'.'.join(loc) or top}: {msg}"
 
 
 def load_config(path: str | Path | None) -> AnalyzerConfig:

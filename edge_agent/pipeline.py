@@ -56,10 +56,10 @@ class Pipeline:
         self.cfg = cfg or AnalyzerConfig()
         self.backend = backend or make_backend(self.cfg.vad)
         emo = self.cfg.emotion
-        if emo.on and emotion is None:
+        if emo.enabled and emotion is None:
             card = Path(emo.card) if emo.card else None
             emotion = EmotionModel(card, emo.backend, emo.precision, emo.threads)
-        self.emotion = EmotionTracker(emo, emotion) if emo.on and emotion is not None else None
+        self.emotion = EmotionTracker(emo, emotion) if emo.enabled and emotion is not None else None
         self.reset()
 
     def reset(self) -> None:

@@ -186,8 +186,8 @@ def make_backend(cfg: VadConfig) -> VadBackend:
 class Smoother:
     """Hysteresis on probabilities with a minimum speech run and a hangover, per channel.
 
-    A channel turns on once its probability has stayed at or above `on` for `min_speech_ms`
-    (the onset is dated back to the first such frame) and off once it has stayed below `off` for
+    A channel turns on once its probability has stayed at or above `threshold_on` for `min_speech_ms`
+    (the onset is dated back to the first such frame) and off once it has stayed below `threshold_off` for
     longer than `hangover_ms` (the offset is dated back to the first low frame). Exactly streaming:
     output runs `delay` frames behind input whatever the block size.
     """
@@ -207,7 +207,7 @@ class Smoother:
     def process(self, probs: F32) -> BOOL:
         for ch in (0, 1):
             on, run, buf = self._on[ch], self._run[ch], self._buf[ch]
-            hi, lo = self.cfg.on, self.cfg.off
+            hi, lo = self.cfg.threshold_on, self.cfg.threshold_off
             for p in probs[:, ch].tolist():
                 if not on:
                     run = run + 1 if p >= hi else 0

@@ -52,7 +52,7 @@ class StationUpdates:
     def analyzer(self, base: AnalyzerConfig) -> AnalyzerConfig:
         """The analyzer config with the emotion model of the update in use, if any (it wins over `emotion.card`)."""
         inst = self.store.current("model", "emotion")
-        if inst is None or not base.emotion.on:
+        if inst is None or not base.emotion.enabled:
             return base
         emotion = base.emotion.model_copy(update={"card": str(emotion_card(inst))})
         return base.model_copy(update={"emotion": emotion})

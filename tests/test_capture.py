@@ -44,7 +44,7 @@ EXCERPT_S = 45.2  # call00 from here on: agent and customer turns with two inter
 LEAD_IN = (28.0, 31.0)  # seconds of call00 inside its dead air: line noise, nobody speaking
 LINE_FLOOR = 10 ** (-60 / 20)  # full-scale units: quieter than any real line's noise
 HEADSET = "^callqa_headset$"
-NO_EMOTION = 'emotion:\n  "on": false\n'  # tone scoring is not part of what capture changes
+NO_EMOTION = "emotion:\n  enabled: false\n"  # tone scoring is not part of what capture changes
 
 
 # ---- the ring and the config: arithmetic, no audio stack -------------------------------------------------

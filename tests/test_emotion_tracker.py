@@ -104,7 +104,7 @@ def test_pipeline_emits_emotion_and_a_compact_summary(real_calls: list[Path], mo
 
 
 def test_emotion_can_be_switched_off(real_calls: list[Path]) -> None:
-    cfg = AnalyzerConfig(emotion=EmotionConfig(on=False))
+    cfg = AnalyzerConfig(emotion=EmotionConfig(enabled=False))
     pipe = Pipeline(cfg)
     assert pipe.emotion is None
     events = [e.to_dict() for e in pipe.run(read_call(real_calls[1]))]

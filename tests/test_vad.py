@@ -39,7 +39,7 @@ def test_hangover_bridges_short_pauses_only() -> None:
 
 def test_hysteresis_keeps_speech_between_thresholds() -> None:
     p = [0.9] * 10 + [0.45] * 50 + [0.1] * 30
-    act = smooth(p, on=0.5, off=0.4, min_speech_ms=50, hangover_ms=50)
+    act = smooth(p, threshold_on=0.5, threshold_off=0.4, min_speech_ms=50, hangover_ms=50)
     assert act[:60].all() and not act[61:].any()
 
 
