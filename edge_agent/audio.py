@@ -70,19 +70,63 @@ def _short(exc: BaseException) -> str:
 
 
 class Resampler:
-    """Streaming resampler of (n, channels) float32 blocks to 16 kHz; identity at 16 kHz."""
+    """Streaming resampler of (n, channels) float32 blocks to 16 kHz; identity at 16 kHz.
+
+    Broken samples (NaN or Inf from a failing driver) never reach soxr: its filter would spread one of
+    them over dozens of output samples, and its state would carry NaN on through the rest of the call.
+    They go in as zeros, and the output samples covering the same instants come out as NaN again, so
+    the pipeline, the one place that zeroes and counts dropouts, sees them where they were, at 16 kHz.
+    """
 
     def __init__(self, in_rate: int, channels: int) -> None:
         self.in_rate = in_rate
         self._stream = (
             None if in_rate == SAMPLE_RATE else soxr.ResampleStream(in_rate, SAMPLE_RATE, channels, dtype="float32")
         )
+        self._in = 0  # input samples so far, per channel
+        self._out = 0  # output samples so far
+        # dropout marks (output sample index, channel) not yet reached by the output, which soxr delays
+        self._marks = np.zeros((0, 2), np.int64)
 
     def process(self, block: F32, last: bool = False) -> F32:
         if self._stream is None:
             return block
+        bad = ~np.isfinite(block)
+        if bad.any():
+            block = np.where(bad, np.float32(0), block)
+            self._mark(*np.nonzero(bad))
         out: F32 = self._stream.resample_chunk(np.ascontiguousarray(block), last=last)
+        self._in += len(block)
+        start, self._out = self._out, self._out + len(out)
+        if len(self._marks):
+            due = self._marks[:, 0] < self._out
+            rows, cols = self._marks[due].T
+            keep = rows >= start  # output already handed out cannot be marked any more
+            out[rows[keep] - start, cols[keep]] = np.nan
+            self._marks = self._marks[~due]
         return out
+
+    def _mark(self, rows: npt.NDArray[np.intp], cols: npt.NDArray[np.intp]) -> None:
+        """Output samples whose instant falls within a broken input sample, and at least the nearest one."""
+        i = rows.astype(np.int64) + self._in
+        rate = self.in_rate
+        first = -(-i * SAMPLE_RATE // rate)  # ceil: first output instant at or after the input sample's
+        end = -(-(i + 1) * SAMPLE_RATE // rate)
+        nearest = (2 * i * SAMPLE_RATE + rate) // (2 * rate)
+        lo = np.minimum(first, nearest)
+        hi = np.maximum(end, nearest + 1)
+        span = hi - lo
+        out_rows = np.repeat(lo, span) + _ramp(span)
+        marks = np.stack([out_rows, np.repeat(cols.astype(np.int64), span)], axis=1)
+        # neighbouring broken input samples (downsampling) share an output sample: count it once
+        self._marks = np.unique(np.concatenate([self._marks, marks]), axis=0)
+
+
+def _ramp(lengths: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """0..n-1 for each n in lengths, concatenated."""
+    total = int(lengths.sum())
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    return np.arange(total, dtype=np.int64) - starts
 
 
 class Framer:

@@ -92,6 +92,9 @@ class MetricsConfig(_Strict):
     low_snr_db: float = Field(6.0, description="calls under this speech SNR are flagged low confidence")
     high_leakage_db: float = Field(-6.0, description="leakage above this (dB) flags the call low confidence")
     max_clipping: float = Field(0.01, ge=0, le=1, description="share of clipped samples that flags the call")
+    max_dropout: float = Field(
+        0.01, ge=0, le=1, description="share of a channel's samples broken (NaN/Inf, zeroed) that flags the call"
+    )
 
 
 class EmotionConfig(_Strict):

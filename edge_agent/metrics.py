@@ -145,6 +145,7 @@ class CallMetrics:
         self.syllables = [SyllableCounter(), SyllableCounter()]
         self.own_frames = [0, 0]
         self.clipped = [0, 0]
+        self.dropouts = [0, 0]
         self.samples = 0
         # linear power sums for leakage: [ch] mic power while only the other side talks, the other
         # side's power then, and ch's power in shared silence (its noise)
@@ -233,6 +234,11 @@ class CallMetrics:
             return None
         return float(10 * np.log10((heard - noise) / src))
 
+    def add_dropouts(self, per_channel: npt.NDArray[np.intp]) -> None:
+        """Broken (NaN or Inf) samples the pipeline zeroed, per channel."""
+        for ch in (0, 1):
+            self.dropouts[ch] += int(per_channel[ch])
+
     def add_events(self, events: list[Event]) -> None:
         for ev in events:
             if isinstance(ev, TalkOver):
@@ -280,6 +286,9 @@ class CallMetrics:
             flags.append("clipping")
         if self.talk[0] == 0 or self.talk[1] == 0:
             flags.append("one_sided")
+        # a few broken samples cost nothing (they are zeroed); a large share is audio the analysis never had
+        if max(self.dropouts) > self.cfg.max_dropout * max(self.samples, 1):
+            flags.append("dropouts")
         agent = parties["agent"]
         return {
             "duration": round(dur, 2),
@@ -300,6 +309,7 @@ class CallMetrics:
                 "snr_db": round(min(snrs), 1) if snrs else None,
                 "leakage_customer_into_agent_db": None if leakage_db[0] is None else round(leakage_db[0], 1),
                 "leakage_agent_into_line_db": None if leakage_db[1] is None else round(leakage_db[1], 1),
+                "dropout_samples": sum(self.dropouts),
                 "flags": flags,
                 "low_confidence": bool(flags),
             },

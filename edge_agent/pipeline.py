@@ -1,6 +1,6 @@
 """The analysis pipeline: audio blocks in, events out. The same object serves files and live capture.
 
-    samples -> Framer -> CallFeatures (log-mel, noise floor, leakage) -> VAD backend -> Smoother
+    samples -> (dropouts zeroed) -> Framer -> CallFeatures (log-mel, noise floor, leakage) -> VAD backend -> Smoother
             -> SegmentTracker / TalkOverDetector / DeadAirDetector -> CallMetrics -> CallSummary
             -> EmotionTracker (each party's own speech: emotion events, summary section)
 
@@ -83,7 +83,16 @@ class Pipeline:
         return self.backend.delay + self.smoother.delay
 
     def process(self, block: F32) -> list[Event]:
-        """block: (n, 2) float32 at 16 kHz, agent then customer, any n."""
+        """block: (n, 2) float32 at 16 kHz, agent then customer, any n.
+
+        NaN or Inf samples (a failing driver) are dropouts: zeroed here, before anything keeps state,
+        and counted for the summary. Files and live capture both pass through here, so this is the
+        one place that does it.
+        """
+        finite = np.isfinite(block)
+        if not finite.all():
+            self.metrics.add_dropouts((~finite).sum(axis=0))
+            block = np.where(finite, block, np.float32(0))
         samples = self.framer.process(block)
         if len(samples) == 0:
             return []

@@ -325,6 +325,33 @@ def test_replay_publishes_a_call(tmp_path: Path, mosquitto: Mosquitto, hub: Inge
     assert len(json.dumps(summary, separators=(",", ":"))) <= 1536  # the issue's size budget
 
 
+def test_replay_of_a_call_with_broken_samples_reaches_the_hub(
+    tmp_path: Path,
+    mosquitto: Mosquitto,  # noqa: F811
+    hub: Ingest,
+    real_calls: list[Path],
+) -> None:
+    """NaN from a failing driver once made replay exit 1 with a traceback (JSON refuses NaN)."""
+    import soundfile as sf
+
+    x, rate = sf.read(real_calls[2], dtype="float32")
+    x[np.linspace(rate, len(x) - rate, 16).astype(int), 0] = np.nan
+    x[len(x) // 2 : len(x) // 2 + 160, :] = np.inf
+    wav = write_wav(tmp_path / "nan.wav", x, rate, "FLOAT")
+    ob = str(tmp_path / "ob.sqlite")
+    res = run_cli("replay", str(wav), "--seat", SEAT, "--site", SITE, "--outbox", ob, "--broker", mosquitto.url)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    assert wait_until(lambda: any(e["type"] == "call_summary" for e in hub.store.payloads()), 10)
+    stored = hub.store.payloads()
+    assert_exactly_once(hub.store, len(stored))
+    summary = next(e for e in stored if e["type"] == "call_summary")
+    assert summary["quality"]["dropout_samples"] == 16 + 2 * 160
+    turns = [x for e in stored if e["type"] == "activity" for x in expand_activity(e)]
+    assert sum(x["type"] == "speech" and x["speaker"] == "agent" for x in turns) >= 5  # segments kept, not one
+    assert len(json.dumps(summary, separators=(",", ":"), allow_nan=False)) <= 1536
+
+
 @pytest.mark.parametrize(
     ("extra", "needle"),
     [(["--broker", "http://nowhere"], "broker"), (["--broker", "mqtt://x:1", "--seat", "a/b"], "seat")],
