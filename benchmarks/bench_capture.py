@@ -54,7 +54,7 @@ def make_pipeline() -> tuple[Pipeline, str]:
     try:
         return Pipeline(AnalyzerConfig()), "default analyzer config"
     except ModelError as exc:  # the emotion model may not be shipped in this checkout yet
-        cfg = AnalyzerConfig(emotion=EmotionConfig(on=False))
+        cfg = AnalyzerConfig(emotion=EmotionConfig(enabled=False))
         return Pipeline(cfg), f"emotion off ({exc})"
 
 

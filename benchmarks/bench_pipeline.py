@@ -45,7 +45,7 @@ def one_call(tmp: Path) -> np.ndarray:
 
 def speed(call: np.ndarray, hours: float, emotion: bool = True) -> None:
     total = int(hours * 3600 * 16000)
-    pipe = Pipeline(AnalyzerConfig(emotion=EmotionConfig(on=emotion)))
+    pipe = Pipeline(AnalyzerConfig(emotion=EmotionConfig(enabled=emotion)))
     block = 16000
     n_events = 0
     t0 = time.process_time()

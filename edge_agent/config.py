@@ -59,9 +59,9 @@ def _renamed(data: Any, names: dict[str, str]) -> Any:
 
 class SmoothingConfig(_Strict):
     threshold_on: float = Field(0.5, gt=0, lt=1, description="probability that turns a channel on")
-    threshold_off: float = Field(0.4, gt=0, lt=1, description="probability under which a channel may turn off")
+    threshold_off: float = Field(0.35, gt=0, lt=1, description="probability under which a channel may turn off")
     min_speech_ms: int = Field(120, ge=10, le=1000, description="shortest speech run kept (onset)")
-    hangover_ms: int = Field(100, ge=0, le=2000, description="pauses up to this long are bridged")
+    hangover_ms: int = Field(200, ge=0, le=2000, description="pauses up to this long are bridged")
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +97,30 @@ class MetricsConfig(_Strict):
     )
 
 
+class SelfCheckConfig(_Strict):
+    """Limits past which the analyzer distrusts its own activity (quality.flags, edge_agent/selfcheck.py)."""
+
+    max_segments_per_min: float = Field(
+        30.0, gt=0, description="a party's speech segments per minute above this, mostly short, is noise chopped up"
+    )
+    max_short_share: float = Field(
+        0.4, ge=0, le=1, description="share of a party's segments under 0.3 s that makes many segments suspect"
+    )
+    max_talk_share: float = Field(
+        0.65, gt=0, le=1, description="a party 'speaking' for more of the call than this is implausible"
+    )
+    min_talk_share: float = Field(
+        0.1, ge=0, lt=1, description="a party heard for less of the call than this (but not silent) is suspect"
+    )
+    max_overlap_share: float = Field(
+        0.12, gt=0, le=1, description="both parties at once for more than this share of the talk is implausible"
+    )
+    max_uncertain: float = Field(
+        0.2, gt=0, le=1, description="share of frames the speech model leaves between 0.2 and 0.8"
+    )
+    min_call_s: float = Field(60.0, ge=0, description="calls shorter than this are too short to judge")
+
+
 class EmotionConfig(_Strict):
     enabled: bool = Field(True, description="score each party's tone on its own speech (emotion events, summary)")
     backend: Literal["onnxruntime", "tflite"] = Field("onnxruntime", description="inference runtime")
@@ -127,6 +151,7 @@ class AnalyzerConfig(_Strict):
     talk_over: TalkOverConfig = TalkOverConfig()
     dead_air: DeadAirConfig = DeadAirConfig()
     metrics: MetricsConfig = MetricsConfig()
+    self_check: SelfCheckConfig = SelfCheckConfig()
     emotion: EmotionConfig = EmotionConfig()
 
 

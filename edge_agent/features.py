@@ -19,6 +19,8 @@ F32 = npt.NDArray[np.float32]
 WINDOW = 400  # 25 ms analysis window, hop of one 10 ms frame
 NFFT = 512
 N_MELS = 24
+# the speech model sees only the band that every capture path carries (a wideband headset, an 8 kHz
+# capture, the G.711 line), so a station's sample rate or a narrowband source does not change its input
 FMIN, FMAX = 80.0, 7600.0
 LOG_FLOOR = 1e-10
 
@@ -48,13 +50,21 @@ class LogMel:
     def __init__(self) -> None:
         self._fb = mel_filterbank()
         self._win = np.hanning(WINDOW).astype(np.float32)
+        freqs = np.fft.rfftfreq(NFFT, 1.0 / SAMPLE_RATE)
+        self._band = (freqs >= FMIN) & (freqs <= FMAX)
+        # a bin's mean power over the band, divided by the window's energy, reads as dBFS for white noise
+        self._band_scale = 1.0 / (float(np.sum(self._win.astype(np.float64) ** 2)) * float(self._band.sum()))
         self._tail = np.zeros(WINDOW - FRAME, np.float32)
 
     def reset(self) -> None:
         self._tail[:] = 0.0
 
-    def process(self, samples: F32) -> tuple[F32, F32]:
-        """samples: a whole number of frames at 16 kHz. Returns (mel dB (n, N_MELS), frame dB (n,))."""
+    def process(self, samples: F32) -> tuple[F32, F32, F32]:
+        """samples: a whole number of frames at 16 kHz.
+
+        Returns (mel dB (n, N_MELS), frame dB (n,), in-band frame dB (n,)): the frame level is the whole
+        hop's (what loudness and clipping report), the in-band level is FMIN..FMAX only (what the model reads).
+        """
         n = len(samples) // FRAME
         buf = np.concatenate([self._tail, samples[: n * FRAME]])
         self._tail = buf[len(buf) - (WINDOW - FRAME) :].copy()
@@ -62,10 +72,11 @@ class LogMel:
         spec = sfft.rfft(frames, NFFT, axis=1)
         power = spec.real**2 + spec.imag**2
         mel = 10.0 * np.log10(power @ self._fb + LOG_FLOOR)
+        band = 10.0 * np.log10(power[:, self._band].sum(axis=1) * self._band_scale + LOG_FLOOR)
         # frame level over the hop itself (not the window) so it follows onsets sharply
         hop = samples[: n * FRAME].reshape(n, FRAME)
         level = 10.0 * np.log10(np.mean(hop * hop, axis=1) + LOG_FLOOR)
-        return mel.astype(np.float32), level.astype(np.float32)
+        return mel.astype(np.float32), level.astype(np.float32), band.astype(np.float32)
 
 
 _SMOOTH_POLE = 0.7
@@ -147,7 +158,7 @@ class CallFeatures:
     """Both channels' per-frame features for the speech model, plus what the metrics reuse.
 
     Per channel: band SNR over the noise floor, band excess over the other side's leakage,
-    broadband level over the floor and the absolute frame level (so continuous speech, which lifts
+    in-band level over its floor and the absolute in-band level (so continuous speech, which lifts
     a minimum-statistics floor, still reads as speech), all in dB / 10 so they sit near unit scale.
     """
 
@@ -167,15 +178,16 @@ class CallFeatures:
 
         Returns (features (k, N_FEATURES), frame level dB (k, 2), band SNR dB (k, 2, N_MELS)).
         """
-        mels, levels, snrs, lsnrs = [], [], [], []
+        mels, levels, bands, snrs, lsnrs = [], [], [], [], []
         for ch in (0, 1):
-            mel, level = self.mel[ch].process(np.ascontiguousarray(samples[:, ch]))
+            mel, level, band = self.mel[ch].process(np.ascontiguousarray(samples[:, ch]))
             floor = self.floor[ch].process(mel)
-            lfloor = self.level_floor[ch].process(level[:, None])[:, 0]
+            lfloor = self.level_floor[ch].process(band[:, None])[:, 0]
             mels.append(mel)
             levels.append(level)
+            bands.append(band)
             snrs.append(mel - floor)
-            lsnrs.append(level - lfloor)
+            lsnrs.append(band - lfloor)
         blocks = []
         for ch in (0, 1):
             other = 1 - ch
@@ -183,6 +195,6 @@ class CallFeatures:
             blocks.append(np.clip(snrs[ch], *SNR_CLIP))
             blocks.append(np.clip(excess, *EXCESS_CLIP))
             blocks.append(np.clip(lsnrs[ch], *SNR_CLIP)[:, None])
-            blocks.append(np.clip(levels[ch] + LEVEL_OFFSET_DB, -50.0, 50.0)[:, None])
+            blocks.append(np.clip(bands[ch] + LEVEL_OFFSET_DB, -50.0, 50.0)[:, None])
         feats = np.concatenate(blocks, axis=1) / 10.0
         return feats.astype(np.float32), np.stack(levels, axis=1), np.stack(snrs, axis=1)

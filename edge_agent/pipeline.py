@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +25,7 @@ from edge_agent.emotion_model import EmotionModel
 from edge_agent.events import CallSummary, Event
 from edge_agent.features import N_CHANNEL_FEATURES, N_MELS, CallFeatures
 from edge_agent.metrics import CallMetrics
+from edge_agent.selfcheck import SelfCheck
 from edge_agent.turns import DeadAirDetector, SegmentTracker, TalkOverDetector
 from edge_agent.vad import Smoother, VadBackend, make_backend
 
@@ -60,6 +62,8 @@ class Pipeline:
             card = Path(emo.card) if emo.card else None
             emotion = EmotionModel(card, emo.backend, emo.precision, emo.threads)
         self.emotion = EmotionTracker(emo, emotion) if emo.enabled and emotion is not None else None
+        self.last_checks: dict[str, Any] = {}
+        """The last finished call's self-check figures (edge_agent/selfcheck.py), for tools and logs."""
         self.reset()
 
     def reset(self) -> None:
@@ -72,6 +76,7 @@ class Pipeline:
         self.talk_over = TalkOverDetector(self.cfg.talk_over)
         self.dead_air = DeadAirDetector(self.cfg.dead_air)
         self.metrics = CallMetrics(self.cfg.metrics, self.cfg.dead_air.min_silence_s)
+        self.self_check = SelfCheck(self.cfg.self_check)
         self._queue = _Queue()
         self.frames_in = 0
         if self.emotion is not None:
@@ -101,11 +106,14 @@ class Pipeline:
         self._queue.push(levels, samples)
         excess = self._broadband_excess(feats) if self.backend.uses_excess else np.zeros((len(feats), 2), np.float32)
         probs = self.backend.process(samples, feats, excess)
+        self.self_check.process_probs(probs)
         return self._activity(self.smoother.process(probs))
 
     def finish(self) -> list[Event]:
         """End of the call: flush every stage and append the call summary."""
-        events = self._activity(self.smoother.process(self.backend.finish()))
+        probs = self.backend.finish()
+        self.self_check.process_probs(probs)
+        events = self._activity(self.smoother.process(probs))
         events += self._activity(self.smoother.finish())
         tail: list[Event] = []
         for stage in (self.segments, self.talk_over, self.dead_air):
@@ -113,6 +121,13 @@ class Pipeline:
         self.metrics.add_events(tail)
         events += sorted(tail, key=lambda e: e.end)
         summary = self.metrics.summary()
+        flags, checks = self.self_check.summary()
+        quality = summary["quality"]
+        quality["flags"] = [*quality["flags"], *flags]
+        quality["low_confidence"] = bool(quality["flags"])
+        # the figures behind the flags stay at the seat (the summary has a 1.5 KB budget on the wire)
+        self.last_checks = checks
+        log.debug("self-check %s: %s", flags, checks)
         if self.emotion is not None:
             summary["emotion"] = self.emotion.summary()
         events.append(CallSummary(0.0, summary["duration"], metrics=summary))
@@ -130,6 +145,7 @@ class Pipeline:
             return []
         levels, samples = self._queue.pop(len(act))
         self.metrics.process(act, levels, samples)
+        self.self_check.process(act)
         events: list[Event] = []
         for stage in (self.segments, self.talk_over, self.dead_air):
             events += stage.process(act)

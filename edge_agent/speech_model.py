@@ -28,7 +28,7 @@ POOLS: tuple[tuple[int, int], ...] = ((-40, -21), (-20, -9), (-8, -3), (-2, 2), 
 PAST = -min(a for a, _ in POOLS)
 LOOKAHEAD = max(b for _, b in POOLS)
 N_INPUTS = N_FEATURES * (len(POOLS) + 1)
-DEFAULT_MODEL = "speech-mlp-v1"
+DEFAULT_MODEL = "speech-mlp-v2"
 
 
 class ContextStack:

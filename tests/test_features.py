@@ -17,8 +17,20 @@ def test_filterbank_covers_the_band_once() -> None:
 
 def test_frame_level_is_dbfs_of_the_hop() -> None:
     x = np.full(FRAME * 10, 0.1, np.float32)
-    _, level = LogMel().process(x)
+    _, level, _ = LogMel().process(x)
     np.testing.assert_allclose(level, 20 * np.log10(0.1), atol=0.01)
+
+
+def test_in_band_level_reads_white_noise_as_dbfs_and_ignores_what_is_above_the_band() -> None:
+    rng = np.random.default_rng(1)
+    noise = (rng.standard_normal(FRAME * 200) * 0.05).astype(np.float32)
+    _, level, band = LogMel().process(noise)
+    # white noise: the in-band level reads the noise's own dBFS (past the first window's ramp-in)
+    np.testing.assert_allclose(band[5:].mean(), level[5:].mean(), atol=1.0)
+    # a 7.9 kHz tone is above the model's band: loud on the frame level, near silent in band
+    t = np.arange(FRAME * 50) / 16000
+    _, level, band = LogMel().process((0.3 * np.sin(2 * np.pi * 7900 * t)).astype(np.float32))
+    assert level[5:].mean() > -15 and band[5:].mean() < level[5:].mean() - 40
 
 
 def test_noise_floor_ignores_speech_bursts_and_follows_the_noise() -> None:

@@ -1,11 +1,13 @@
 """Train the two-channel speech model and export it for the station.
 
-    python -m models.vad.train --out models/shipped
+    python -m models.vad.train [--build commercial|research] [--exclude-noise SOURCE ...] [--out DIR]
 
-One command, fixed seeds: composes calls from real speech (RAVDESS speakers, real noise) with a
-speaker-independent split, extracts features with the station's own streaming code, trains a small
-MLP with torch, reports frame F1 on held-out speakers and noise types, and writes the .npz weights
-with a JSON card (input spec, sha256, measured figures).
+One command, fixed seeds: composes calls per noise source from real speech of sources a business may train on
+(Asterisk voice talents in five languages, FSDD, AMI meetings; `models/vad/sources.py`), over real noise
+recordings (typing, hold music, chimes) and generated noise families, adds a second generated noise and capture
+gain, extracts features with the station's own streaming code, trains a small MLP with torch, reports frame F1
+on held-out speakers, and writes the .npz weights with a JSON card listing every source and its licence.
+`--exclude-noise` trains the leave-one-source-out models that `benchmarks/eval_calls.py --weights` scores.
 """
 
 from __future__ import annotations
@@ -19,9 +21,12 @@ from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
+import soundfile as sf
 
 from edge_agent.speech_model import DEFAULT_MODEL, N_INPUTS, POOLS
-from models.vad.dataset import compose_into, load_calls, load_meetings, speaker_manifest
+from models.vad import sources
+from models.vad.dataset import compose_into, frame_features, load_meetings, overlay, stack_inputs, truth_frames
+from models.vad.noises import write_generated
 
 log = logging.getLogger("models.vad.train")
 
@@ -65,7 +70,7 @@ def train(
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     # frames where both talk decide talk-overs: weigh them up
-    wt = torch.from_numpy(1.0 + 2.0 * (y[:, 0] & y[:, 1]).astype(np.float32))[:, None]
+    wt = torch.from_numpy(1.0 + 4.0 * (y[:, 0] & y[:, 1]).astype(np.float32))[:, None]
     loss_fn = torch.nn.BCEWithLogitsLoss(reduction="none")
     gen = torch.Generator().manual_seed(seed)
     for epoch in range(epochs):
@@ -92,54 +97,127 @@ def train(
     return weights
 
 
+BUILDS = {
+    # what a business may ship: every source's licence allows commercial use (see sources.SOURCES)
+    "commercial": (sources.COMMERCIAL_SPEECH, sources.COMMERCIAL_NOISE),
+    # adds the non-commercial / research-only corpora; weights inherit CC BY-NC-SA and research terms
+    "research": ((*sources.COMMERCIAL_SPEECH, "ravdess"), (*sources.COMMERCIAL_NOISE, "noizeus")),
+}
+# calls composed per noise source (three minutes each); generated noise spans six families
+CALLS_PER_SOURCE = {"typing": 20, "moh": 16, "chimes": 16, "generated": 44, "noizeus": 24}
+VAL_SPEAKERS = ("fsdd_theo", "fsdd_nicolas", "asterisk_carlo")
+
+
+def call_set(
+    composer: Path, speakers: dict[str, list[Path]], noise: list[Path], outdir: Path, calls: int, seed: int
+) -> list[Path]:
+    manifest = sources.write_manifest(speakers, outdir / "speakers.json")
+    return compose_into(composer, manifest, outdir, calls, seed, 3.0, noise)
+
+
+def cached_features(
+    wav: Path, rng: np.random.Generator, overlays: list[npt.NDArray[np.float32]]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """Per-frame features and truth of one composed call, with capture gain and a second noise on most calls."""
+    cache = wav.with_suffix(".feats.npz")
+    # draw the augmentation whether or not the cache holds it, so every call sees the same draws either way
+    common = rng.uniform(-30.0, 10.0)
+    gain = (common + rng.uniform(-3, 3), common + rng.uniform(-3, 3))
+    pick, use = int(rng.integers(0, len(overlays))), rng.random() < 0.5
+    sub = np.random.default_rng(int(rng.integers(0, 2**31)))
+    if cache.exists():
+        with np.load(cache) as z:
+            return z["x"], z["y"]
+    truth = json.loads(wav.with_suffix(".json").read_text())
+    x, _ = sf.read(wav, dtype="float32")
+    x = np.asarray(x, np.float32)
+    if use:
+        x = overlay(x, truth, overlays[pick], sub, (5.0, 30.0))
+    f = frame_features([x], gain)
+    y = truth_frames(truth, len(f))
+    np.savez(cache, x=f, y=y)
+    return f, y
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", choices=sorted(BUILDS), default="commercial", help="which licences may go in")
+    ap.add_argument("--exclude-noise", nargs="*", default=[], metavar="SOURCE", help="leave these noise sources out")
+    ap.add_argument("--name", default=DEFAULT_MODEL)
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "shipped")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "vad")
-    ap.add_argument("--manifest", type=Path, default=SHARED / "tools" / "dev_speakers.json")
-    ap.add_argument("--noise-dir", type=Path, default=SHARED / "data" / "noise")
     ap.add_argument("--composer", type=Path, default=SHARED / "tools" / "compose_calls.py")
     ap.add_argument("--meetings", type=Path, default=SHARED / "data" / "ami-mix", help="AMI mixes + RTTM (train split)")
-    ap.add_argument("--calls", type=int, default=96)
-    ap.add_argument("--val-calls", type=int, default=12)
-    ap.add_argument("--val-speakers", type=int, default=5, help="speakers held out for validation")
-    ap.add_argument("--val-noises", type=int, default=2, help="noise types held out for validation")
-    ap.add_argument("--epochs", type=int, default=12)
-    ap.add_argument("--seed", type=int, default=20261122)
+    ap.add_argument(
+        "--perturb", type=float, nargs="*", default=[0.9, 1.1], help="speed factors that add each speaker again"
+    )
+    ap.add_argument("--scale", type=float, default=1.0, help="multiply the calls per source")
+    ap.add_argument("--val-calls", type=int, default=8)
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=20261204)
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
-    speakers = sorted(json.loads(args.manifest.read_text())["speakers"])
-    rng = np.random.default_rng(args.seed)
-    order = list(rng.permutation(speakers))
-    val_spk, train_spk = order[: args.val_speakers], order[args.val_speakers :]
-    noises = sorted(args.noise_dir.glob("*.flac"))
-    norder = list(rng.permutation(noises))
-    val_noise, train_noise = norder[: args.val_noises], norder[args.val_noises :]
-    log.info("validation speakers %s, noises %s", val_spk, [p.stem for p in val_noise])
+    speech_names, noise_names = BUILDS[args.build]
+    unknown = [n for n in args.exclude_noise if n not in noise_names]
+    if unknown:
+        ap.error(f"--exclude-noise: {', '.join(unknown)} not in the {args.build} build ({', '.join(noise_names)})")
+    noise_names = tuple(n for n in noise_names if n not in args.exclude_noise)
+    if any(n in ("asterisk", "moh", "chimes") for n in (*speech_names, *noise_names)):
+        sources.install_packages()
     work = args.work
-    tr_man = speaker_manifest(args.manifest, train_spk, work / "train_speakers.json")
-    va_man = speaker_manifest(args.manifest, val_spk, work / "val_speakers.json")
-    tr_wavs = compose_into(args.composer, tr_man, work / "train", args.calls, args.seed, 3.0, train_noise)
-    va_wavs = compose_into(args.composer, va_man, work / "val", args.val_calls, args.seed + 1, 3.0, val_noise)
-    x, y = load_calls(tr_wavs, np.random.default_rng(args.seed))
+    speakers: dict[str, list[Path]] = {}
+    for name in speech_names:
+        speakers.update(sources.speech(name, work, np.random.default_rng(args.seed)))
+    val_spk = {k: v for k, v in speakers.items() if k in VAL_SPEAKERS}
+    train_spk = {k: v for k, v in speakers.items() if k not in VAL_SPEAKERS}
+    if args.perturb:
+        train_spk.update(sources.perturbed(train_spk, args.perturb, work))
+    # babble of training talkers (never the validation ones) is composed in as noise, never overlaid: a second
+    # noise at 5 dB SNR made of speech would teach the model to ignore speech
+    babble_clips = [p for k, v in sorted(train_spk.items()) if "@" not in k for p in v]
+    generated = write_generated(work / "generated", args.seed, babble_clips)
+    overlays = [
+        np.asarray(sf.read(p, dtype="float32")[0], np.float32) for p in generated if not p.name.startswith("babble")
+    ]
+    xs, ys = [], []
+    tag = args.build
+    for name in noise_names:
+        noise = generated if name == "generated" else sources.noise_files(name, work, args.seed)
+        n_calls = max(1, round(CALLS_PER_SOURCE[name] * args.scale))
+        wavs = call_set(args.composer, train_spk, noise, work / tag / name, n_calls, args.seed + len(name))
+        crng = np.random.default_rng(args.seed + 7 * len(name))
+        for wav in wavs:
+            f, y = cached_features(wav, crng, overlays)
+            xs.append(stack_inputs(f))
+            ys.append(y)
+        log.info("%s: %d calls (%.0f s so far)", name, len(wavs), time.time() - t0)
     if args.meetings.exists():
         # the AMI train split only: its development and test splits stay for evaluation
         xm, ym = load_meetings(args.meetings, "train", np.random.default_rng(args.seed + 2))
-        x, y = np.concatenate([x, xm]), np.concatenate([y, ym])
-    xv, yv = load_calls(va_wavs)
+        xs.append(xm)
+        ys.append(ym)
+    x, y = np.concatenate(xs), np.concatenate(ys)
+    del xs, ys
+    # validation: speakers never in training, over generated noise drawn with another seed
+    val_noise = write_generated(work / "generated_val", args.seed + 1)
+    va_wavs = call_set(args.composer, val_spk, val_noise, work / tag / "val", args.val_calls, args.seed + 1)
+    vrng = np.random.default_rng(args.seed + 3)
+    vx, vy = zip(*(cached_features(w, vrng, overlays) for w in va_wavs), strict=True)
+    xv, yv = np.concatenate([stack_inputs(f) for f in vx]), np.concatenate(vy)
     log.info("train %d frames, val %d frames (%.0f s so far)", len(x), len(xv), time.time() - t0)
     weights = train(x, y, xv, yv, args.epochs, args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{DEFAULT_MODEL}.npz"
+    path = args.out / f"{args.name}.npz"
     np.savez(path, **weights)  # type: ignore[arg-type]
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    from edge_agent.speech_model import ContextStack, SpeechModel  # noqa: F401 - loads what we just wrote
+    from edge_agent.speech_model import SpeechModel  # loads what we just wrote, through the station's code
 
-    pv = SpeechModel(path).predict(xv)
-    f1 = frame_f1(pv, yv)
+    f1 = frame_f1(SpeechModel(path).predict(xv), yv)
+    used = [sources.SOURCES[n] for n in (*speech_names, *noise_names)]
+    commercial = all(s.commercial for s in used)
     card = {
-        "name": DEFAULT_MODEL,
+        "name": args.name,
         "sha256": digest,
         "outputs": ["agent", "customer"],
         "input": {
@@ -151,25 +229,37 @@ def main() -> None:
         },
         "hidden": list(HIDDEN),
         "training": {
+            "build": args.build,
+            "sources": [
+                {"name": s.name, "kind": s.kind, "licence": s.licence, "commercial": s.commercial, "origin": s.origin}
+                for s in used
+            ],
+            "excluded_noise": sorted(args.exclude_noise),
             "meetings": "AMI headset mixes, train split, on either side" if args.meetings.exists() else None,
-            "augmentation": "capture gain -14..+8 dB per call, +-3 dB per channel",
-            "speakers": train_spk,
-            "noises": [p.stem for p in train_noise],
-            "calls": len(tr_wavs),
+            "augmentation": (
+                "capture gain -30..+10 dB per call, +-3 dB per channel; a second generated noise at 5-30 dB SNR"
+                " on half the calls; frames where both talk weigh 5x"
+            ),
+            "speakers": sorted(train_spk),
+            "speed_perturbation": args.perturb,
             "frames": len(x),
             "epochs": args.epochs,
             "seed": args.seed,
         },
         "validation": {
-            "speakers": val_spk,
-            "noises": [p.stem for p in val_noise],
+            "speakers": sorted(val_spk),
+            "noises": "generated, another seed",
             "calls": len(va_wavs),
             "frame_f1_agent": round(f1[0], 4),
             "frame_f1_customer": round(f1[1], 4),
         },
         "licence": (
-            "weights trained on RAVDESS (CC BY-NC-SA 4.0): non-commercial use only;"
-            " retrain on your own data for commercial use"
+            "trained only on sources whose licences allow commercial use (CC BY 4.0, CC BY-SA 3.0/4.0, MIT,"
+            " generated): the weights may be used commercially; as CC BY-SA material went in, share adapted weights"
+            " under CC BY-SA and keep the attributions of the model card"
+            if commercial
+            else "trained on non-commercial or research-only material (RAVDESS CC BY-NC-SA 4.0, NOIZEUS research"
+            " use): non-commercial research use only"
         ),
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
