@@ -118,6 +118,12 @@ class SelfCheckConfig(_Strict):
     max_uncertain: float = Field(
         0.2, gt=0, le=1, description="share of frames the speech model leaves between 0.2 and 0.8"
     )
+    max_independent_missed: float = Field(
+        0.7, gt=0, le=1, description="share of what plain webrtcvad hears as speech that the model calls silence"
+    )
+    min_independent_s: float = Field(
+        10.0, ge=0, description="seconds webrtcvad must hear as speech before its disagreement counts"
+    )
     min_call_s: float = Field(60.0, ge=0, description="calls shorter than this are too short to judge")
 
 

@@ -145,7 +145,7 @@ class Pipeline:
             return []
         levels, samples = self._queue.pop(len(act))
         self.metrics.process(act, levels, samples)
-        self.self_check.process(act)
+        self.self_check.process(act, samples)
         events: list[Event] = []
         for stage in (self.segments, self.talk_over, self.dead_air):
             events += stage.process(act)

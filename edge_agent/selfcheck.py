@@ -3,8 +3,10 @@
 Speech activity that went wrong leaves traces no ground truth is needed to see: a speech model that meets a
 noise unlike its training either chops the noise into many short "speech" bursts (keystrokes, clatter, tones)
 or holds one party "speaking" through most of the call, both parties seem to talk at once far more than people
-do, one party is heard for only a few percent of the call (speech missed), or the model's probability hovers
-between its thresholds instead of deciding. Each check is a counter over the call (memory flat in call
+do, one party is heard for only a few percent of the call (speech missed), the model's probability hovers
+between its thresholds instead of deciding, or an independent detector (plain webrtcvad, on every other 30 ms
+of each channel: a few percent of the pipeline's time) hears speech where the model hears none for most of
+what it hears. Each check is a counter over the call (memory flat in call
 length) and names the party it concerns; `summary` returns the flags that feed `quality.flags` and so
 `quality.low_confidence`, and the figures behind them (kept at the seat: `Pipeline.last_checks`).
 """
@@ -16,6 +18,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.audio import FRAME, SAMPLE_RATE
 from edge_agent.config import SelfCheckConfig
 from edge_agent.events import PARTIES
 
@@ -24,6 +27,40 @@ BOOL = npt.NDArray[np.bool_]
 FPS = 100
 AMBIGUOUS = (0.2, 0.8)  # speech probabilities the model has not made its mind up about
 SHORT_FRAMES = 30  # segments under 0.3 s: a syllable or a keystroke, rarely a whole utterance
+CHECK_FRAMES = 3  # webrtcvad's 30 ms frame, in 10 ms activity frames
+CHECK_EVERY = 2  # of each CHECK_EVERY 30 ms frames, one is checked: half the cost, the same share in expectation
+
+
+class _Independent:
+    """Plain webrtcvad (mode 3) on a sample of each channel's 30 ms frames, beside the model's activity."""
+
+    def __init__(self) -> None:
+        import webrtcvad  # a core dependency (the webrtc backend uses it too)
+
+        self._vads = [webrtcvad.Vad(3), webrtcvad.Vad(3)]
+        self.heard = np.zeros(2, np.int64)  # checked frames webrtcvad calls speech
+        self.missed = np.zeros(2, np.int64)  # ... of which the model's activity has none
+        self._act = np.zeros((0, 2), bool)
+        self._samples = np.zeros((0, 2), np.float32)
+        self._n = 0
+
+    def process(self, act: BOOL, samples: F32) -> None:
+        self._act = np.concatenate([self._act, act])
+        self._samples = np.concatenate([self._samples, samples[: len(act) * FRAME]])
+        groups = len(self._act) // CHECK_FRAMES
+        pcm = (np.clip(self._samples[: groups * CHECK_FRAMES * FRAME], -1.0, 1.0) * 32767).astype("<i2")
+        for g in range(groups):
+            self._n += 1
+            if self._n % CHECK_EVERY:
+                continue
+            a = self._act[g * CHECK_FRAMES : (g + 1) * CHECK_FRAMES]
+            chunk = pcm[g * CHECK_FRAMES * FRAME : (g + 1) * CHECK_FRAMES * FRAME]
+            for ch in (0, 1):
+                if self._vads[ch].is_speech(np.ascontiguousarray(chunk[:, ch]).tobytes(), SAMPLE_RATE):
+                    self.heard[ch] += 1
+                    self.missed[ch] += int(not a[:, ch].any())
+        self._act = self._act[groups * CHECK_FRAMES :]
+        self._samples = self._samples[groups * CHECK_FRAMES * FRAME :]
 
 
 class SelfCheck:
@@ -43,6 +80,7 @@ class SelfCheck:
         self.short = np.zeros(2, np.int64)
         self._run = np.zeros(2, np.int64)  # length of the segment in progress
         self._prev = np.zeros(2, bool)
+        self.independent = _Independent()
 
     def process_probs(self, probs: F32) -> None:
         """The backend's per-frame probabilities (any delay: only their counts matter)."""
@@ -52,11 +90,13 @@ class SelfCheck:
         lo, hi = AMBIGUOUS
         self.ambiguous += ((probs > lo) & (probs < hi)).sum(axis=0)
 
-    def process(self, act: BOOL) -> None:
-        """Smoothed activity (k, 2), in order."""
+    def process(self, act: BOOL, samples: F32 | None = None) -> None:
+        """Smoothed activity (k, 2), in order, and the (k * FRAME, 2) samples it was decided on."""
         n = len(act)
         if n == 0:
             return
+        if samples is not None:
+            self.independent.process(act, samples)
         self.frames += n
         self.speech += act.sum(axis=0)
         self.overlap += int((act[:, 0] & act[:, 1]).sum())
@@ -96,11 +136,14 @@ class SelfCheck:
             short = float(self.short[ch]) / max(int(self.segments[ch]), 1)
             share = float(self.speech[ch]) / max(self.frames, 1)
             amb = float(self.ambiguous[ch]) / max(self.prob_frames, 1)
+            heard = int(self.independent.heard[ch])
+            missed = float(self.independent.missed[ch]) / max(heard, 1)
             figures[party] = {
                 "segments_per_min": round(per_min, 1),
                 "short_segments": round(short, 2),
                 "talk_share": round(share, 2),
                 "uncertain": round(amb, 3),
+                "webrtc_speech_missed": round(missed, 2),
             }
             if not long_enough:
                 continue
@@ -113,6 +156,11 @@ class SelfCheck:
                 flags.append(f"scant_activity:{party}")
             if amb > cfg.max_uncertain:
                 flags.append(f"uncertain_activity:{party}")
+            # webrtcvad also fires on noise, so it missing little says nothing; the model missing most of what
+            # webrtcvad hears (over enough of it) is the trace of speech the model does not recognise
+            checked_s = heard * CHECK_FRAMES / FPS * CHECK_EVERY
+            if checked_s >= cfg.min_independent_s and missed > cfg.max_independent_missed:
+                flags.append(f"detectors_disagree:{party}")
         talk = max(int(self.speech.sum()) - self.overlap, 1)
         overlap = self.overlap / talk
         figures["overlap_share"] = round(overlap, 3)

@@ -129,3 +129,19 @@ def test_keyboard_chatter_alone_is_flagged_not_scored(tmp_path: Path) -> None:
     # either the typing is not taken for speech, or the speech "found" in it is named as untrustworthy
     found = summary["agent"]["talk_share_of_call"]
     assert found < 0.05 or any(f.endswith(":agent") for f in quality["flags"]), (found, quality)
+
+
+def test_speech_the_model_misses_is_heard_by_the_independent_detector(real_calls: list[Path]) -> None:
+    """Real speech with no activity decided on it (a model deaf to this voice): webrtcvad hears it, the check says."""
+    x = np.concatenate(list(read_call(real_calls[0])))
+    frames = len(x) // 160
+    deaf = SelfCheck(SelfCheckConfig())
+    deaf.process(np.zeros((frames, 2), bool), x[: frames * 160])
+    flags, figures = deaf.summary()
+    assert "detectors_disagree:agent" in flags
+    # the customer's line is quieter to webrtcvad: whatever of it it heard, the deaf model missed all
+    assert figures["agent"]["webrtc_speech_missed"] == figures["customer"]["webrtc_speech_missed"] == 1.0
+    # the same audio with the activity the pipeline decided: no disagreement worth a flag
+    pipe = Pipeline()
+    list(pipe.run([x]))
+    assert pipe.last_checks["agent"]["webrtc_speech_missed"] < 0.7

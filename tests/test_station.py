@@ -57,15 +57,26 @@ def doc(tmp_path: Path, broker: str, **over: Any) -> dict[str, Any]:
     return d
 
 
-@pytest.fixture(scope="module")
-def desk_audio(real_calls: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+def desk_wav(call_wav: Path, out: Path) -> tuple[Path, float]:
     """A seat's afternoon in miniature: 6 s of line noise, a real-speech call, then 20 s of line noise."""
-    call, rate = sf.read(real_calls[0], dtype="float32")
+    call, rate = sf.read(call_wav, dtype="float32")
     rng = np.random.default_rng(1)
     lead, tail = (0.0008 * rng.standard_normal((n * rate, 2)).astype(np.float32) for n in (6, 20))
-    path = tmp_path_factory.mktemp("desk") / "desk.wav"
+    path = out / "desk.wav"
     sf.write(path, np.vstack([lead, call, tail]), rate, subtype="FLOAT")
     return path, 6.0
+
+
+@pytest.fixture(scope="module")
+def desk_audio(real_calls: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    return desk_wav(real_calls[0], tmp_path_factory.mktemp("desk"))
+
+
+@pytest.fixture(scope="module")
+def desk_audio_heard(real_calls: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """The call whose customer the default weights hear from the first word (customer activity F1 0.99; call 0's
+    first customer utterances are missed: models/shipped/MODEL_CARD.md): an automatic call starts on time."""
+    return desk_wav(real_calls[1], tmp_path_factory.mktemp("desk_heard"))
 
 
 @pytest.fixture
@@ -120,11 +131,12 @@ def test_automatic_call_matches_the_analyzer(
     ours = [x for b in batches for x in expand_activity(b) if x["type"] == "speech"]
     ref = [json.loads(x) for x in run_cli("analyze", str(real_calls[0])).stdout.splitlines()]
     ref_speech = [e for e in ref if e["type"] == "speech"]
-    # the call's time 0 is up to preroll_s before the first customer speech: find the shift from the data
+    # the call's time 0 is up to preroll_s before the first customer speech: find the shift from the data, as
+    # the one that lines the two analyses' speech up best (either may miss a first utterance the other has)
+    shift = best_shift(ref_speech, ours)  # call time - analyzer time
+    # the call starts on the first customer speech the analyzer hears, at most the pre-roll before it
     first_cust = min(e["start"] for e in ref_speech if e["speaker"] == "customer")
-    ours_first_cust = min(x["start"] for x in ours if x["speaker"] == "customer")
-    shift = ours_first_cust - first_cust  # call time - analyzer time
-    assert -offset - 0.5 < shift < 0.5
+    assert first_cust - offset - 0.5 < -shift < first_cust + 0.5, (shift, first_cust)
     for e in ref_speech:
         if e["end"] - e["start"] < 0.5 or e["start"] + shift < 0.5:
             continue  # short blips, and speech before the call's audio began (cut by the pre-roll)
@@ -141,6 +153,21 @@ def test_automatic_call_matches_the_analyzer(
         ref_talk = clipped_talk(ref_speech, party, lo, hi, 0.0)
         our_talk = clipped_talk(ours, party, lo, hi, shift)
         assert abs(our_talk - ref_talk) <= 0.05 * ref_talk + 0.5, (party, our_talk, ref_talk)
+
+
+def best_shift(ref: list[dict[str, Any]], ours: list[dict[str, Any]]) -> float:
+    """The time shift (ours - ref) under which the two lists' speech overlaps most, from all start pairs."""
+
+    def overlap(shift: float) -> float:
+        return sum(
+            max(0.0, min(e["end"] + shift, x["end"]) - max(e["start"] + shift, x["start"]))
+            for e in ref
+            for x in ours
+            if e["speaker"] == x["speaker"]
+        )
+
+    candidates = {round(x["start"] - e["start"], 2) for e in ref for x in ours if e["speaker"] == x["speaker"]}
+    return max(sorted(candidates), key=overlap)
 
 
 def clipped_talk(segs: list[dict[str, Any]], party: str, lo: float, hi: float, shift: float) -> float:
@@ -318,12 +345,12 @@ def test_sigterm_closes_the_running_call_and_flushes(
     tmp_path: Path,
     mosquitto: Mosquitto,  # noqa: F811
     hub: Ingest,
-    desk_audio: tuple[Path, float],
+    desk_audio_heard: tuple[Path, float],
 ) -> None:
     """A real `edge-agent run` under a fake systemd: READY on the notify socket, a call in progress, SIGTERM:
     exit 0 quickly, the unfinished call's summary reaches the hub, health was published with the fake
     thermal sensor's reading."""
-    desk, _ = desk_audio
+    desk, _ = desk_audio_heard
     thermal = tmp_path / "temp"
     thermal.write_text("48312\n")
     d = doc(tmp_path, mosquitto.url, source={"realtime": True, "loop": True}, health={"thermal_zone": str(thermal)})
@@ -342,7 +369,7 @@ def test_sigterm_closes_the_running_call_and_flushes(
     try:
         assert any(m.startswith("READY=1") for m in recv_all(sock, 10)), "no READY"
 
-        # the file's customer speaks ~6 s in; wait for the automatic call to start
+        # the file's customer speaks a few seconds after the 6 s of line noise: wait for the automatic call
         def in_call() -> bool:
             h = watcher.last(f"qa/v1/{SITE}/{SEAT}/status/health")
             return h is not None and json.loads(h)["state"] == "in_call"
