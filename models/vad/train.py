@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 import soundfile as sf
+import soxr
 
 from edge_agent.speech_model import DEFAULT_MODEL, N_INPUTS, POOLS
 from models.vad import sources
@@ -116,7 +117,7 @@ def call_set(
 
 
 def cached_features(
-    wav: Path, rng: np.random.Generator, overlays: list[npt.NDArray[np.float32]]
+    wav: Path, rng: np.random.Generator, overlays: list[npt.NDArray[np.float32]], band_limit: bool = False
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
     """Per-frame features and truth of one composed call, with capture gain and a second noise on most calls."""
     cache = wav.with_suffix(".feats.npz")
@@ -125,6 +126,10 @@ def cached_features(
     gain = (common + rng.uniform(-3, 3), common + rng.uniform(-3, 3))
     pick, use = int(rng.integers(0, len(overlays))), rng.random() < 0.5
     sub = np.random.default_rng(int(rng.integers(0, 2**31)))
+    # a real line reaches the station from an 8 kHz codec, its upper band empty (the composer's G.711 at 16 kHz
+    # leaves quantisation noise there), and some headsets or captures run at 8 kHz: with band_limit, half the
+    # lines and a quarter of the mics go through 8 kHz (drawn only then, so the default recipe's draws stand)
+    narrow = (rng.random() < 0.25, rng.random() < 0.5) if band_limit else (False, False)
     if cache.exists():
         with np.load(cache) as z:
             return z["x"], z["y"]
@@ -133,6 +138,9 @@ def cached_features(
     x = np.asarray(x, np.float32)
     if use:
         x = overlay(x, truth, overlays[pick], sub, (5.0, 30.0))
+    for ch in (0, 1):
+        if narrow[ch]:
+            x[:, ch] = soxr.resample(soxr.resample(x[:, ch], 16000, 8000), 8000, 16000)[: len(x)]
     f = frame_features([x], gain)
     y = truth_frames(truth, len(f))
     np.savez(cache, x=f, y=y)
@@ -150,6 +158,11 @@ def main() -> None:
     ap.add_argument("--meetings", type=Path, default=SHARED / "data" / "ami-mix", help="AMI mixes + RTTM (train split)")
     ap.add_argument(
         "--perturb", type=float, nargs="*", default=[0.9, 1.1], help="speed factors that add each speaker again"
+    )
+    ap.add_argument(
+        "--band-limit",
+        action="store_true",
+        help="pass half the lines and a quarter of the mics through 8 kHz (use a fresh --work: features are cached)",
     )
     ap.add_argument("--scale", type=float, default=1.0, help="multiply the calls per source")
     ap.add_argument("--val-calls", type=int, default=8)
@@ -188,7 +201,7 @@ def main() -> None:
         wavs = call_set(args.composer, train_spk, noise, work / tag / name, n_calls, args.seed + len(name))
         crng = np.random.default_rng(args.seed + 7 * len(name))
         for wav in wavs:
-            f, y = cached_features(wav, crng, overlays)
+            f, y = cached_features(wav, crng, overlays, args.band_limit)
             xs.append(stack_inputs(f))
             ys.append(y)
         log.info("%s: %d calls (%.0f s so far)", name, len(wavs), time.time() - t0)
@@ -203,7 +216,7 @@ def main() -> None:
     val_noise = write_generated(work / "generated_val", args.seed + 1)
     va_wavs = call_set(args.composer, val_spk, val_noise, work / tag / "val", args.val_calls, args.seed + 1)
     vrng = np.random.default_rng(args.seed + 3)
-    vx, vy = zip(*(cached_features(w, vrng, overlays) for w in va_wavs), strict=True)
+    vx, vy = zip(*(cached_features(w, vrng, overlays, args.band_limit) for w in va_wavs), strict=True)
     xv, yv = np.concatenate([stack_inputs(f) for f in vx]), np.concatenate(vy)
     log.info("train %d frames, val %d frames (%.0f s so far)", len(x), len(xv), time.time() - t0)
     weights = train(x, y, xv, yv, args.epochs, args.seed)
@@ -238,7 +251,9 @@ def main() -> None:
             "meetings": "AMI headset mixes, train split, on either side" if args.meetings.exists() else None,
             "augmentation": (
                 "capture gain -30..+10 dB per call, +-3 dB per channel; a second generated noise at 5-30 dB SNR"
-                " on half the calls; frames where both talk weigh 5x"
+                " on half the calls;"
+                + (" half the lines and a quarter of the mics band-limited through 8 kHz;" if args.band_limit else "")
+                + " frames where both talk weigh 5x"
             ),
             "speakers": sorted(train_spk),
             "speed_perturbation": args.perturb,
