@@ -129,11 +129,15 @@ def write_generated(outdir: Path, seed: int, babble_clips: Sequence[Path] = ()) 
     Babble goes last, so the other families' files and draws do not depend on whether it is there.
     """
     outdir.mkdir(parents=True, exist_ok=True)
+    families = (*FAMILIES, *(("babble",) if babble_clips else ()))
+    wanted = [outdir / f"{fam}_{seed}_{i}.flac" for fam in families for i in range(PER_FAMILY)]
+    if all(p.exists() for p in wanted):
+        return wanted  # written together, from one seed: nothing to draw again
     rng = np.random.default_rng(seed)
     n = int(SECONDS * SR)
     paths = []
     makers = {"coloured": coloured, "modulated": modulated, "transients": transients, "hum": hum, "music": music}
-    for fam in (*FAMILIES, *(("babble",) if babble_clips else ())):
+    for fam in families:
         for i in range(PER_FAMILY):
             path = outdir / f"{fam}_{seed}_{i}.flac"
             x = babble(rng, n, babble_clips) if fam == "babble" else makers[fam](rng, n)
