@@ -1,7 +1,9 @@
 """Commands to a station: `qa/v1/{site}/{seat}/cmd/{name}`, QoS 1, never retained, JSON bodies.
 
 The CTI system, the hub or an admin tells a seat that a call started or ended (with the CTI's call id), who
-logged in, to stop or resume listening (privacy) or to apply a new configuration. The transport parses and
+logged in, to stop or resume listening (privacy), or hands it a signed model or configuration update. An
+unsigned `config` is parsed (so the sender gets a clear answer) but the station refuses it: configuration
+changes analysis, so only a signed update carries it (docs/updates.md, docs/trust.md). The transport parses and
 validates them here and hands the typed command to the station runtime; a malformed one is counted and
 answered with an error, never acted on. Results go back on `qa/v1/{site}/{seat}/cmd_result` as
 `{"id": ..., "cmd": ..., "ok": bool, "error": ...}` so the sender can tell the seat acted.
@@ -79,9 +81,11 @@ class Privacy(_Command):
 
 
 class ConfigUpdate(_Command):
+    """Unsigned configuration: refused by the station (firmware_py/runtime.py), answered with the signed way."""
+
     cmd: Literal["config"] = "config"
     config: dict[str, Any]
-    """A station config document (validated by the runtime before it is applied and persisted)."""
+    """A station config document."""
     version: Annotated[str | None, Field(max_length=64)] = None
 
 

@@ -7,7 +7,10 @@ A PUBACK alone is not enough: a broker that is killed before it saved or forward
 had already acknowledged it. So by default (`hub_confirm=True`) a PUBACK only marks the row sent; the hub
 publishes, per seat, the seqs it has committed, and only those rows are deleted. Rows sent but unconfirmed for
 `resend_s`, and all of them after a reconnect, are published again (the hub deduplicates by `id`).
-With `hub_confirm=False` a row is deleted on its PUBACK (for a hub that publishes no acks).
+With `hub_confirm=False` a row is deleted on its PUBACK (for a hub that publishes no acks). An ack for this
+outbox's epoch above the last seq it issued means the outbox is an older copy of itself: the pump thread numbers
+this process's unsent rows above the hub's seq (`Outbox.resync`) before taking the ack, so nothing is deleted
+that the hub does not hold and no new event reuses a seq the hub holds another event under.
 
 One paho 2.x client per seat: a stable client id and `clean_session=False`, so the broker keeps the session
 over reconnects; paho itself re-sends unacknowledged messages after a reconnect, and the outbox re-sends
@@ -225,6 +228,7 @@ class Publisher:
         self._by_mid: dict[int, str | None] = {}  # mid -> outbox id (None: a status message)
         self._early: set[int] = set()  # PUBACKs that beat publish() returning its mid
         self._cursor = 0  # outbox `n` of the last row handed to paho
+        self._resync_ack: HubAck | None = None  # an ack beyond this outbox's seqs, for the pump (`_resync`)
         self._resend_before: float | None = None  # set on reconnect: resend rows PUBACKed before it
         self._next_resend_scan = 0.0
         self._wake = threading.Event()
@@ -246,6 +250,8 @@ class Publisher:
         """Valid commands received since start."""
         self.commands_rejected = 0
         """Messages on the cmd topics that were not valid commands (answered with an error, not acted on)."""
+        self.resyncs = 0
+        """Hub acks of this outbox's epoch beyond its last seq (a restored outbox) since start (`Outbox.resync`)."""
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -312,6 +318,7 @@ class Publisher:
             if self._stopping.is_set() or not self._connected.is_set():
                 continue
             try:
+                self._resync()
                 self._pump()
                 if time.monotonic() >= next_health or self._health_due.is_set():
                     self._health_due.clear()
@@ -337,6 +344,7 @@ class Publisher:
             ):
                 return  # paho refused it (queue full, say): retry this row at the next wake
             self._cursor = row.n
+            self.outbox.note_handed(row.n)  # paho delivers it even if the budget evicts the row now
 
     def _resend(self, room: int) -> int:
         """Publish again rows PUBACKed long ago (or before a reconnect) that the hub has not confirmed."""
@@ -389,6 +397,7 @@ class Publisher:
             "ts": utc_now(),
             "pending": self.outbox.count(self.seat),
             "dropped": self.outbox.dropped,
+            "evicted_unconfirmed": self.outbox.evicted_unconfirmed,
             "commands_rejected": self.commands_rejected,
         }
         if self.health_extra is not None:
@@ -491,12 +500,43 @@ class Publisher:
             log.info("hub ack is for outbox epoch %s, this one is %s: ignored", ack.epoch, self.outbox.epoch)
             return
         top, last = ack.top, self.outbox.last_seq(self.seat)
-        if top > last:
-            # the hub knows seqs this outbox never issued: it was reset (or it is another station's); trusting
+        if top > last and ack.epoch is None:
+            # a hub that does not name the epoch: this may be a new outbox the ack knows nothing of; trusting
             # the ack would delete events the hub never got, so keep everything and say so
             log.error("hub ack covers seq %d but this outbox has issued only %d: ignored", top, last)
             return
-        deleted = self.outbox.confirm(self.seat, top, ack.gaps)
+        if top > last:
+            # the hub holds seqs of this very epoch that this outbox never issued: an older copy of itself
+            # (restored with its lock file, so the open could not tell). The pump thread renumbers and then takes
+            # the ack (`_resync`): it alone hands rows out, so no row goes out under the seq it is leaving
+            with self._map_lock:
+                self._resync_ack = ack
+            self._wake.set()
+            return
+        self._confirm(ack)
+
+    def _resync(self) -> None:
+        """On the pump thread: number this process's unsent rows above the hub's seq, then take its ack (it
+        covers the copy's rows, which the hub holds under the same ids and seqs, and rows already sent)."""
+        with self._map_lock:
+            ack, self._resync_ack = self._resync_ack, None
+        if ack is None:
+            return
+        last = self.outbox.last_seq(self.seat)
+        if ack.top > last:
+            moved = self.outbox.resync(self.seat, ack.top)
+            self.resyncs += 1
+            log.error(
+                "hub ack covers seq %d but this outbox has issued only %d (restored from an older copy): "
+                "seq counting continues above it, %d unsent rows renumbered",
+                ack.top,
+                last,
+                moved,
+            )
+        self._confirm(ack)
+
+    def _confirm(self, ack: HubAck) -> None:
+        deleted = self.outbox.confirm(self.seat, ack.top, ack.gaps)
         self.confirmed += deleted
         if deleted:
             self._resend_wait = self.resend_s  # the hub is back: resend at the normal pace

@@ -3,9 +3,10 @@
 An envelope costs ~300 bytes of header for ~10-40 bytes of information in a speech segment, talk-over or dead
 air, and a lively call has 30+ of them a minute; one per event measured 10 KB per minute of call audio. So
 the station sends one `activity` event per `batch_s` (180 s) of call time carrying, as compact arrays, both
-parties' speech segments, the talk-overs and the dead air that ended inside that window (see docs/events.md).
-Events that stand alone (emotion changes and alerts, seat events) go out as they are decided; the call
-summary flushes the open batch first, so a call's activity is complete on the wire before its summary.
+parties' speech segments, the talk-overs, the dead air and the emotion changes (every field of each) that
+ended inside that window (see docs/events.md). Events that stand alone (anger alerts, seat events) go out as
+they are decided; the call summary flushes the open batch first, so a call's activity is complete on the wire
+before its summary. `expand_activity` gives back every event a batch holds, as `analyze` printed it.
 `edge-agent analyze` still prints one line per event; this is the transport's view only.
 """
 
@@ -26,7 +27,7 @@ DEFAULT_BATCH_S = 180.0
 
 @dataclass(frozen=True)
 class Activity(Event):
-    """Speech segments, talk-overs and dead air that ended inside one batch window of the call."""
+    """Speech segments, talk-overs, dead air and emotion changes that ended inside one batch window of the call."""
 
     type: ClassVar[str] = "activity"
     segments: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
@@ -41,8 +42,12 @@ class Activity(Event):
         d["talk_over"] = [[_r(t.start), _r(t.end), t.by, t.kind, _r(t.overlap)] for t in self.talk_overs]
         d["dead_air"] = [[_r(x.start), _r(x.end)] for x in self.dead_airs]
         if self.emotions:
-            # a state holds from its start until the party's next entry: the window's end adds nothing
-            d["emotion"] = [[_r(x.start), x.speaker, x.label] for x in self.emotions]
+            # every field `analyze` prints (reason is always `change` here: alerts go on their own), so a reader
+            # gets the event back whole; [start, speaker, label] first, as older stations sent only that
+            d["emotion"] = [
+                [_r(x.start), x.speaker, x.label, _r(x.end), dict(x.scores), x.arousal, x.valence]
+                for x in self.emotions
+            ]
         return d
 
 
@@ -141,9 +146,10 @@ def to_wire(events: Iterable[Event], batch_s: float = DEFAULT_BATCH_S) -> list[E
 
 
 def expand_activity(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """An `activity` event's fields (with its `start`) back into one dict per speech segment, talk-over and dead
-    air, shaped as `edge-agent analyze` prints them (for readers that want events: the hub's scoring, timeline).
-    Entries appear in the order they were batched; each keeps its index in its list as `index`."""
+    """An `activity` event's fields (with its `start`) back into one dict per speech segment, talk-over, dead
+    air and emotion change, shaped as `edge-agent analyze` prints them (for readers that want events: the hub's
+    scoring, timeline). Entries appear in the order they were batched; each keeps its index in its list as
+    `index`. ValueError (or KeyError, TypeError) for a malformed batch."""
     out: list[dict[str, Any]] = []
     for party in PARTIES:
         out += [
@@ -157,7 +163,25 @@ def expand_activity(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
     out += [
         {"type": "dead_air", "start": s, "end": e, "index": i} for i, (s, e) in enumerate(fields.get("dead_air", []))
     ]
+    out += [_emotion_entry(entry, i) for i, entry in enumerate(fields.get("emotion", []))]
     return out
+
+
+def _emotion_entry(entry: Sequence[Any], index: int) -> dict[str, Any]:
+    """One batched emotion change as the `emotion` event it was. An entry of an older station has only
+    `[start, speaker, label]`: its end is its start and it has no scores."""
+    if not isinstance(entry, list | tuple) or len(entry) not in (3, 7):
+        raise ValueError("activity: an emotion entry is [start, speaker, label, end, scores, arousal, valence]")
+    start, speaker, label = entry[:3]
+    e: dict[str, Any] = {"type": "emotion", "start": start, "end": start, "speaker": speaker, "label": label}
+    e["reason"] = "change"
+    if len(entry) == 7:
+        end, scores, arousal, valence = entry[3:]
+        if not isinstance(scores, dict):
+            raise ValueError("activity: an emotion entry's scores are not an object")
+        e.update(end=end, scores=scores, arousal=arousal, valence=valence)
+    e["index"] = index
+    return e
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@
 
 A command is handed to the station's analysis thread and the reply waits for its result, so a softphone
 knows the call really started: 200 `{"ok": true, ...}`, 400 for a malformed command, 409 when the station
-cannot do it now (a call start during privacy), 404 for other paths. Bound to 127.0.0.1 by default (config
+cannot do it now (a call start during privacy) or will not (an unsigned `config`: configuration comes only
+signed, docs/updates.md), 404 for other paths. Bound to 127.0.0.1 by default (config
 allows only loopback addresses): anyone who can reach it can switch privacy, so it never listens on the LAN.
 """
 

@@ -4,7 +4,8 @@
 installs through edge_agent/update_store.py and hands back what the runtime must switch to (an emotion model
 already loaded, or a validated config). Model updates replace the emotion model (`name: emotion`, an fp32 ONNX
 file); config updates are a YAML document of the remotely changeable sections, checked by the runtime's own
-validation. Whatever is refused or rolled back is counted and reported in health.
+validation; it is the only way configuration reaches a station (an unsigned `cmd/config` is refused and counted
+as `unsigned_config_refused`). Whatever is refused or rolled back is counted and reported in health.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ class StationUpdates:
         self.applied = 0
         self.refused = 0
         self.rolled_back = 0
+        self.unsigned_config_refused = 0
+        """Unsigned `cmd/config` commands refused (the runtime's `_config_update`): only signed config is taken."""
 
     def analyzer(self, base: AnalyzerConfig) -> AnalyzerConfig:
         """The analyzer config with the emotion model of the update in use, if any (it wins over `emotion.card`)."""
@@ -95,7 +98,13 @@ class StationUpdates:
             f"{i.manifest.kind}/{i.manifest.name}": {"version": i.manifest.version, "sha256": i.manifest.sha256}
             for i in self.store.in_use()
         }
-        return {"applied": self.applied, "refused": self.refused, "rolled_back": self.rolled_back, "current": current}
+        return {
+            "applied": self.applied,
+            "refused": self.refused,
+            "rolled_back": self.rolled_back,
+            "unsigned_config_refused": self.unsigned_config_refused,
+            "current": current,
+        }
 
 
 def _document(inst: Installed) -> dict[str, Any]:

@@ -52,9 +52,13 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 
 REMOTE_SECTIONS = ("analyzer", "lifecycle", "activity_batch_s", "live")
-"""What `cmd/config` may change. Broker, identity and credentials stay local: a bad remote value there would
-cut the seat off from the very hub that could fix it."""
+"""What a signed config update may change. Broker, identity, credentials and update keys stay local: a bad remote
+value there would cut the seat off from the very hub that could fix it."""
 REMOTE_FILE = "remote-config.yaml"
+UNSIGNED_CONFIG_ERROR = (
+    "config: refused, unsigned: configuration changes analysis, so it is taken only signed, as a config update"
+    " (cmd/update kind config: qa-hub update publish --kind config --name station, docs/updates.md)"
+)
 ANALYSIS_BLOCK = SAMPLE_RATE // 10
 """Samples (100 ms at 16 kHz) gathered before each pipeline step."""
 
@@ -250,12 +254,13 @@ class Station:
     # --- remote config -------------------------------------------------------------------------------------
 
     def _config_update(self, cmd: ConfigUpdate) -> str | None:
-        try:
-            new, remote = self._check_remote(cmd.config)
-        except ConfigError as exc:
-            return str(exc)  # names the bad key; nothing applied, nothing persisted
-        self._accept_remote(new, remote, cmd.version)
-        return None
+        """An unsigned `cmd/config` (MQTT or the local endpoint): refused, whoever sent it. Every section it may
+        change (REMOTE_SECTIONS) changes what the station measures (emotion off, dead air at 120 s, no automatic
+        calls), and the broker credentials that could send it (the CTI's, the hub's, a stolen seat's via the local
+        endpoint) are not what a station trusts: the update signing key is (docs/trust.md). The same document
+        comes signed as a config update (`cmd/update`, kind `config`: `_update`)."""
+        self.updates.unsigned_config_refused += 1
+        return UNSIGNED_CONFIG_ERROR
 
     def _check_remote(self, config: dict[str, Any]) -> tuple[StationConfig, dict[str, Any]]:
         """A remote config document -> (the config it makes, the remote document to persist); ConfigError."""
@@ -358,6 +363,7 @@ class Station:
             reconnects=st.reconnects,
             outbox_pending=len(self.outbox),
             outbox_dropped=self.outbox.dropped,
+            outbox_evicted_unconfirmed=self.outbox.evicted_unconfirmed,
             models={t: m.to_dict() for t, m in self.models.items() if t in ("activity", "emotion")},
             calls=lc.calls_started,
             updates=self.updates.health(),

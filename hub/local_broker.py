@@ -56,7 +56,15 @@ def port_open(port: int) -> bool:
 PRODUCTION_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
 SITE_DIR = "/etc/mosquitto/callqa/"
 """Where the production config expects the site's files; tests point it at their own."""
-_LISTENER_KEYS = {"cafile", "certfile", "keyfile", "tls_version", "require_certificate", "use_identity_as_username"}
+_LISTENER_KEYS = {
+    "cafile",
+    "certfile",
+    "keyfile",
+    "tls_version",
+    "require_certificate",
+    "use_identity_as_username",
+    "use_username_as_clientid",
+}
 
 
 class Mosquitto:

@@ -111,7 +111,7 @@ def test_put_rejects_stamped_and_oversized_without_side_effects(tmp_path: Path) 
         with pytest.raises(SchemaError):
             ob.put(env().with_seq(4))
         huge = envelope(
-            CallSummary(0.0, 1.0, metrics={"duration": 1.0, "blob": "x" * MAX_PAYLOAD_BYTES}),
+            CallSummary(0.0, 1.0, metrics={"duration": 1.0, "blob": ["x" * 1000] * (MAX_PAYLOAD_BYTES // 1000 + 1)}),
             seat="s01",
             site="lab",
             call_id="c1",
@@ -211,3 +211,63 @@ def test_an_older_outbox_is_migrated_in_place(tmp_path: Path) -> None:
         assert ob.mark_sent(e.id, when=1.0) and [r.id for r in ob.sent_before(2.0, upto=10**9)] == [e.id]
     with Outbox(db) as ob:  # and opens again as a current one
         assert len(ob) == 2
+
+
+def test_budget_counts_only_never_sent_rows_as_dropped(tmp_path: Path) -> None:
+    """Evicted rows the broker acknowledged, or the client was handed, may be at the hub: counted apart."""
+    db = tmp_path / "ob.sqlite"
+    with Outbox(db, max_rows=10) as ob:
+        stamped = ob.put_many(env(i) for i in range(10))
+        for e in stamped[:4]:
+            assert ob.mark_sent(e.id)  # PUBACKed, not yet confirmed by the hub
+        rows = ob.pending(100)
+        ob.note_handed(rows[5].n)  # 5 and 6 handed to the client, no PUBACK yet
+        ob.put_many(env(i) for i in range(10, 18))  # 8 over budget: seq 1..8 go
+        assert ob.evicted_unconfirmed == 6 and ob.dropped == 2 and len(ob) == 10
+        assert [r.seq for r in ob.pending(100)] == list(range(9, 19))
+    with Outbox(db, max_rows=10) as ob:  # persisted; a new process has handed nothing yet
+        ob.put_many(env(i) for i in range(3))
+        assert ob.evicted_unconfirmed == 6 and ob.dropped == 5
+
+
+def test_an_outbox_restored_from_an_older_copy_continues_above_its_seqs(tmp_path: Path) -> None:
+    """The lock file beside the database remembers the counters: a restored copy's seqs jump past what its newer
+    self issued (the hub holds other events under those), and its own rows keep their ids and seqs."""
+    db = tmp_path / "ob.sqlite"
+    with Outbox(db) as ob:
+        copied = ob.put_many(env(i) for i in range(5))
+        epoch = ob.epoch
+    backup = tmp_path / "backup.sqlite"
+    backup.write_bytes(db.read_bytes())
+    with Outbox(db) as ob:
+        ob.put_many(env(i) for i in range(7))
+        assert ob.last_seq("s01") == 12
+    db.write_bytes(backup.read_bytes())
+    with Outbox(db) as ob:
+        assert ob.epoch == epoch and ob.counter("restores") == 1
+        assert [(r.id, r.seq) for r in ob.pending(100)] == [(e.id, e.seq) for e in copied]
+        assert ob.put(env()).seq == 13  # not 6: seqs 6..12 are another event's at the hub
+    with Outbox(db) as ob:  # an ordinary reopen is not a restore
+        assert ob.counter("restores") == 1 and ob.put(env()).seq == 14
+    (tmp_path / "ob.sqlite.lock").unlink()
+    db.unlink()
+    with Outbox(db) as ob:  # a wiped outbox is a new epoch: its seqs start at 1 again
+        assert ob.epoch != epoch and ob.put(env()).seq == 1 and ob.counter("restores") == 0
+
+
+def test_resync_numbers_unsent_rows_above_the_hubs(tmp_path: Path) -> None:
+    """A copy restored with its lock file is found out by the hub's ack: rows this process put and never handed
+    out move above the hub's seq; the copy's rows and rows already handed out keep theirs."""
+    db = tmp_path / "ob.sqlite"
+    with Outbox(db) as ob:
+        ob.put_many(env(i) for i in range(3))
+    with Outbox(db) as ob:
+        mine = ob.put_many(env(i) for i in range(4))  # seq 4..7, colliding with the hub's 4..20
+        ob.note_handed(ob.pending(100)[3].n)  # seq 4 went out already
+        size = ob.size_bytes
+        assert ob.resync("s01", 20) == 3
+        rows = ob.pending(100)
+        assert [r.seq for r in rows] == [1, 2, 3, 4, 21, 22, 23] and [r.id for r in rows[3:]] == [e.id for e in mine]
+        assert [from_json(r.payload).seq for r in rows] == [r.seq for r in rows]  # the envelope says so too
+        assert ob.size_bytes == size + 3  # seq 5 -> 21: one digit more each
+        assert ob.last_seq("s01") == 23 and ob.put(env()).seq == 24 and ob.counter("restores") == 1

@@ -44,7 +44,11 @@ def real_envelopes(real_calls: list[Path]) -> list[dict[str, Any]]:
 
 
 def test_activity_batches_carry_every_turn_taking_event(real_envelopes: list[dict[str, Any]]) -> None:
-    plain = [e for e in real_envelopes if e["type"] in ("speech", "talk_over", "dead_air")]
+    plain = [
+        e
+        for e in real_envelopes
+        if e["type"] in ("speech", "talk_over", "dead_air") or (e["type"] == "emotion" and e["reason"] == "change")
+    ]
     batches = [e for e in real_envelopes if e["type"] == "activity"]
     assert batches and all(b["end"] - b["start"] <= DEFAULT_BATCH_S for b in batches)
     key = lambda e: (e["call_id"], e["type"], e["start"], e["end"])  # noqa: E731

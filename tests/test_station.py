@@ -236,25 +236,28 @@ def post(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         return exc.code, json.loads(exc.read())
 
 
-def test_remote_config_is_validated_applied_and_persisted(tmp_path: Path, desk_audio: tuple[Path, float]) -> None:
+def test_unsigned_remote_config_is_refused_and_counted(tmp_path: Path, desk_audio: tuple[Path, float]) -> None:
+    """An unsigned `cmd/config` (the issue's: emotion off, dead air at 120 s, no automatic calls) changes nothing
+    and persists nothing, from MQTT or the local endpoint; configuration comes only signed (tests/test_updates.py)."""
     desk, _ = desk_audio
     d = doc(tmp_path, "mqtt://127.0.0.1:1", local_api={"enabled": False})
     station = station_for(d, desk)
     from edge_agent.commands import ConfigUpdate
 
-    bad = station._execute(ConfigUpdate(config={"lifecycle": {"end_silence_s": "soon"}}), "mqtt")
-    assert bad is not None and "lifecycle.end_silence_s" in bad
-    assert "mqtt" in (station._execute(ConfigUpdate(config={"mqtt": {"broker": "mqtt://x"}}), "mqtt") or "")
-    assert station._execute(ConfigUpdate(config={"lifecycle": {"end_silence_s": 42}}), "mqtt") is None
-    assert station.cfg.lifecycle.end_silence_s == 42 and station.lifecycle.cfg.end_silence_s == 42
+    before = station.cfg
+    hostile = {"analyzer": {"emotion": {"enabled": False}, "dead_air": {"min_silence_s": 120}}}
+    for origin in ("mqtt", "local"):
+        error = station._execute(ConfigUpdate(config={**hostile, "lifecycle": {"auto": False}}), origin)
+        assert error is not None and "unsigned" in error and "cmd/update" in error
+    assert station.cfg is before and station.lifecycle.pipeline.emotion is not None
+    assert station.health()["updates"]["unsigned_config_refused"] == 2
     station.stop(drain_s=0)
-    # a restart comes up with it
+    assert not (tmp_path / "state" / "remote-config.yaml").exists()
     from firmware_py.runtime import load_with_remote
 
     path = tmp_path / "station.yaml"
     path.write_text(yaml.safe_dump(d))
-    cfg, _ = load_with_remote(path)
-    assert cfg.lifecycle.end_silence_s == 42
+    assert load_with_remote(path)[0].analyzer.emotion.enabled  # a restart comes up as configured
 
 
 def test_config_errors_name_the_key_and_env_overrides_secrets(tmp_path: Path) -> None:

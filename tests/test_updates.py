@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.commands import UpdateCommand, cmd_topic
+from edge_agent.commands import ConfigUpdate, UpdateCommand, cmd_topic
 from edge_agent.config import EmotionConfig
 from edge_agent.emotion_features import N_INPUTS, WINDOW_FRAMES
 from edge_agent.emotion_model import shipped_dir
@@ -33,6 +34,8 @@ from firmware_py.sources import FileSource
 from hub.updates import keygen, load_private_key
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
 from tests.conftest import ROOT
+from tests.test_broker_security import Client as TlsClient
+from tests.test_broker_security import broker, secret, site  # noqa: F401 - fixtures
 from tests.test_station import SEAT, SITE, by_type, desk_audio, doc, hub, station_for  # noqa: F401 - fixtures
 from tests.test_transport import wait_until
 from tests.test_transport_faults import Watcher
@@ -192,6 +195,8 @@ def test_station_config_updates_and_no_keys(
     good = b"lifecycle:\n  end_silence_s: 42\n"
     error = bare._execute(command(sign("config", "station", "1", good, key), good), "mqtt")
     assert error is not None and "no updates.public_keys" in error and bare.updates.refused == 1
+    error = bare._execute(ConfigUpdate(config={"lifecycle": {"end_silence_s": 42}}), "mqtt")  # unsigned
+    assert error is not None and "unsigned" in error and bare.updates.unsigned_config_refused == 1
     assert bare.cfg.lifecycle.end_silence_s != 42
     bare.stop(drain_s=0)
 
@@ -204,6 +209,9 @@ def test_station_config_updates_and_no_keys(
     assert error is not None and "lifecycle.end_silence_s" in error and "rolled back to 1" in error
     health = station.health()["updates"]
     assert health["current"]["config/station"]["version"] == "1" and health["rolled_back"] == 1
+    local = b"mqtt:\n  broker: mqtt://elsewhere:1883\n"  # signed, but not a section remote config may change
+    error = station._execute(command(sign("config", "station", "3", local, key), local), "mqtt")
+    assert error is not None and "mqtt cannot be changed remotely" in error
     station.stop(drain_s=0)
 
     (tmp_path / "station.yaml").write_text(json.dumps(d))
@@ -314,3 +322,88 @@ def _publish(port: int, topic: str, payload: str) -> None:
     c.publish(topic, payload, qos=1).wait_for_publish(5)
     c.disconnect()
     c.loop_stop()
+
+
+def test_config_is_taken_only_signed_through_the_production_broker(
+    tmp_path: Path,
+    broker: Mosquitto,  # noqa: F811
+    site: Path,  # noqa: F811
+    keys: tuple[Path, Path],
+    desk_audio: tuple[Path, float],  # noqa: F811
+) -> None:
+    """The issue's attack on the shipped broker config: the `cti` (and the `hub`) credentials send the station an
+    unsigned `cmd/config` turning emotion off, dead air to 120 s and automatic calls off. A station (with update
+    keys) refuses it with a one-line error and counts it; the CTI's call start/end, login/logout and privacy
+    still work; the same document signed by the admin (`qa-hub update publish --kind config` as `hub-admin`) is
+    taken."""
+    desk, _ = desk_audio
+    seat, lon = "desk-1", "lon"
+    mqtt_cfg = {
+        "broker": f"mqtts://127.0.0.1:{broker.port}",
+        "username": seat,
+        "password": secret(site, seat),
+        "ca_certs": str(site / "ca.crt"),
+    }
+    d = doc(tmp_path, "unused", mqtt=mqtt_cfg, local_api={"enabled": False}, updates={"public_keys": [str(keys[1])]})
+    d["station"] |= {"site": lon, "seat": seat}
+    d["source"] |= {"realtime": True, "loop": True}
+    station = station_for(d, desk)
+    station.source = FileSource(desk, realtime=True, loop=True)
+    base = f"qa/v1/{lon}/{seat}"
+    cti, hub_user = TlsClient(broker, site, "cti"), TlsClient(broker, site, "hub")
+    cti.sub(f"{base}/cmd_result")
+    hostile = {
+        "analyzer": {"emotion": {"enabled": False}, "dead_air": {"min_silence_s": 120}},
+        "lifecycle": {"auto": False},
+    }
+
+    def result(cmd_id: str) -> dict[str, Any] | None:
+        return next((r for r in (json.loads(p) for _, p in cti.got) if r["id"] == cmd_id), None)
+
+    def send(client: TlsClient, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        client.pub(f"{base}/cmd/{name}", json.dumps(body))
+        assert wait_until(lambda: result(body["id"]) is not None, 10), broker.log_tail()
+        r = result(body["id"])
+        assert r is not None
+        return r
+
+    station.start()
+    try:
+        assert wait_until(lambda: station.publisher.connected, 10), broker.log_tail()
+        time.sleep(0.3)  # subscribed
+        for who, client in (("cti", cti), ("hub", hub_user)):
+            r = send(client, "config", {"id": f"cfg-{who}", "config": hostile})
+            assert r["ok"] is False and "unsigned" in r["error"] and "\n" not in r["error"]
+        assert station.cfg.analyzer.emotion.enabled and station.cfg.lifecycle.auto
+        assert station.cfg.analyzer.dead_air.min_silence_s != 120
+        assert station.updates.unsigned_config_refused == 2 and station.publisher.commands_rejected == 0
+        # what the CTI must still do: unsigned and honoured
+        for name, body in (
+            ("login", {"agent_id": "a7"}),
+            ("privacy", {"on": True}),
+            ("privacy", {"on": False}),
+            ("call_start", {"call_id": "CTI-CFG"}),
+            ("call_end", {"call_id": "CTI-CFG"}),
+            ("logout", {}),
+        ):
+            r = send(cti, name, {"id": f"{name}-{body.get('on', '')}", **body})
+            assert r["ok"] is True, r
+        assert station.lifecycle.calls_started == 1 and station.lifecycle.agent_id is None
+        # signed by the admin's key and published with the admin's broker user: taken
+        (tmp_path / "cfg.yaml").write_text(json.dumps({"lifecycle": {"auto": False, "end_silence_s": 42}}))
+        res = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "update", "publish", "--kind", "config", "--name", "station",
+             "--version", "1", "--file", str(tmp_path / "cfg.yaml"), "--key", str(keys[0]), "--site", lon,
+             "--seat", seat, "--broker", f"mqtts://hub-admin@127.0.0.1:{broker.port}",
+             "--ca-certs", str(site / "ca.crt"), "--wait", "20"],
+            capture_output=True, text=True, cwd=ROOT,
+            env={**os.environ, "EDGE_AGENT_MQTT_PASSWORD": secret(site, "hub-admin")},
+        )  # fmt: skip
+        assert res.returncode == 0, res.stdout + res.stderr
+        assert json.loads(res.stdout.splitlines()[-1])["ok"] is True
+        assert wait_until(lambda: station.cfg.lifecycle.end_silence_s == 42, 10)
+        assert not station.cfg.lifecycle.auto and station.updates.applied == 1
+    finally:
+        station.stop()
+        cti.close()
+        hub_user.close()

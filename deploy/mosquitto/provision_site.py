@@ -3,20 +3,28 @@
 hub (and the CTI bridge), and the ACL that confines every seat to its own topics.
 
     python deploy/mosquitto/provision_site.py --site lon --seats desk-001 desk-002 ... --out /etc/mosquitto/callqa \
-        [--seat-range desk-%03d:1:500] [--broker-host mqtt.lon.example] [--days 825]
+        [--seat-range desk-%03d:1:500] [--hub-workers 2] [--broker-host mqtt.lon.example] [--days 825]
 
 Writes into --out: ca.key, ca.crt (give ca.crt to stations and the hub), broker.key, broker.crt, passwords
 (mosquitto_passwd hashes), acl, and secrets/<user>.env with `EDGE_AGENT_MQTT_USERNAME` and
-`EDGE_AGENT_MQTT_PASSWORD` for each seat, `hub.env`, `cti.env` (mode 0600; copy each to its machine and delete).
-Re-running adds new seats and keeps existing passwords and the CA (rotate by deleting a seat's env file).
-Needs openssl and mosquitto_passwd (Debian: openssl, mosquitto).
+`EDGE_AGENT_MQTT_PASSWORD` for each seat, `hub.env` (and `hub-2.env`... with --hub-workers), `hub-admin.env`,
+`cti.env` (mode 0600; copy each to its machine and delete). Re-running adds new seats and keeps existing
+passwords and the CA (rotate by deleting a seat's env file). Needs openssl and mosquitto_passwd (Debian:
+openssl, mosquitto).
+
+mosquitto.conf sets `use_username_as_clientid true`: the broker takes a client's user name as its client id,
+so nobody can connect as the hub's or another seat's id (and kick it off or take over its session), and each
+user is one connection. Hence a user per hub ingest worker (`hub`, `hub-2`, ...) and one for the admin's
+one-off `qa-hub update publish` (`hub-admin`): as `hub` it would replace the hub's own session.
 
 ACL (topics under qa/v1/{site}/{seat}/, docs/events.md):
 - seat user = the seat id: write event, status, status/health, live, cmd_result; read cmd/+, ack, and the
   site-wide signed updates qa/v1/{site}/update/+/+. Nothing else: it can neither publish as another seat nor
   read another seat's events or commands, nor publish an update.
-- hub: read every seat's event, status, live, cmd_result; write ack and cmd (it relays commands) and the
-  site-wide update topics (docs/updates.md). `update` is therefore not a seat id.
+- hub, hub-N: read every seat's event, status, live, cmd_result, and the CTI's cmd/login and cmd/logout (the
+  hub learns who is logged in at a seat from them, docs/trust.md); write ack and cmd (it relays commands) and
+  the site-wide update topics (docs/updates.md). `update` is therefore not a seat id.
+- hub-admin: write the site-wide update topics and every seat's cmd/update; read cmd_result (`--wait`).
 - cti: write cmd/+ of every seat; read cmd_result.
 """
 
@@ -32,8 +40,9 @@ import sys
 from pathlib import Path
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
-RESERVED = ("hub", "cti", "update")
-"""Users of their own, and the site-wide update topic's level (qa/v1/{site}/update/...)."""
+RESERVED = ("hub", "hub-admin", "cti", "update")
+"""Users of their own, and the site-wide update topic's level (qa/v1/{site}/update/...); `hub-N` too."""
+HUB_WORKER = re.compile(r"^hub-[0-9]+$")
 
 
 def run(*argv: str) -> None:
@@ -106,19 +115,34 @@ def make_broker_cert(out: Path, hosts: list[str], days: int) -> None:
     ext.unlink()
 
 
-def acl(site: str, seats: list[str]) -> str:
+def hub_users(workers: int) -> list[str]:
+    """One broker user per hub ingest worker: with use_username_as_clientid the user is the client id."""
+    return ["hub", *(f"hub-{i}" for i in range(2, workers + 1))]
+
+
+def acl(site: str, seats: list[str], workers: int = 1) -> str:
     lines = ["# made by deploy/mosquitto/provision_site.py; one block per user", ""]
     p = f"qa/v1/{site}"
+    for user in hub_users(workers):
+        lines += [
+            f"user {user}",
+            f"topic read {p}/+/event",
+            f"topic read {p}/+/status",
+            f"topic read {p}/+/status/health",
+            f"topic read {p}/+/live",
+            f"topic read {p}/+/cmd_result",
+            f"topic read {p}/+/cmd/login",
+            f"topic read {p}/+/cmd/logout",
+            f"topic write {p}/+/ack",
+            f"topic write {p}/+/cmd/+",
+            f"topic write {p}/update/+/+",
+            "",
+        ]
     lines += [
-        "user hub",
-        f"topic read {p}/+/event",
-        f"topic read {p}/+/status",
-        f"topic read {p}/+/status/health",
-        f"topic read {p}/+/live",
-        f"topic read {p}/+/cmd_result",
-        f"topic write {p}/+/ack",
-        f"topic write {p}/+/cmd/+",
+        "user hub-admin",
         f"topic write {p}/update/+/+",
+        f"topic write {p}/+/cmd/update",
+        f"topic read {p}/+/cmd_result",
         "",
     ]
     lines += ["user cti", f"topic write {p}/+/cmd/+", f"topic read {p}/+/cmd_result", ""]
@@ -165,9 +189,12 @@ def seat_names(args: argparse.Namespace) -> list[str]:
     if args.seat_range:
         fmt, first, last = args.seat_range.rsplit(":", 2)
         seats += [fmt % i for i in range(int(first), int(last) + 1)]
-    bad = [s for s in [args.site, *seats] if not NAME.fullmatch(s) or s in RESERVED]
+    bad = [s for s in [args.site, *seats] if not NAME.fullmatch(s) or s in RESERVED or HUB_WORKER.fullmatch(s)]
     if bad:
-        raise SystemExit(f"provision_site: bad site/seat names {bad}: 1-64 of A-Z a-z 0-9 _ . - (not hub/cti/update)")
+        raise SystemExit(
+            f"provision_site: bad site/seat names {bad}: 1-64 of A-Z a-z 0-9 _ . - (not hub, hub-N, hub-admin, cti,"
+            " update)"
+        )
     return sorted(set(seats))
 
 
@@ -179,7 +206,11 @@ def main() -> int:
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--broker-host", nargs="+", default=["localhost", "127.0.0.1"])
     ap.add_argument("--days", type=int, default=825)
+    ap.add_argument("--hub-workers", type=int, default=1, help="hub ingest workers: users hub, hub-2, ... (1-32)")
     args = ap.parse_args()
+    if not 1 <= args.hub_workers <= 32:
+        print("provision_site: --hub-workers must be 1-32", file=sys.stderr)
+        return 2
     for tool in ("openssl", "mosquitto_passwd"):
         if shutil.which(tool) is None:
             print(f"provision_site: {tool} is not installed", file=sys.stderr)
@@ -190,8 +221,8 @@ def main() -> int:
     make_ca(out, args.site, args.days)
     if not (out / "broker.crt").exists():
         make_broker_cert(out, args.broker_host, args.days)
-    passwords(out, ["hub", "cti", *seats])
-    (out / "acl").write_text(acl(args.site, seats))
+    passwords(out, [*hub_users(args.hub_workers), "hub-admin", "cti", *seats])
+    (out / "acl").write_text(acl(args.site, seats, args.hub_workers))
     print(f"site {args.site}: {len(seats)} seats; CA {out / 'ca.crt'}; secrets in {out / 'secrets'}")
     return 0
 
