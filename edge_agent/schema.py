@@ -18,16 +18,36 @@ import json
 import re
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from edge_agent.events import PARTIES, Event
 
 SCHEMA_VERSION = 1
 MAX_PAYLOAD_BYTES = 64 * 1024
 """Largest envelope a station sends and a hub accepts (a call summary is about 1.3 KB)."""
+
+# Bounds every reader enforces (docs/events.md, "Bounds"): a value outside them is refused before anything stores
+# or draws it, so one seat cannot make a page huge, a column overflow or a score NaN.
+MAX_SEQ = 2**53 - 1
+"""Largest `seq`: an exact integer in every JSON reader (JavaScript's too) and in a signed 64-bit column."""
+MAX_NUMBER = 2**53
+"""Any number anywhere in an envelope stays below this in magnitude (and is finite: no NaN, no infinity)."""
+MAX_CALL_S = 24 * 3600.0
+"""Longest call: `start`, `end`, `duration` and the other call-time fields stay within 0..this (seconds)."""
+TS_YEARS = (2000, 2100)
+"""`ts` must fall in these years (inclusive): a clock outside them is broken, and its calls would sort to the
+ends of every report."""
+MAX_DEPTH = 8
+"""Nesting of objects and lists, the envelope itself being level 1 (an activity's emotion scores reach 4)."""
+MAX_LIST = 10_000
+"""Items in one list (an activity batch's segments hold a few hundred)."""
+MAX_STRING = 1024
+"""Characters in any string value (labels, flags); ids and names have their own, shorter patterns."""
+MAX_KEY = 64
+"""Characters in an object key."""
 UNSEQUENCED = 0
 """`seq` of an envelope the outbox has not stamped yet; stamped ones start at 1."""
 TOPIC_PREFIX = "qa/v1"
@@ -63,9 +83,38 @@ _KINDS = ("interruption", "backchannel")
 class SchemaError(ValueError):
     """A payload or envelope that does not follow schema v1."""
 
+    reason = "bad_schema"
+    """What a hub counts it as (hub/storage.py `Outcome`)."""
+
 
 class PayloadTooLarge(SchemaError):
     """A payload over MAX_PAYLOAD_BYTES, on the wire or once inflated."""
+
+    reason = "oversized"
+
+
+class NotJson(SchemaError):
+    """Not a JSON text (or not UTF-8)."""
+
+    reason = "bad_json"
+
+
+class OutOfRange(SchemaError):
+    """A number that is NaN, infinite or outside its bound, or a time outside TS_YEARS."""
+
+    reason = "out_of_range"
+
+
+class TooDeep(SchemaError):
+    """Nested deeper than MAX_DEPTH (or so deep that the JSON parser itself gives up)."""
+
+    reason = "too_deep"
+
+
+class BadText(SchemaError):
+    """A string or key that is too long, holds a lone surrogate (a `\\ud800` escape) or a NUL."""
+
+    reason = "bad_text"
 
 
 @dataclass(frozen=True)
@@ -178,6 +227,7 @@ def envelope(
         agent_id=agent_id,
         model=model,
     )
+    check_value(d, "fields")  # what the hub would refuse, the station never sends
     _check_fields(env.type, env.fields)
     return env
 
@@ -229,20 +279,109 @@ def _is_zlib(payload: bytes | bytearray) -> bool:
 def from_json(payload: str | bytes) -> Envelope:
     """Parse and validate one envelope; raises SchemaError with the reason on anything invalid."""
     if len(payload) > MAX_PAYLOAD_BYTES:
-        raise SchemaError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+        raise PayloadTooLarge(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
+    return from_dict(loads(payload))
+
+
+def loads(text: str | bytes) -> Any:
+    """`json.loads` for untrusted text: NotJson for anything that is not JSON; OutOfRange for NaN, Infinity and
+    numbers that overflow to infinity (`1e400`), which Python's parser accepts; TooDeep for nesting that
+    exhausts the parser's recursion (tens of thousands of `[`)."""
     try:
-        d = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise SchemaError(f"not JSON: {exc}") from None
-    return from_dict(d)
+        # 1e400 parses as inf: check_value (from_dict) refuses it, as it does every out-of-range number
+        return json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise TooDeep("nested too deep to parse") from None
+    except SchemaError:
+        raise
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
+        raise NotJson(f"not JSON: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise OutOfRange(f"{name} is not a number JSON allows")
+
+
+def check_value(value: object, what: str = "payload") -> None:
+    """Bound a decoded JSON value whatever it holds: every number finite and below MAX_NUMBER, every string
+    at most MAX_STRING characters (keys MAX_KEY) with no lone surrogate or NUL, lists at most MAX_LIST items,
+    nesting at most MAX_DEPTH. Iterative, so no input can exhaust the stack. Raises the SchemaError subclass
+    that names the reason.
+
+    It runs on every event the hub reads, so the common leaves are checked inline (a function call per leaf
+    doubled the hub's parse cost) and only containers go on the stack."""
+    stack: list[tuple[object, int]] = [([value], 0)]
+    push = stack.append
+    while stack:
+        x, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise TooDeep(f"{what}: nested deeper than {MAX_DEPTH}")
+        values: Iterable[object]
+        if isinstance(x, dict):
+            for k in x:
+                if type(k) is not str or len(k) > MAX_KEY or not k.isascii() or "\x00" in k:
+                    _check_key(k, what)
+            values = x.values()
+        elif isinstance(x, list | tuple):
+            if len(x) > MAX_LIST:
+                raise OutOfRange(f"{what}: a list of {len(x)} items (at most {MAX_LIST})")
+            values = x
+        else:
+            raise SchemaError(f"{what}: {type(x).__name__} is not a JSON value")
+        for v in values:
+            t = type(v)
+            if t is str:
+                s = cast(str, v)
+                if len(s) > MAX_STRING or not s.isascii() or "\x00" in s:  # isascii reads a flag: most pass on it
+                    _check_text(s, MAX_STRING, what)
+            elif t is float or t is int:
+                if not -MAX_NUMBER < cast(float, v) < MAX_NUMBER:  # False for NaN too
+                    raise OutOfRange(f"{what}: {v!r:.40} is not a finite number in range")
+            elif t is dict or t is list:
+                push((v, depth + 1))
+            elif v is not None and t is not bool:
+                _check_other(v, depth + 1, stack, what)
+
+
+def _check_other(v: object, depth: int, stack: list[tuple[object, int]], what: str) -> None:
+    """The rare leaf: a subclass of str, int or float, or a tuple (a Python-made envelope, not parsed JSON)."""
+    if isinstance(v, bool):
+        return
+    if isinstance(v, str):
+        _check_text(str(v), MAX_STRING, what)
+    elif isinstance(v, int | float):
+        if not -MAX_NUMBER < float(v) < MAX_NUMBER:
+            raise OutOfRange(f"{what}: {v!r:.40} is not a finite number in range")
+    elif isinstance(v, dict | list | tuple):
+        stack.append((v, depth))
+    else:
+        raise SchemaError(f"{what}: {type(v).__name__} is not a JSON value")
+
+
+def _check_key(k: object, what: str) -> None:
+    if not isinstance(k, str):
+        raise SchemaError(f"{what}: key {k!r:.40} is not a string")
+    _check_text(k, MAX_KEY, what)
+
+
+_BAD_CHARS = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_text(s: str, limit: int, what: str) -> None:
+    if len(s) > limit:
+        raise BadText(f"{what}: a string of {len(s)} characters (at most {limit})")
+    if _BAD_CHARS.search(s) is not None:
+        # a lone surrogate cannot be encoded as UTF-8 (storing or serving it fails); NUL ends C strings
+        raise BadText(f"{what}: a string holds a lone surrogate or NUL")
 
 
 def from_dict(d: object) -> Envelope:
     if not isinstance(d, dict):
         raise SchemaError("payload is not a JSON object")
     schema = d.get("schema")
-    if schema != SCHEMA_VERSION or isinstance(schema, bool):
+    if type(schema) is not int or schema != SCHEMA_VERSION:  # not 1.0, not true
         raise SchemaError(f"unsupported schema {schema!r} (this reader knows {SCHEMA_VERSION})")
+    check_value(d)
     required = ("id", "seat", "site", "seq", "ts", "type", "start", "end")
     missing = [k for k in required if k not in d]
     if "call_id" not in d and d.get("type") not in SEAT_EVENT_TYPES:
@@ -329,11 +468,14 @@ def _check_header(env: Envelope) -> None:
         raise SchemaError(f"agent_id {env.agent_id!r}: 1-128 characters of letters, digits and _.:-")
     if not _is_int(env.seq) or env.seq < 0:
         raise SchemaError(f"seq {env.seq!r} is not a non-negative integer")
+    if env.seq > MAX_SEQ:
+        raise OutOfRange(f"seq {env.seq} is above {MAX_SEQ}")
     if not isinstance(env.type, str) or not _TYPE.fullmatch(env.type):
         raise SchemaError(f"type {env.type!r} is not a lowercase identifier")
     for what, t in (("start", env.start), ("end", env.end)):
-        if not _is_number(t) or t < 0:
-            raise SchemaError(f"{what} {t!r} is not a non-negative number of seconds")
+        if not isinstance(t, int | float) or isinstance(t, bool):
+            raise SchemaError(f"{what} {t!r} is not a number of seconds")
+        _check_call_time(what, t)
     if env.end < env.start:
         raise SchemaError(f"end {env.end} before start {env.start}")
     _check_ts(env.ts)
@@ -341,32 +483,69 @@ def _check_header(env: Envelope) -> None:
         isinstance(env.model.name, str) and 0 < len(env.model.name) <= 128 and _is_sha256(env.model.sha256)
     ):
         raise SchemaError(f"model {env.model!r}: needs a name and a 64-hex-digit sha256")
+    if env.model is not None:
+        _check_text(env.model.name, 128, "model name")
 
 
 def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
-    """Type-specific fields of the types this reader knows; other types pass as they are."""
+    """Type-specific fields of the types this reader knows; other types pass as they are (bounded by
+    `check_value` like everything else)."""
     if etype == "speech":
         if f.get("speaker") not in PARTIES:
             raise SchemaError(f"speech: speaker {f.get('speaker')!r} is not one of {PARTIES}")
     elif etype == "talk_over":
         if f.get("by") not in PARTIES or f.get("kind") not in _KINDS or not _is_number(f.get("overlap")):
             raise SchemaError("talk_over: needs by (agent|customer), kind (interruption|backchannel), overlap")
+        _check_call_time("talk_over overlap", f["overlap"])
     elif etype == "activity":
         for party in PARTIES:
             segs = f.get(party)
             if not isinstance(segs, list) or len(segs) % 2 or not all(_is_int(x) and x >= 0 for x in segs):
                 raise SchemaError(f"activity: {party} must be a list of centisecond [gap, length, ...] pairs")
-    elif etype == "call_summary" and not _is_number(f.get("duration")):
-        raise SchemaError("call_summary: needs duration")
+            if sum(segs) > MAX_CALL_S * 100:
+                raise OutOfRange(f"activity: {party}'s segments reach past {MAX_CALL_S:.0f} s")
+        times: list[object] = []  # each entry's [start, end, ...] (an emotion's end is its 4th item)
+        for key in ("talk_over", "dead_air", "emotion"):
+            entries = f.get(key, [])
+            if not isinstance(entries, list) or not all(isinstance(x, list) and len(x) >= 2 for x in entries):
+                raise SchemaError(f"activity: {key} must be a list of [start, ...] entries")
+            if key == "emotion":
+                times += [x[0] for x in entries] + [x[3] for x in entries if len(x) > 3]
+            else:
+                times += [x[0] for x in entries] + [x[1] for x in entries]
+        if times:  # all at once: a lively batch holds hundreds (finite and bounded already: check_value)
+            if not all(type(t) is float or type(t) is int for t in times):
+                raise SchemaError("activity: an entry lacks its times")
+            _check_call_time("activity entry time", min(cast(list[float], times)))
+            _check_call_time("activity entry time", max(cast(list[float], times)))
+    elif etype == "call_summary":
+        if not _is_number(f.get("duration")):
+            raise SchemaError("call_summary: needs duration")
+        _check_call_time("call_summary duration", f["duration"])
+        for key in ("longest_agent_monologue", "agent_response_latency_mean"):
+            if _is_number(f.get(key)):
+                _check_call_time(f"call_summary {key}", f[key])
+        for party in PARTIES:
+            stats = f.get(party)
+            if isinstance(stats, dict) and _is_number(stats.get("talk_time")):
+                _check_call_time(f"call_summary {party} talk_time", stats["talk_time"])
+
+
+def _check_call_time(what: str, t: float) -> None:
+    """Seconds within a call: 0..MAX_CALL_S (NaN fails both comparisons and is refused too)."""
+    if not 0 <= t <= MAX_CALL_S:
+        raise OutOfRange(f"{what} {t!r} is not within 0..{MAX_CALL_S:.0f} s")
 
 
 def _check_ts(ts: object) -> None:
-    if not isinstance(ts, str) or not ts.endswith("Z"):
-        raise SchemaError(f"ts {ts!r} is not a UTC ISO-8601 time ending in 'Z'")
+    if not isinstance(ts, str) or not ts.endswith("Z") or len(ts) > 40:
+        raise SchemaError(f"ts {ts!r:.60} is not a UTC ISO-8601 time ending in 'Z'")
     try:
-        datetime.fromisoformat(ts)
+        t = datetime.fromisoformat(ts)
     except ValueError:
         raise SchemaError(f"ts {ts!r} is not ISO-8601") from None
+    if not TS_YEARS[0] <= t.year <= TS_YEARS[1]:
+        raise OutOfRange(f"ts {ts!r} is outside the years {TS_YEARS[0]}..{TS_YEARS[1]}")
 
 
 def _is_int(v: object) -> bool:

@@ -69,7 +69,10 @@ class LifecycleSection(_Strict):
     start_speech_s: float = Field(0.5, gt=0, le=10, description="customer speech that starts an automatic call")
     end_silence_s: float = Field(20.0, ge=3, le=600, description="both silent this long ends an automatic call")
     preroll_s: float = Field(5.0, ge=0, le=30, description="audio kept from before the detected start (the greeting)")
-    max_call_s: float = Field(4 * 3600, ge=60, description="a call is closed after this long whatever happens")
+    # at most a day: the hub refuses call times beyond 24 h (edge_agent/schema.py), so a longer call could not land
+    max_call_s: float = Field(
+        4 * 3600, ge=60, le=86400, description="a call is closed after this long whatever happens"
+    )
 
 
 class LocalApiSection(_Strict):

@@ -152,9 +152,17 @@ class SimulatedSeat:
         """Queue past calls (real-speech analyses, dated over the last `days` days) in the station's outbox: they
         reach the hub through the same transport as live ones, so the dashboard opens on weeks of trends."""
         from edge_agent.schema import envelope
+        from edge_agent.wire import AgentLogin
 
         now = time.time()
         n = 0
+        # the hub attributes a call to whoever was logged in at the seat when it started, never to the agent its
+        # events name (docs/trust.md): so the agent's login goes first, dated before the oldest past call
+        first = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now - (days + 1) * 86400))
+        self.station.outbox.put(
+            envelope(AgentLogin(start=0.0, end=0.0), seat=self.seat, site=SITE, call_id=None, agent_id=self.agent,
+                     ts=first)
+        )  # fmt: skip
         for day in range(days, 0, -1):
             if time.gmtime(now - day * 86400).tm_wday >= 5:
                 continue  # the centre is closed at weekends
@@ -217,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ensure_scorecard(store)
         passwords = seed_people(store, args.stations, workdir / "logins.txt")
-        board = LiveBoard()
+        board = LiveBoard(agent_of=lambda site, seat: store.agent_at(site, seat, time.time()))
         ingest = Ingest(store, BrokerConfig.from_url(broker.url), "callqa-demo-hub", scorer=Scorer(store),
                         on_stored=board.update)  # fmt: skip
         ingest.start()

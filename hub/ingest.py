@@ -16,6 +16,7 @@ broker's PUBACK, because a crashed broker loses messages it had acknowledged. Th
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import queue
@@ -23,12 +24,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
 
+from edge_agent.commands import CommandError, Login, Logout, parse_command
 from edge_agent.mqtt_publisher import BrokerConfig, new_client
 from edge_agent.schema import (
     ENCODINGS,
@@ -39,8 +42,10 @@ from edge_agent.schema import (
     PayloadTooLarge,
     SchemaError,
     ack_topic,
+    check_value,
     decode_payload,
     from_dict,
+    loads,
     parse_event_topic,
 )
 from hub.db import StorageError
@@ -55,10 +60,28 @@ log = logging.getLogger(__name__)
 PENDING_SWEEP_S = 5.0
 """How often the ack loop looks for stored events no worker has counted into their seat's watermark yet."""
 
+SCORE_POLL_S = 2.0
+"""How often an idle scorer looks at its work list (`_score_loop`)."""
+
 MAX_ACK_GAPS = 100
 """More gaps than this and an ack carries only the contiguous `seq` (keeps it small)."""
 
 STATUS_SUBSCRIPTIONS = (f"{TOPIC_PREFIX}/+/+/status", f"{TOPIC_PREFIX}/+/+/status/health")
+LOGIN_SUBSCRIPTIONS = (f"{TOPIC_PREFIX}/+/+/cmd/login", f"{TOPIC_PREFIX}/+/+/cmd/logout")
+"""The CTI's login and logout commands to the seats: the hub's trusted login state (docs/trust.md). Only the `cti`
+and `hub` broker users may publish them (deploy/mosquitto/provision_site.py), and the hub reads them there."""
+MAX_HEALTH_BYTES = 8 * 1024
+"""A health report is a few hundred bytes; a larger one is dropped (it is stored and served as it is)."""
+STORE_TRIES = 2
+"""Attempts at storing one message alone before it counts as unstorable: a deadlock or serialisation failure
+on PostgreSQL passes on the second."""
+DB_RETRY_S = 1.0
+"""Pause before a batch is tried again while the database itself fails."""
+
+
+class DatabaseDown(RuntimeError):
+    """The database fails whatever is written (a rejection could not even be counted): the batch stays
+    unacknowledged and is tried again, rather than being counted as unstorable."""
 
 
 @dataclass(frozen=True)
@@ -141,6 +164,9 @@ def _read_ahead(client: mqtt.Client) -> None:
     client.loop_read = loop_read  # type: ignore[method-assign]
 
 
+_OUTCOMES = {str(o): o for o in Outcome}
+
+
 def _seat_of(m: _Message) -> tuple[str, str]:
     parts = m.topic.split("/")
     return (parts[2], parts[3]) if len(parts) > 3 else ("", "")
@@ -153,8 +179,9 @@ class Ingest:
     `max_batch`), stores it in one transaction (one fsync for the lot, which is what makes thousands of events
     a second possible with `synchronous=FULL`), then acknowledges each message in arrival order, and
     finally scores the calls whose summaries arrived. A batch the database refuses is retried message by
-    message, so one bad row cannot hold back the others; a message that still fails stays unacknowledged and
-    the broker redelivers it after the next reconnect.
+    message, each in its own transaction, so one bad row cannot hold back the others; a message that still fails
+    is counted `unstorable` and acknowledged all the same. Only when the database itself fails (counting that
+    rejection fails too) does a batch stay unacknowledged, to be tried again.
     """
 
     def __init__(
@@ -212,17 +239,21 @@ class Ingest:
             return self._rejected(topic, parsed)
         return self._count(self.store.add(*parsed), parsed[0])
 
-    def _rejected(self, topic: str, outcome: Outcome) -> Outcome:
-        self.outcomes[outcome] += 1
+    def _rejected(self, topic: str, outcome: Outcome, why: object = None) -> Outcome:
         n = self.store.count_reject(outcome)
+        self.outcomes[outcome] += 1
         if n & (n - 1) == 0:  # log the 1st, 2nd, 4th, 8th... of each kind: a flood must not flood the log
-            log.warning("rejected a message on %s: %s (%d so far)", topic, outcome, n)
+            log.warning("rejected a message on %s: %s (%d so far)%s", topic, outcome, n, f": {why}" if why else "")
         return outcome
 
     def _count(self, outcome: Outcome, env: Envelope) -> Outcome:
         self.outcomes[outcome] += 1
         if outcome is Outcome.STORED and self.on_stored is not None:
             self._stored.append(env)
+        elif outcome in REJECTIONS:  # counted in the database by the store, in the event's own transaction
+            n = self.outcomes[outcome]
+            if n & (n - 1) == 0:
+                log.warning("rejected an event from %s/%s: %s (%d since start)", env.site, env.seat, outcome, n)
         return outcome
 
     def _classify(self, topic: str, payload: bytes | bytearray) -> tuple[Envelope, str] | Outcome:
@@ -235,36 +266,65 @@ class Ingest:
             return Outcome.BAD_TOPIC
         try:
             text = decode_payload(payload)  # plain JSON, or zlib from a station that saw this hub's `enc`
-            data = json.loads(text)
         except PayloadTooLarge:
             return Outcome.OVERSIZED
-        except ValueError:  # UnicodeDecodeError, JSONDecodeError and a bad zlib stream all are
+        except ValueError:  # UnicodeDecodeError and a bad zlib stream both are
             return Outcome.BAD_JSON
         try:
-            env = from_dict(data)
+            env = from_dict(loads(text))  # bounded: no NaN, no 1e400, no 30,000-deep nesting gets past here
         except SchemaError as exc:
             log.debug("schema error on %s: %s", topic, exc)
-            return Outcome.BAD_SCHEMA
+            return _OUTCOMES.get(exc.reason, Outcome.BAD_SCHEMA)
         if (env.site, env.seat) != (site, seat):
             return Outcome.TOPIC_MISMATCH
         return env, text
 
     def handle_status(self, topic: str, payload: bytes | bytearray) -> None:
-        """`.../status` (online/offline, the last will) and `.../status/health` (JSON) into the devices table."""
+        """`.../status` (online/offline, the last will) and `.../status/health` (JSON) into the devices table; the
+        CTI's `.../cmd/login` and `.../cmd/logout` into the seat's login state (`Store.cti_login`).
+
+        A health report is the seat's own word: bounded here (size, finite numbers, nesting) and stored as it is;
+        the agent or call it names is never taken as the hub's record (the devices API scopes by the calls
+        table, docs/trust.md). A malformed one is dropped (logged at debug: the seat's own device row only)."""
         parts = topic.split("/")
+        if len(parts) == 6 and parts[4] == "cmd":
+            self._cti_command(parts[2], parts[3], parts[5], payload)
+            return
         if len(parts) not in (5, 6) or parts[4] != "status":
             return
         site, seat = parts[2], parts[3]
         try:
-            text = bytes(payload).decode()
             if len(parts) == 6:
-                health = json.loads(text)
+                if len(payload) > MAX_HEALTH_BYTES:
+                    raise SchemaError(f"health report of {len(payload)} bytes")
+                health = loads(bytes(payload))
+                check_value(health, "health")
                 if isinstance(health, dict):
                     self.store.set_status(site, seat, health=health)
-            elif text in ("online", "offline"):
-                self.store.set_status(site, seat, status=text)
-        except ValueError:
-            log.debug("ignored a malformed status message on %s", topic)
+            else:
+                text = bytes(payload).decode()
+                if text in ("online", "offline"):
+                    self.store.set_status(site, seat, status=text)
+        except ValueError as exc:  # SchemaError and UnicodeDecodeError are
+            log.debug("ignored a malformed status message on %s: %s", topic, exc)
+
+    def _cti_command(self, site: str, seat: str, name: str, payload: bytes | bytearray) -> None:
+        """A login or logout the CTI (or the hub) sent the seat: the broker's ACL lets only those users publish
+        there, so this is the trusted login state. Malformed ones are ignored (the station refuses them too)."""
+        try:
+            cmd = parse_command(f"{TOPIC_PREFIX}/{site}/{seat}/cmd/{name}", payload)
+        except CommandError as exc:
+            log.debug("ignored a malformed %s command for %s/%s: %s", name, site, seat, exc)
+            return
+        if isinstance(cmd, Login | Logout):
+            at = None
+            if cmd.ts is not None:
+                ts = cmd.ts if cmd.ts.tzinfo else cmd.ts.replace(tzinfo=UTC)
+                at = ts.timestamp()
+            agent = cmd.agent_id if isinstance(cmd, Login) else None
+            # a redelivered command must not count twice; one without `ts` or `id` is told apart by its arrival
+            key = bytes(payload) if (cmd.ts or cmd.id) else bytes(payload) + repr(time.time()).encode()
+            self.store.cti_login(site, seat, agent, at=at, key=hashlib.sha256(key).hexdigest())
 
     # --- MQTT ----------------------------------------------------------------------------------------------
 
@@ -311,13 +371,20 @@ class Ingest:
                     batch.append(self._inbox.get_nowait())
                 except queue.Empty:
                     break
-            try:
-                self._write(batch)
-            except Exception:
-                log.exception("the ingest writer failed on a batch of %d; retrying", len(batch))
-                self._stopping.wait(1.0)
+            while True:
+                try:
+                    self._write(batch)
+                    break
+                except Exception:
+                    # the database itself fails (DatabaseDown): the same batch again once it is back, still
+                    # unacknowledged; on stop it is left to the broker, which redelivers it after the reconnect
+                    log.exception("the ingest writer failed on a batch of %d; retrying", len(batch))
+                    if self._stopping.wait(DB_RETRY_S):
+                        return
 
     def _write(self, batch: list[_Message]) -> None:
+        """Store a batch and acknowledge every message in it, stored or rejected; DatabaseDown (nothing acked)
+        only when the database refuses everything."""
         done: list[tuple[_Message, Outcome | None]] = []
         self._stored = []
         try:
@@ -335,15 +402,9 @@ class Ingest:
             with self.store.batch():
                 outcomes = self._store_batch(batch, parsed, statuses=not self.store.shared)
             done = list(zip(batch, outcomes, strict=True))
-        except StorageError:
+        except Exception:  # StorageError, or whatever one message's content set off: find which
             log.warning("a batch of %d failed to commit; storing its messages one by one", len(batch), exc_info=True)
-            done, self._stored = [], []
-            for m in batch:
-                try:
-                    done.append((m, self._store_one(m)))
-                except StorageError:
-                    # not acked: the broker redelivers it after the next reconnect (persistent session)
-                    log.exception("could not store a message from %s; left unacknowledged", m.topic)
+            done = self._write_one_by_one(batch)
         stored, self._stored = self._stored, []
         seats = set()
         for m, outcome in done:
@@ -361,6 +422,31 @@ class Ingest:
                     log.exception("an on_stored listener failed")
         if self.scorer is not None:
             self._to_score.set()
+
+    def _write_one_by_one(self, batch: list[_Message]) -> list[tuple[_Message, Outcome | None]]:
+        """Each message in a transaction of its own (`Store.add`: all of it or nothing), so a poison message
+        stores nothing half-way. One that fails STORE_TRIES times is counted `unstorable` and acknowledged:
+        left unacknowledged it would hold one of the broker's in-flight slots to the hub for good, and a
+        thousand of them stop every seat. Counting it is a write too: when even that fails, the database is
+        down, not the message (DatabaseDown: the batch stays unacknowledged and is retried)."""
+        done: list[tuple[_Message, Outcome | None]] = []
+        self._stored = []
+        for m in batch:
+            error: Exception | None = None
+            for _ in range(STORE_TRIES):
+                try:
+                    done.append((m, self._store_one(m)))
+                    error = None
+                    break
+                except Exception as exc:
+                    error = exc
+            if error is None:
+                continue
+            try:
+                done.append((m, self._rejected(m.topic, Outcome.UNSTORABLE, error)))
+            except StorageError as exc:
+                raise DatabaseDown(f"cannot store nor count a message from {m.topic}: {exc}") from error
+        return done
 
     def _store_batch(
         self, batch: list[_Message], parsed: list[tuple[Envelope, str] | Outcome | None], *, statuses: bool
@@ -387,24 +473,30 @@ class Ingest:
         return outcomes
 
     def _score_loop(self) -> None:
-        # scoring runs beside the writer, so acknowledging events never waits for it
+        # scoring runs beside the writer, so acknowledging events never waits for it. Its work list is durable
+        # (Store.take_pending): the first pass scores what a stopped hub left queued, and an idle hub still
+        # passes every SCORE_POLL_S, for calls whose last attempt failed and calls a crashed worker had claimed
         assert self.scorer is not None  # noqa: S101 - started only with a scorer
+        self._to_score.set()
+        last = 0.0
         while not self._stopping.is_set() or self._to_score.is_set():
-            if not self._to_score.wait(0.2):
+            if not self._to_score.wait(0.2) and time.monotonic() - last < SCORE_POLL_S:
                 continue
             # gather for a moment: one scoring transaction (one fsync) for many calls, not one per ingest commit
             self._stopping.wait(self.score_interval_s)
             self._to_score.clear()
+            last = time.monotonic()
             try:
                 self.scorer.score_pending()
             except Exception:
-                log.exception("scoring failed; the calls keep their previous scores and are retried")
+                log.exception("a scoring pass failed; its calls stay queued for the next one")
                 self._stopping.wait(1.0)
 
     def _store_one(self, m: _Message) -> Outcome | None:
         if m.topic.endswith("/event"):
             return self.handle(m.topic, m.payload)
-        self.handle_status(m.topic, m.payload)
+        with self.store.db.transaction():  # a status or login: its writes all or nothing, as an event's
+            self.handle_status(m.topic, m.payload)
         return None
 
     def _ack_loop(self) -> None:
@@ -478,7 +570,7 @@ class Ingest:
         if rc.is_failure:
             log.error("broker refused the hub connection: %s", rc)
             return
-        topics = [self._shared(t) for t in (EVENT_SUBSCRIPTION, *STATUS_SUBSCRIPTIONS)]
+        topics = [self._shared(t) for t in (EVENT_SUBSCRIPTION, *STATUS_SUBSCRIPTIONS, *LOGIN_SUBSCRIPTIONS)]
         log.info("hub connected (session present: %s); subscribing to %s", flags.session_present, topics[0])
         self.connects += 1
         live = [(LIVE_SUBSCRIPTION, 0)] if self.on_live is not None else []  # every worker's wall sees all
@@ -490,9 +582,13 @@ class Ingest:
     def _on_subscribe(
         self, client: mqtt.Client, userdata: object, mid: int, rcs: list[ReasonCode], props: object
     ) -> None:
-        if any(rc.is_failure for rc in rcs):
+        if rcs and rcs[0].is_failure:
             log.error("subscription to %s refused: %s", EVENT_SUBSCRIPTION, rcs)
             return
+        if any(rc.is_failure for rc in rcs):
+            # a broker whose ACL predates the hub's read of cmd/login and cmd/logout: events still flow, and
+            # attribution rests on the seats' own logins for known agents (docs/trust.md)
+            log.warning("some hub subscriptions were refused (%s): check the broker ACL", rcs)
         self._subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:

@@ -2,9 +2,13 @@
 
 - `import_scorecard` stores a validated document under (name, version); the same version with a different
   text is refused, so a stored score always names the exact rules that made it. One scorecard is active.
-- `Scorer.score(call_ids)` scores calls under the active scorecard (ingest calls it after each commit) and
-  `rescore` re-applies any stored version to past calls: each run adds a `scores` row and marks it current;
-  earlier rows stay as history.
+- `Scorer.score(call_ids)` scores calls under the active scorecard and `rescore` re-applies any stored version
+  to past calls: each run adds a `scores` row and marks it current; earlier rows stay as history.
+  `score_pending` (ingest's scoring thread) takes the calls from the durable work list (`score_queue`, filled
+  in the transactions that change calls) and takes each off it in the transaction that saves its score, so
+  no crash loses one. A call that cannot be scored is isolated (the chunk saved in halves down to it), retried,
+  then set apart as failed, counted and shown (`MAX_ATTEMPTS`, `Store.scoring_status`): it never costs the
+  calls scored with it their scores.
 - A call's effective result is its automatic rule results with reviewers' overrides (and upheld disputes)
   applied: `call_rules` holds both per rule, `calls.score` the effective total.
 - `agent_daily` / `agent_rule_daily` are recomputed for every (agent, day) a change touches, so agent
@@ -21,7 +25,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from hub import rollups
 from hub.db import StorageError
@@ -96,6 +100,12 @@ class ScoreRow:
     """The rule results with their evidence, as JSON (`scores.items`)."""
     rules: list[tuple[str, float, int]]
     """Per rule: id, points, occurrences (`call_rules`)."""
+    error: str = ""
+    """Set (and nothing else): the call could not be scored, and why (`failure`)."""
+
+    @classmethod
+    def failure(cls, call_id: str, error: str) -> ScoreRow:
+        return cls(call_id, "", 0, 0.0, 0.0, 0.0, False, "", "", [], error)
 
 
 def score_row(r: CallScore) -> ScoreRow:
@@ -114,15 +124,45 @@ def score_row(r: CallScore) -> ScoreRow:
 
 
 def score_payloads(card: Scorecard, calls: Sequence[tuple[str, Sequence[str]]]) -> list[ScoreRow]:
-    """Score calls from their stored payloads (JSON texts); the calls without a summary yet are left out. Pure,
-    so a scoring process can run it."""
+    """Score calls from their stored payloads (JSON texts); the calls without a summary yet are left out, and a
+    call whose events cannot be scored comes back as a failure (`ScoreRow.failure`) rather than failing the
+    others. Pure, so a scoring process can run it."""
     rows = []
     for call_id, payloads in calls:
-        view = call_view([json.loads(p) for p in payloads])
-        if view is not None:
-            rows.append(score_row(score_call(call_id, card, view)))
+        try:
+            view = call_view([json.loads(p) for p in payloads])
+            if view is not None:
+                rows.append(score_row(score_call(call_id, card, view)))
+        except Exception as exc:  # whatever a stored event holds: it costs only its own call the score
+            rows.append(ScoreRow.failure(call_id, describe(exc)))
     return rows
 
+
+def describe(exc: BaseException) -> str:
+    """An error in one bounded line (the work list's `last_error`, the log)."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def rollup_day_error(day: str) -> str | None:
+    """Why a call's local day cannot go into the rollups (None: it can). The weekly rollup spans the day's week
+    Monday to Sunday (hub/rollups.py), and for the last days of 9999 that Sunday is past the last date there
+    is: a summary stamped 9999-12-31 made every score saved with it fail (calls stored before ingest bounded
+    event times still hold such days)."""
+    try:
+        d = date.fromisoformat(day)
+    except (TypeError, ValueError):
+        return f"its day {day!r} is not a date"
+    if (date.max - d).days < 6 - d.weekday():
+        return f"its day {day} is in the calendar's last week, past which the weekly rollup would end"
+    return None
+
+
+MAX_ATTEMPTS = 3
+"""A call whose scoring fails this many times in a row is set apart as failed: counted, logged once, shown
+(`Store.scoring_status`), tried again only when it changes or is re-scored."""
+QUEUE_TAKE = 5000
+"""Queued calls a scoring pass takes at a time."""
 
 _POOL_MIN_CALLS = 16
 """Fewer calls than this are scored in the thread that asks: not worth the trip to the scoring process."""
@@ -161,65 +201,167 @@ class Scorer:
         return score_payloads(card, calls)
 
     def score_pending(self) -> int:
-        """Score what ingest queued (completed calls, late events, re-attributed calls), and the calls with late
-        events a scale-out worker's seq bookkeeping found (`Store.take_recheck`) whose score misses some."""
-        calls, stale = self.store.take_pending()
-        recheck = [c for c in self.store.take_recheck() if c not in set(calls)]
-        if recheck:
-            calls += self.store.outdated(recheck)
-        n = self.score(calls)
-        if stale:
-            with self.store.db.transaction():
-                rollups.lock_agents(self.store, {agent for agent, _ in stale})
-                before = rollups.stale(self.store)
-                for agent, day in stale:
-                    refresh_agent_day(self.store, agent, day, settle=False)
-                rollups.settle(self.store, {agent for agent, _ in stale} - before.keys())
-        return n
+        """Score what is queued (`Store.take_pending`: completed calls, late events, re-attributed calls, calls
+        that failed an attempt before, whatever a stopped hub left), the calls with late events a scale-out
+        worker's seq bookkeeping found (`Store.take_recheck`) whose score misses some, and rebuild the rollups
+        marked stale. A backlog larger than one take is worked off take by take."""
+        n = 0
+        while True:
+            calls, stale = self.store.take_pending(QUEUE_TAKE)
+            queued = set(calls)
+            recheck = [c for c in self.store.take_recheck() if c not in queued]
+            if recheck:
+                calls += self.store.outdated(recheck)
+            saved = self._score(calls, None, 500, settle=True, queued=queued)
+            n += saved
+            if stale:
+                self._refresh_stale()
+            if len(queued) < QUEUE_TAKE or not saved:  # nothing saved (no active scorecard...): the next pass
+                return n
 
     def score(
         self, call_ids: Iterable[str], card: Scorecard | None = None, chunk: int = 500, *, settle: bool = True
     ) -> int:
         """Score each call (under `card`, default the active scorecard); returns how many got a score.
         Saved `chunk` calls per transaction, each touched (agent, day) rollup recomputed once per chunk; the
-        agents' running totals too unless `settle` is off (a re-score of everything settles once at the end)."""
+        agents' running totals too unless `settle` is off (a re-score of everything settles once at the end).
+        A call that cannot be scored costs only itself its score (see `_save`)."""
+        return self._score(call_ids, card, chunk, settle=settle, queued=set())
+
+    def _score(
+        self, call_ids: Iterable[str], card: Scorecard | None, chunk: int, *, settle: bool, queued: set[str]
+    ) -> int:
+        """`score`; `queued`: the calls taken from the work list (saved only while still on it)."""
         card = card or get_scorecard(self.store)
         if card is None:
             return 0
         ids = list(dict.fromkeys(call_ids))  # once each: a chunk's statements name every call once
         results: list[ScoreRow] = []
+        failures: dict[str, str] = {}
         seen: dict[str, int] = {}  # per call, how many stored events its score was computed from
         for i in range(0, len(ids), chunk):
             payloads = self.store.calls_payloads(ids[i : i + chunk])
             seen.update((c, len(payloads.get(c, []))) for c in ids[i : i + chunk])
-            results += self._compute(card, [(c, payloads.get(c, [])) for c in ids[i : i + chunk]])
+            for row in self._compute(card, [(c, payloads.get(c, [])) for c in ids[i : i + chunk]]):
+                if row.error:
+                    failures[row.call_id] = row.error
+                else:
+                    results.append(row)
+        got = {r.call_id for r in results} | failures.keys()
+        self.store.unqueue_unsummarised([c for c in ids if c in queued and c not in got])
         saved = 0
         for i in range(0, len(results), chunk):
-            rows = results[i : i + chunk]
-            try:
-                with self.store.db.transaction():
-                    rows, moved = self._lock_calls(rows, seen)
-                    if moved:
-                        # events stored since they were read (another worker's, maybe): scored again from
-                        # all of them, rather than this score made current over a newer one
-                        self.store.requeue(moved)
-                    if not rows:
-                        continue
-                    touched = self._save_all(rows, seen)
-                    # each agent's rollups rebuilt by one transaction at a time (per-agent locks, in one order)
-                    rollups.lock_agents(self.store, {agent for agent, _ in touched})
-                    # agents already stale (a re-score running, or the migration): whoever marked them settles
-                    # them; rebuilding a year of their running totals here would stall every ingest chunk
-                    before = rollups.stale(self.store)
-                    for agent, day in sorted(touched):
-                        refresh_agent_day(self.store, agent, day, settle=False)
-                    if settle:
-                        rollups.settle(self.store, {agent for agent, _ in touched} - before.keys())
-                saved += len(rows)
-            except StorageError:
-                log.exception("saving %d scores failed; retried with the next batch", len(rows))
-                self.store.requeue([r.call_id for r in rows])
+            saved += self._save(results[i : i + chunk], seen, queued, failures, settle=settle)
+        if failures:
+            self._failed(failures)
         return saved
+
+    def _save(
+        self,
+        rows: list[ScoreRow],
+        seen: Mapping[str, int],
+        queued: set[str],
+        failures: dict[str, str],
+        *,
+        settle: bool,
+    ) -> int:
+        """Save scores in one transaction (`_save_chunk`); when it fails, save each half in its own, down to the
+        call that fails alone (its error goes to `failures`), so one call never costs the others their scores.
+        A failure of the database itself (a probe fails too) is raised: the calls stay queued as they are."""
+        try:
+            return self._save_chunk(rows, seen, queued, settle=settle)
+        except Exception as exc:
+            error = describe(exc)
+            if isinstance(exc, StorageError):
+                self._probe()
+            if len(rows) == 1:
+                failures[rows[0].call_id] = error
+                return 0
+            log.info(
+                "saving %d scores failed (%s): saving them in halves to find the call that fails", len(rows), error
+            )
+            half = len(rows) // 2
+            return self._save(rows[:half], seen, queued, failures, settle=settle) + self._save(
+                rows[half:], seen, queued, failures, settle=settle
+            )
+
+    def _probe(self) -> None:
+        try:
+            self.store.db.scalar("SELECT 1")
+        except StorageError as exc:
+            raise StorageError(f"the database is unreachable ({exc}); the calls stay queued") from exc
+
+    def _save_chunk(self, rows: list[ScoreRow], seen: Mapping[str, int], queued: set[str], *, settle: bool) -> int:
+        with self.store.db.transaction():
+            rows, moved = self._lock_calls(rows, seen)
+            if moved:
+                # events stored since they were read (another worker's, maybe): scored again from all of them,
+                # rather than this score made current over a newer one
+                self.store.requeue(moved)
+            # off the work list in the transaction that saves the score: a crash before the commit leaves both
+            on_list = self.store.unqueue([r.call_id for r in rows])
+            # a call taken from the list and no longer on it was saved by another worker meanwhile
+            rows = [r for r in rows if r.call_id in on_list or r.call_id not in queued]
+            if not rows:
+                return 0
+            touched = self._save_all(rows, seen)
+            # each agent's rollups rebuilt by one transaction at a time (per-agent locks, in one order)
+            rollups.lock_agents(self.store, {agent for agent, _ in touched})
+            # agents already stale (a re-score running, or the migration): whoever marked them settles
+            # them; rebuilding a year of their running totals here would stall every ingest chunk
+            before = rollups.stale(self.store)
+            for agent, day in sorted(touched):
+                refresh_agent_day(self.store, agent, day, settle=False)
+            if settle:
+                rollups.settle(self.store, {agent for agent, _ in touched} - before.keys())
+        return len(rows)
+
+    def _failed(self, failures: Mapping[str, str]) -> None:
+        """Record the calls that could not be scored (`Store.score_failed`) and say what becomes of each."""
+        for call_id, attempts, newly in self.store.score_failed(failures, MAX_ATTEMPTS):
+            if newly:
+                log.error(
+                    "call %s could not be scored (%d attempts): %s; set apart as failed (counted in scoring_failed)"
+                    " until it changes or is re-scored",
+                    call_id,
+                    attempts,
+                    failures[call_id],
+                )
+            elif attempts < MAX_ATTEMPTS:
+                log.warning(
+                    "call %s could not be scored (attempt %d of %d): %s; it stays queued for the next pass",
+                    call_id,
+                    attempts,
+                    MAX_ATTEMPTS,
+                    failures[call_id],
+                )
+            else:
+                log.warning(
+                    "call %s still cannot be scored: %s; it stays set apart as failed", call_id, failures[call_id]
+                )
+
+    def _refresh_stale(self) -> None:
+        """Rebuild the (agent, day) rollups that lost a call to a re-attribution, taking their marks off the list
+        in the same transaction (a failure leaves them marked for the next pass)."""
+        store = self.store
+        try:
+            with store.db.transaction():
+                stale = store.claim_stale(QUEUE_TAKE)
+                good = []
+                for agent, day in stale:
+                    why = rollup_day_error(day)
+                    if why is None:
+                        good.append((agent, day))
+                    else:
+                        log.warning("dropped the rollup of agent %s on %s: %s", agent, day, why)
+                agents = {agent for agent, _ in good}
+                rollups.lock_agents(store, agents)
+                before = rollups.stale(store)
+                for agent, day in good:
+                    refresh_agent_day(store, agent, day, settle=False)
+                rollups.settle(store, agents - before.keys())
+        except Exception:
+            log.warning("rebuilding stale rollups failed; they stay marked for the next pass", exc_info=True)
 
     def _lock_calls(self, rows: list[ScoreRow], seen: Mapping[str, int]) -> tuple[list[ScoreRow], list[str]]:
         """Inside the saving transaction: lock the calls' rows (PostgreSQL: in call id order, so two scorers
@@ -262,6 +404,10 @@ class Scorer:
             str(c): (a, d)
             for c, a, d in db.all(f"SELECT call_id, agent_id, day FROM calls WHERE call_id IN ({marks})", ids)
         }
+        for call_id, (_, day) in sorted(old.items()):
+            why = None if day is None else rollup_day_error(str(day))
+            if why is not None:
+                raise ValueError(f"call {call_id}: {why}")
         db.executemany("UPDATE scores SET current = 0 WHERE call_id = ? AND current = 1", [(c,) for c in ids])
         created = now_iso()
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)"] * len(results))
@@ -366,6 +512,9 @@ def refresh_agent_day(store: Store, agent_id: str, day: str, *, settle: bool = T
     """Recompute one agent's rollup rows for one day from its calls (inside the caller's transaction), and the
     rollups above them (hub/rollups.py); with `settle` off the caller settles the running totals itself. Under
     the agent's rollup lock (a caller touching several agents takes theirs first, `rollups.lock_agents`)."""
+    why = rollup_day_error(day)
+    if why is not None:
+        raise ValueError(f"the rollup of agent {agent_id} on {day}: {why}")
     db = store.db
     rollups.lock_agents(store, (agent_id,))
     db.execute("DELETE FROM agent_daily WHERE agent_id = ? AND day = ?", (agent_id, day))

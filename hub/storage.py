@@ -26,8 +26,9 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -41,6 +42,10 @@ from hub.db import Database, StorageError
 log = logging.getLogger(__name__)
 
 SEAT_LOGIN, SEAT_LOGOUT = "agent_login", "agent_logout"
+SOURCE_SEAT, SOURCE_CTI = "seat", "cti"
+"""Where a login came from (`seat_logins.source`, a call's `agent_source`): the seat's own `agent_login` event,
+or the CTI's `cmd/login` (docs/trust.md)."""
+_LOGIN_SOURCES = "('seat', 'cti')"
 _UNKNOWN, _NEW_SEAT = object(), object()
 """Markers in the epoch cache: not looked up yet; a seat with no row at all."""
 
@@ -59,6 +64,9 @@ def _insert_events_sql(rows: int) -> str:
 
 
 class Outcome(StrEnum):
+    """What became of one message; every one but STORED and DUPLICATE is a rejection, counted in `counters` as
+    `rejected.{value}` (docs/hub.md, "Ingest")."""
+
     STORED = "stored"
     DUPLICATE = "duplicate"
     OVERSIZED = "oversized"
@@ -66,6 +74,15 @@ class Outcome(StrEnum):
     BAD_SCHEMA = "bad_schema"
     BAD_TOPIC = "bad_topic"
     TOPIC_MISMATCH = "topic_mismatch"
+    OUT_OF_RANGE = "out_of_range"
+    """A number NaN, infinite or past its bound (seq, a call time, `ts` outside 2000..2100): edge_agent/schema.py."""
+    TOO_DEEP = "too_deep"
+    BAD_TEXT = "bad_text"
+    """A string too long, or holding a lone surrogate or NUL."""
+    FOREIGN_CALL = "foreign_call"
+    """An event for a call that another (site, seat) published first: kept apart, never part of that call."""
+    UNSTORABLE = "unstorable"
+    """Valid, but the database refused it (alone, while it stored others): acknowledged so it cannot stall ingest."""
 
 
 REJECTIONS = frozenset(o for o in Outcome if o not in (Outcome.STORED, Outcome.DUPLICATE))
@@ -154,12 +171,12 @@ class Store:
         self.default_tz = default_tz
         zone(default_tz)
         self._tz_cache: dict[str, ZoneInfo] = {}
-        self._pending: set[str] = set()
+        self._claimant = uuid.uuid4().hex
+        """Names this store's claims on queued calls (`take_pending`, shared)."""
         # write-path caches (only the ingest writer adds): the seats' seq state, devices' last-seen writes, agents
         self._seq = _SeqState()
         self._seen: dict[tuple[str, str, str | None], float] = {}
         self._agents: set[str] = set()
-        self._stale: set[tuple[str, str]] = set()
         self._recheck: set[str] = set()
         self._pending_lock = threading.Lock()
 
@@ -202,28 +219,36 @@ class Store:
 
     def _add_many(self, items: Sequence[tuple[Envelope, str]]) -> list[Outcome]:
         db = self.db
-        new = self._insert_events(items)
+        foreign = self._foreign(items)
+        new = self._insert_events(items, foreign)
         outcomes: list[Outcome] = []
-        stored: list[Envelope] = []
+        tracked: list[Envelope] = []  # new rows: their seqs count, so the seat's station stops re-sending them
+        stored: list[Envelope] = []  # new rows that belong to their call
         for env, _ in items:
             if env.id in new:
                 new.discard(env.id)  # a second copy in the same batch is a duplicate, as it would be one by one
-                outcomes.append(Outcome.STORED)
-                stored.append(env)
+                tracked.append(env)
+                if env.id in foreign:
+                    outcomes.append(Outcome.FOREIGN_CALL)
+                else:
+                    outcomes.append(Outcome.STORED)
+                    stored.append(env)
             else:
                 outcomes.append(Outcome.DUPLICATE)
+        if len(tracked) > len(stored):
+            self._bump(f"rejected.{Outcome.FOREIGN_CALL}", len(tracked) - len(stored))
         if self.shared:
             # no seat bookkeeping here (settle_seqs, after the commit) and no call row touched by every event:
             # another worker's batch holds those seats and calls too, and would wait for this one's commit
             self._ensure_calls(stored)
-            self._insert_pending(stored)
+            self._insert_pending(tracked, foreign)
             self._lock_summarised(stored)
             summary_ids: dict[str, object] = {}  # late events of summarised calls: settle_seqs queues them
         else:
             summary_ids = self._upsert_calls(stored)
-        later = {env.id for env in stored}  # stored by this batch, not yet book-kept
+        later = {env.id for env in tracked}  # stored by this batch, not yet book-kept
         now = time.time()
-        for env in stored:
+        for env in tracked:
             later.discard(env.id)
             if not self.shared and self._same_epoch(self._seq, env.site, env.seat, env.epoch, env.id, later):
                 self._track_seq(self._seq, env.site, env.seat, env.seq)
@@ -236,20 +261,38 @@ class Store:
                     (env.site, env.seat, now, model),
                 )
                 self._seen[(env.site, env.seat, model)] = now
-            if not self.shared and env.agent_id is not None and env.agent_id not in self._agents:
-                db.execute(
-                    "INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
-                    (env.agent_id, env.agent_id),
-                )
-                self._agents.add(env.agent_id)
+            if env.id in foreign:
+                continue  # kept (its seq counts, a re-send is a duplicate), but no part of any call or login
+            # no agents row from what a seat says: the directory is the admin's and the CTI's (docs/trust.md)
             if env.type in (SEAT_LOGIN, SEAT_LOGOUT):
                 self._seat_event(env)
             if env.call_id is not None:
                 self._call_event(env, summary_ids)
         return outcomes
 
-    def _insert_events(self, items: Sequence[tuple[Envelope, str]]) -> set[str]:
-        """INSERT the rows, many per statement; the ids this inserted (the others were stored already)."""
+    def _foreign(self, items: Sequence[tuple[Envelope, str]]) -> set[str]:
+        """The ids of the events whose call belongs to another (site, seat): the one that published it first (its
+        row in `calls`, or the first of this batch to name it). One query for the batch."""
+        ids = sorted({str(env.call_id) for env, _ in items if env.call_id is not None})
+        owners: dict[str, tuple[str, str]] = {}
+        for i in range(0, len(ids), _INSERT_ROWS):
+            chunk = ids[i : i + _INSERT_ROWS]
+            marks = ", ".join("?" * len(chunk))
+            for call_id, site, seat in self.db.all(
+                f"SELECT call_id, site, seat FROM calls WHERE call_id IN ({marks})", chunk
+            ):
+                owners[str(call_id)] = (str(site), str(seat))
+        out: set[str] = set()
+        for env, _ in items:
+            if env.call_id is not None and owners.setdefault(env.call_id, (env.site, env.seat)) != (env.site, env.seat):
+                out.add(env.id)
+        return out
+
+    def _insert_events(
+        self, items: Sequence[tuple[Envelope, str]], foreign: set[str] | frozenset[str] = frozenset()
+    ) -> set[str]:
+        """INSERT the rows, many per statement; the ids this inserted (the others were stored already). `foreign`
+        (`_foreign`): stored with no call_id, so that no query of that call ever reads them."""
         received = time.time()
         new: set[str] = set()
         if self.shared:
@@ -265,7 +308,7 @@ class Store:
                     env.seat,
                     env.seq,
                     env.epoch,
-                    env.call_id,
+                    None if env.id in foreign else env.call_id,
                     env.agent_id,
                     env.type,
                     env.ts,
@@ -397,7 +440,7 @@ class Store:
         is an empty call, the same as one whose summary has not come yet (the events are re-delivered)."""
         envs = [env for env, _ in items]
         now = time.time()
-        agents = sorted({e.agent_id for e in envs if e.agent_id is not None and e.agent_id not in self._agents})
+        agents: list[str] = []  # no agents row from what a seat says (docs/trust.md)
         due: set[tuple[str, str, str | None]] = set()
         seen: dict[tuple[str, str], str | None] = {}  # a row per seat: the model if any event named one
         for e in envs:
@@ -406,10 +449,6 @@ class Store:
                 due.add((e.site, e.seat, model))
                 seen[(e.site, e.seat)] = model or seen.get((e.site, e.seat))
         with self.db.transaction():
-            self.db.executemany(
-                "INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
-                [(a, a) for a in agents],
-            )
             self._ensure_calls(envs)
             self.db.executemany(
                 "INSERT INTO devices (site, seat, last_seen, model) VALUES (?, ?, ?, ?) ON CONFLICT (site, seat) "
@@ -457,12 +496,13 @@ class Store:
             marks = ", ".join("?" * len(ids))
             self.db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks}) ORDER BY call_id FOR UPDATE", ids)
 
-    def _insert_pending(self, stored: Sequence[Envelope]) -> None:
+    def _insert_pending(self, stored: Sequence[Envelope], foreign: set[str] | frozenset[str] = frozenset()) -> None:
         for i in range(0, len(stored), _INSERT_ROWS):
             chunk = stored[i : i + _INSERT_ROWS]
             params: list[object] = []
             for e in chunk:  # in arrival order: settle_seqs books a seat's events in that order
-                params += (e.id, e.site, e.seat, e.seq, e.epoch, e.call_id, e.type)
+                call_id = None if e.id in foreign else e.call_id  # a foreign call's event: its seq only
+                params += (e.id, e.site, e.seat, e.seq, e.epoch, call_id, e.type)
             self.db.execute(
                 "INSERT INTO seq_pending (id, site, seat, seq, epoch, call_id, type) VALUES "
                 + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),
@@ -548,20 +588,20 @@ class Store:
         for call_id in sorted(candidates):  # call id order, as everyone locks call rows
             row = db.one(
                 "SELECT site, seat, started, agent_id, day FROM calls WHERE call_id = ?"
-                " AND (agent_source IS NULL OR agent_source = 'seat') AND started IS NOT NULL",
+                f" AND (agent_source IS NULL OR agent_source IN {_LOGIN_SOURCES}) AND started IS NOT NULL",
                 (call_id,),
             )
             if row is None:
                 continue
             site, seat, started, old_agent, day = row
-            agent = self.agent_at(str(site), str(seat), float(started))
+            agent, source = self._login_at(str(site), str(seat), float(started))
             if agent == old_agent:
                 continue
             if old_agent is not None and day is not None:
-                db.after_commit(functools.partial(self._stale_add, str(old_agent), str(day)))
+                self._stale_add(str(old_agent), str(day))  # marked in this transaction, durably
             db.execute(
                 "UPDATE calls SET agent_id = ?, agent_source = ? WHERE call_id = ?",
-                (agent, "seat" if agent else None, call_id),
+                (agent, source if agent else None, call_id),
             )
             self._queue(call_id)
 
@@ -636,36 +676,75 @@ class Store:
         at = parse_ts(env.ts)
         agent = env.agent_id if env.type == SEAT_LOGIN else None
         self.db.execute(
-            "INSERT INTO seat_logins VALUES (?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
-            (env.id, env.site, env.seat, at, agent),
+            "INSERT INTO seat_logins (event_id, site, seat, at, agent_id, source) VALUES (?, ?, ?, ?, ?, ?)"
+            " ON CONFLICT (event_id) DO NOTHING",
+            (env.id, env.site, env.seat, at, agent, SOURCE_SEAT),
         )
-        # a login/logout delivered late: the seat-attributed calls it covers (up to the seat's next event) change
-        nxt = self.db.scalar(
-            "SELECT MIN(at) FROM seat_logins WHERE site = ? AND seat = ? AND at > ?", (env.site, env.seat, at)
-        )
+        self._reattribute_from(env.site, env.seat, at)
+
+    def cti_login(self, site: str, seat: str, agent: str | None, *, at: float | None = None, key: str) -> None:
+        """A login (`agent`) or logout (None) the CTI sent the seat (`cmd/login`, `cmd/logout`: only the `cti`
+        and `hub` broker users may publish those): the seat's trusted login state, docs/trust.md. From the seat's
+        first one on, its own `agent_login`/`agent_logout` events no longer count. The CTI names real agents:
+        an agent it names is added to the directory if missing. `key`: the command's identity (a redelivered
+        one changes nothing); `at`: its `ts`, else now."""
+        at = time.time() if at is None else at
+        with self.db.transaction():
+            if agent is not None:
+                self.db.execute(
+                    "INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
+                    (agent, agent),
+                )
+            self.db.execute(
+                "INSERT INTO seat_logins (event_id, site, seat, at, agent_id, source) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (event_id) DO NOTHING",
+                (f"cti:{key}", site, seat, at, agent, SOURCE_CTI),
+            )
+            self._reattribute_from(site, seat, at)
+
+    def _reattribute_from(self, site: str, seat: str, at: float) -> None:
+        """A login or logout delivered late (an outbox replaying after an outage, a CTI message): the calls it
+        covers (started from `at` up to the seat's next login or logout) go to whoever `agent_at` says now."""
+        nxt = self.db.scalar("SELECT MIN(at) FROM seat_logins WHERE site = ? AND seat = ? AND at > ?", (site, seat, at))
         rows = self.db.all(
-            "SELECT call_id, agent_id, day FROM calls WHERE site = ? AND seat = ?"
-            " AND (agent_source IS NULL OR agent_source = 'seat') AND started >= ? AND started < ?",
-            (env.site, env.seat, at, nxt if nxt is not None else 1e18),
+            "SELECT call_id, agent_id, day, started FROM calls WHERE site = ? AND seat = ?"
+            f" AND (agent_source IS NULL OR agent_source IN {_LOGIN_SOURCES}) AND started >= ? AND started < ?",
+            (site, seat, at, nxt if nxt is not None else 1e18),
         )
-        for call_id, old_agent, day in rows:
+        for call_id, old_agent, day, started in rows:
+            agent, source = self._login_at(site, seat, float(started))
             if old_agent == agent:
                 continue
             if old_agent is not None and day is not None:
-                self.db.after_commit(functools.partial(self._stale_add, old_agent, day))  # its rollup loses the call
+                self._stale_add(old_agent, day)  # its rollup loses the call (marked in this transaction)
             self.db.execute(
                 "UPDATE calls SET agent_id = ?, agent_source = ? WHERE call_id = ?",
-                (agent, "seat" if agent else None, call_id),
+                (agent, source if agent else None, call_id),
             )
             self._queue(call_id)
 
     def agent_at(self, site: str, seat: str, at: float) -> str | None:
-        """Who was logged in at the seat at POSIX time `at` (None: nobody, or logged out)."""
+        """Who was logged in at the seat at POSIX time `at`, by the hub's login state (None: nobody, logged out,
+        or an agent the hub does not know): see `_login_at`."""
+        return self._login_at(site, seat, at)[0]
+
+    def _login_at(self, site: str, seat: str, at: float) -> tuple[str | None, str | None]:
+        """(agent, source) of the seat's login state at `at`: the latest login or logout at or before it, counting
+        the seat's own only while the CTI has never spoken for the seat. A seat's login of an agent that is
+        not in the directory (agents) attributes nothing: no seat makes a call visible to an agent it names."""
         row = self.db.one(
-            "SELECT agent_id FROM seat_logins WHERE site = ? AND seat = ? AND at <= ? ORDER BY at DESC LIMIT 1",
-            (site, seat, at),
+            "SELECT l.agent_id, l.source, EXISTS (SELECT 1 FROM agents a WHERE a.agent_id = l.agent_id)"
+            " FROM seat_logins l WHERE l.site = ? AND l.seat = ? AND l.at <= ? AND (l.source = ? OR NOT EXISTS"
+            " (SELECT 1 FROM seat_logins c WHERE c.site = ? AND c.seat = ? AND c.source = ?))"
+            " ORDER BY l.at DESC LIMIT 1",
+            (site, seat, at, SOURCE_CTI, site, seat, SOURCE_CTI),
         )
-        return row[0] if row else None
+        if row is None or row[0] is None:
+            return None, None
+        agent, source, known = str(row[0]), str(row[1] or SOURCE_SEAT), bool(row[2])
+        if source != SOURCE_CTI and not known:
+            return None, None
+        return agent, source
 
     def _upsert_calls(self, stored: list[Envelope]) -> dict[str, object]:
         """The batch's calls' rows in one statement, each counting its events stored here; per call, the summary
@@ -708,12 +787,14 @@ class Store:
         quality = f.get("quality") if isinstance(f.get("quality"), dict) else {}
         flags = [str(x) for x in quality.get("flags", []) if isinstance(x, str)] if quality else []
         low = bool(quality.get("low_confidence")) if quality else False
-        # the agent: the envelope's, else whoever was logged in at the seat when the call started (agent_at),
-        # looked up by the same statement
+        # the agent: whoever the hub's login state says was at the seat when the call started, never the
+        # envelope's agent_id (the seat's own claim: one that disagrees is counted, docs/trust.md)
+        agent, source = self._login_at(env.site, env.seat, started)
+        if env.agent_id is not None and env.agent_id != agent:
+            self._bump("agent_mismatch")
         self.db.execute(
             "UPDATE calls SET started = ?, day = ?, week = ?, duration = ?, summary_id = ?, low_confidence = ?,"
-            " flags = ?, agent_id = COALESCE(?, (SELECT agent_id FROM seat_logins WHERE site = ? AND seat = ?"
-            " AND at <= ? ORDER BY at DESC LIMIT 1)), agent_source = ? WHERE call_id = ?",
+            " flags = ?, agent_id = ?, agent_source = ? WHERE call_id = ?",
             (
                 started,
                 day,
@@ -722,38 +803,161 @@ class Store:
                 env.id,
                 int(low),
                 ",".join(flags),
-                env.agent_id,
-                env.site,
-                env.seat,
-                started,
-                "event" if env.agent_id is not None else "seat",
+                agent,
+                source or SOURCE_SEAT,
                 env.call_id,
             ),
         )
 
+    # --- the scorer's work list: durable (score_queue, score_stale), docs/hub.md "Scorecards and scores" ----------
+
     def _queue(self, call_id: str) -> None:
-        def publish() -> None:
-            with self._pending_lock:
-                self._pending.add(call_id)
+        """Queue a call for scoring inside the current transaction (its summary, a late event, a re-attribution):
+        the row commits with the change or not at all, so no crash leaves a changed call unscored. A call set
+        apart as failed is tried afresh: it changed. Callers hold the call's row already (written or locked), as
+        everyone who writes a call's queue row does, so two such transactions never wait on each other in a
+        circle."""
+        self.db.execute(
+            "INSERT INTO score_queue (call_id, queued_at) VALUES (?, ?) ON CONFLICT (call_id) DO UPDATE SET"
+            " queued_at = excluded.queued_at, attempts = 0, last_error = NULL, failed = 0, claimed_by = NULL",
+            (call_id, time.time()),
+        )
 
-        self.db.after_commit(publish)  # the scorer (another thread) must find the call's rows committed
-
-    def requeue(self, call_ids: list[str]) -> None:
-        """Put calls back on the scorer's work list (their scoring transaction failed)."""
-        with self._pending_lock:
-            self._pending.update(call_ids)
+    def requeue(self, call_ids: Sequence[str]) -> None:
+        """Queue calls whose score could not be made current (events stored since they were read), inside the
+        caller's transaction or one of its own; a call queued already keeps its place and attempts."""
+        now = time.time()
+        with self.db.transaction():
+            self.db.executemany(
+                "INSERT INTO score_queue (call_id, queued_at) VALUES (?, ?) ON CONFLICT (call_id) DO NOTHING",
+                [(c, now) for c in sorted(call_ids)],
+            )
 
     def _stale_add(self, agent: str, day: str) -> None:
-        with self._pending_lock:
-            self._stale.add((agent, day))
+        """Mark an (agent, day) rollup that lost a call to a re-attribution, for the scorer to rebuild: inside the
+        transaction that moved the call, or one of its own. An upsert, not DO NOTHING: it takes the mark's row
+        lock, so a rebuild that has taken the mark meanwhile (`claim_stale`) commits first and the mark is made
+        again for the next one."""
+        with self.db.transaction():
+            self.db.execute(
+                "INSERT INTO score_stale (agent_id, day, marked) VALUES (?, ?, ?) ON CONFLICT (agent_id, day)"
+                " DO UPDATE SET marked = excluded.marked",
+                (agent, day, time.time()),
+            )
 
-    def take_pending(self) -> tuple[list[str], list[tuple[str, str]]]:
-        """Calls that completed or changed since the last call (the scorer's work list), and the (agent, day)
-        rollups that lost a call to re-attribution."""
-        with self._pending_lock:
-            out, self._pending = sorted(self._pending), set()
-            stale, self._stale = sorted(self._stale), set()
-        return out, stale
+    def take_pending(self, limit: int = 5000, claim_s: float = 60.0) -> tuple[list[str], list[tuple[str, str]]]:
+        """The scorer's work: queued calls (oldest first, at most `limit`; those set apart as failed left out) and
+        the (agent, day) rollups marked stale. Nothing is removed here: the transaction that saves a call's score
+        removes its row (`unqueue`), so a crash in between leaves the call queued. A shared worker claims the
+        calls it takes for `claim_s` seconds (a crashed worker's claims run out), skipping those another worker
+        claimed or is writing right now, so two workers do not score the same calls at once."""
+        db = self.db
+        if self.shared:
+            now = time.time()
+            skip = " FOR UPDATE SKIP LOCKED" if db.dialect == "postgres" else ""
+            with db.transaction():
+                rows = db.all(
+                    "UPDATE score_queue SET claimed_by = ?, claimed_at = ? WHERE call_id IN (SELECT call_id FROM"
+                    " score_queue WHERE failed = 0 AND (claimed_by IS NULL OR claimed_by = ? OR claimed_at < ?)"
+                    f" ORDER BY queued_at LIMIT ?{skip}) RETURNING call_id",
+                    (self._claimant, now, self._claimant, now - claim_s, limit),
+                )
+        else:
+            rows = db.all("SELECT call_id FROM score_queue WHERE failed = 0 ORDER BY queued_at LIMIT ?", (limit,))
+        stale = db.all("SELECT agent_id, day FROM score_stale ORDER BY agent_id, day LIMIT ?", (limit,))
+        return sorted(str(r[0]) for r in rows), [(str(a), str(d)) for a, d in stale]
+
+    def unqueue(self, call_ids: Sequence[str]) -> set[str]:
+        """Inside the transaction that saves the calls' scores (their rows locked): take them off the work list;
+        the ids that were on it (a queued call missing here was saved by another worker since it was taken)."""
+        if not call_ids:
+            return set()
+        marks = ", ".join("?" * len(call_ids))
+        return {
+            str(r[0])
+            for r in self.db.all(
+                f"DELETE FROM score_queue WHERE call_id IN ({marks}) RETURNING call_id", list(call_ids)
+            )
+        }
+
+    def unqueue_unsummarised(self, call_ids: Sequence[str]) -> None:
+        """Take queued calls without a summary off the work list (nothing to score: their summary queues them
+        again), under the calls' row locks, so a summary being stored meanwhile is never missed."""
+        ids = sorted(set(call_ids))
+        if not ids:
+            return
+        marks = ", ".join("?" * len(ids))
+        with self.db.transaction():
+            self._lock_call_rows(ids)
+            self.db.execute(
+                f"DELETE FROM score_queue WHERE call_id IN ({marks}) AND NOT EXISTS (SELECT 1 FROM calls c"
+                " WHERE c.call_id = score_queue.call_id AND c.summary_id IS NOT NULL)",
+                ids,
+            )
+
+    def _lock_call_rows(self, ids: Sequence[str]) -> None:
+        # PostgreSQL, in call id order: as ingest and the scorer lock the calls whose queue rows they write
+        if ids and self.db.dialect == "postgres":
+            marks = ", ".join("?" * len(ids))
+            self.db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks}) ORDER BY call_id FOR UPDATE", ids)
+
+    def score_failed(self, failures: Mapping[str, str], max_attempts: int) -> list[tuple[str, int, bool]]:
+        """Record failed attempts at scoring calls (each with its error): a call stays queued, behind the others,
+        and is set apart as failed at its `max_attempts`-th failure in a row, counted once in `scoring_failed`.
+        Per call: (id, attempts so far, whether this attempt set it apart)."""
+        ids = sorted(failures)
+        out: list[tuple[str, int, bool]] = []
+        now = time.time()
+        with self.db.transaction():
+            self._lock_call_rows(ids)
+            for call_id in ids:
+                was = self.db.one("SELECT attempts, failed FROM score_queue WHERE call_id = ?", (call_id,))
+                attempts = (int(was[0]) if was else 0) + 1
+                failed = attempts >= max_attempts
+                self.db.execute(
+                    "INSERT INTO score_queue (call_id, queued_at, attempts, last_error, failed) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (call_id) DO UPDATE SET queued_at = excluded.queued_at, attempts = excluded.attempts,"
+                    " last_error = excluded.last_error, failed = excluded.failed, claimed_by = NULL",
+                    (call_id, now, attempts, failures[call_id], int(failed)),
+                )
+                newly = failed and not (was is not None and int(was[1]))
+                if newly:
+                    self._bump("scoring_failed")
+                out.append((call_id, attempts, newly))
+        return out
+
+    def claim_stale(self, limit: int = 5000) -> list[tuple[str, str]]:
+        """Inside the transaction that rebuilds them: take the stale (agent, day) marks off the list (PostgreSQL:
+        skipping marks a re-attribution is writing right now; they are rebuilt by the next pass)."""
+        skip = " FOR UPDATE SKIP LOCKED" if self.db.dialect == "postgres" else ""
+        rows = [
+            (str(a), str(d))
+            for a, d in self.db.all(
+                f"SELECT agent_id, day FROM score_stale ORDER BY agent_id, day LIMIT ?{skip}", (limit,)
+            )
+        ]
+        self.db.executemany("DELETE FROM score_stale WHERE agent_id = ? AND day = ?", rows)
+        return rows
+
+    def scoring_status(self, failed_calls: int = 20) -> dict[str, Any]:
+        """The work list at a glance: calls waiting for a score, those among them retrying after a failed
+        attempt, those set apart as failed (and the latest `failed_calls` of them with their errors), and how many
+        times a call has been set apart since the database was made (`scoring_failed`)."""
+        queued, retrying, failed = self.db.one(
+            "SELECT COUNT(*), SUM(CASE WHEN attempts > 0 AND failed = 0 THEN 1 ELSE 0 END), SUM(failed)"
+            " FROM score_queue"
+        ) or (0, 0, 0)
+        rows = self.db.all(
+            "SELECT call_id, attempts, last_error FROM score_queue WHERE failed = 1 ORDER BY queued_at DESC LIMIT ?",
+            (failed_calls,),
+        )
+        return {
+            "queued": int(queued or 0) - int(failed or 0),
+            "retrying": int(retrying or 0),
+            "failed": int(failed or 0),
+            "failed_total": self.counters().get("scoring_failed", 0),
+            "failed_calls": [{"call_id": c, "attempts": int(a), "error": e} for c, a, e in rows],
+        }
 
     def set_status(self, site: str, seat: str, status: str | None = None, health: dict[str, Any] | None = None) -> None:
         """A station's retained availability (`online`/`offline`, the last will) or health report."""

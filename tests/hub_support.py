@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -201,10 +202,24 @@ class Station:
         if summary is not None:
             evs = [*evs[:-1], CallSummary(0.0, float(summary["duration"]), summary)]
         # 120 s batches (a station setting): the 131 s call spans two, so evidence crosses batches
-        return [self.env(e, call_id, end_ts, agent) for e in to_wire(evs, batch_s=120)]
+        out = [self.env(e, call_id, end_ts, agent) for e in to_wire(evs, batch_s=120)]
+        if agent is None:
+            return out
+        # a station names an agent on its events only after that agent's login, and the hub attributes calls by
+        # the login, never by the events' agent_id (docs/trust.md): so the login first, a second before the call
+        start = datetime.fromisoformat(end_ts) - timedelta(seconds=float(evs[-1].end) + 1)
+        login = self.login(agent, start.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
+        if self.stamp:  # seqs in emission order: the login's before the call's
+            login, out = login.with_seq(out[0].seq), [e.with_seq(e.seq + 1) for e in out]
+        return [login, *out]
 
 
 def ingest(store: Store, envs: list[Envelope], score: bool = True) -> None:
+    """Store `envs` one by one (and score), after adding the agents they log in to the directory if missing: a
+    seat's login attributes calls only to agents the hub knows (docs/trust.md); here the test is the admin."""
+    for agent in sorted({e.agent_id for e in envs if e.type == "agent_login" and e.agent_id is not None}):
+        store.db.execute("INSERT INTO agents (agent_id, name) VALUES (?, ?) ON CONFLICT (agent_id) DO NOTHING",
+                         (agent, agent))  # fmt: skip
     for e in envs:
         store.add(e, e.to_json())
     if score:

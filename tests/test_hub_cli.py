@@ -65,6 +65,11 @@ def test_admin_commands_and_errors(tmp_path: Path) -> None:
 def test_serve_end_to_end(tmp_path: Path, mosquitto: Mosquitto) -> None:  # noqa: F811
     db = tmp_path / "hub.sqlite"
     assert qa_hub(db, "user", "create", "admin", "--role", "admin", stdin=PASSWORD).returncode == 0
+    from hub.storage import Store
+
+    directory = Store(db)
+    directory.put_agent("a1", "Agent One", None)  # a seat's login attributes calls only to known agents
+    directory.close()
     port = free_port()
     log = (tmp_path / "serve.log").open("w")
     proc = subprocess.Popen(

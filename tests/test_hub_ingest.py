@@ -28,6 +28,7 @@ def test_station_to_scored_call(tmp_path: Path, mosquitto: Mosquitto, hub_store:
     try:
         assert ingest.wait_subscribed(10), mosquitto.log_tail()
         st = Station(SITE, SEAT, stamp=False)
+        store.put_agent("agent-7", "Agent 7", None)  # a seat's login attributes calls only to a known agent
         envs = [st.login("agent-7", "2026-01-05T01:00:00.000Z")]
         envs += st.call("cti-1", "2026-01-05T01:10:00.000Z")  # no agent in the header: the seat's login says
         envs += st.call("cti-2", "2026-01-05T01:20:00.000Z")
@@ -86,6 +87,7 @@ def test_many_seats_interleaved_exactly_once(tmp_path: Path, mosquitto: Mosquitt
         total = 0
         for i in range(n_seats):
             st = Station(SITE, f"seat{i}", stamp=False)
+            hub_store.put_agent(f"ag{i}", f"Agent {i}", None)
             envs = [st.login(f"ag{i}", "2026-01-05T01:00:00.000Z")]
             for k in range(5):
                 envs += st.call(f"s{i}-c{k}", f"2026-01-05T0{k + 2}:00:00.000Z")

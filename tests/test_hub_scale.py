@@ -35,10 +35,18 @@ SITE, SEATS, CALLS = "scale", 6, 5
 
 @pytest.fixture(params=["postgres", "sqlite"])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield str(tmp_path / "hub.sqlite")
-    else:
-        yield request.getfixturevalue("pg_dsn")
+    url = str(tmp_path / "hub.sqlite") if request.param == "sqlite" else request.getfixturevalue("pg_dsn")
+    known_agents(url)
+    yield url
+
+
+def known_agents(url: str) -> None:
+    """The agents the seats log in, in the directory: a seat's login attributes calls only to known agents
+    (docs/trust.md), as an admin would have created them."""
+    store = Store(url)
+    for i in range(max(SEATS, 8)):
+        store.put_agent(f"agent{i}", f"Agent {i}", None)
+    store.close()
 
 
 def fleet() -> dict[str, list[tuple[str, str]]]:
@@ -190,6 +198,7 @@ def test_a_watermark_never_covers_an_uncommitted_or_missing_event(pg_dsn: str) -
     """Two shared workers on PostgreSQL store one seat's events split and out of order: the watermark (what an
     ack confirms, and what the station then deletes) stops below a gap, ignores another worker's uncommitted
     events, is left alone while another worker holds the seat, and only ever moves up."""
+    known_agents(pg_dsn)
     a, b = Store(pg_dsn, shared=True), Store(pg_dsn, shared=True)
     st = Station(SITE, "s1")
     envs = [st.env(Speech(float(i), i + 0.5, "agent"), "c1", "2026-03-02T09:00:00.000Z") for i in range(6)]
