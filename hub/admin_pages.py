@@ -3,14 +3,13 @@
 Plain HTML forms, post-redirect-get: a change answers 303 back to its page (`?done=1`), a refused one renders
 the page again with the reason (400). Forgery: the session cookie is `SameSite=Strict`, so a browser sends it
 on no request another site starts, and every form also carries a token derived from the session (an HMAC of
-the session token, so nothing more is stored) that a cookie-authenticated post must return. A request with
-a bearer token (the API's clients) carries nothing a browser adds by itself, so it needs none.
+the session token, so nothing more is stored) that a cookie-authenticated post must return: the app-wide
+`hub.api.csrf_guard` checks it before any of these routes runs. A request with a bearer token (the API's
+clients) carries nothing a browser adds by itself, so it needs none.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from collections.abc import Callable
 from datetime import date
 from typing import Any, TypeVar
@@ -23,29 +22,17 @@ from starlette.datastructures import FormData
 
 from edge_agent.config import first_error
 from hub import admin, auth
-from hub.api import Hub, token_of
+from hub.api import CSRF_FIELD, Hub, csrf_token
 from hub.auth import ROLES, User
 from hub.pages import page_user, render
 from hub.scorecard import ScorecardError
 from hub.scores import get_scorecard, import_scorecard
 
-CSRF_FIELD = "csrf"
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
 
 
-def csrf_token(request: Request) -> str:
-    """The forms' token for this session: bound to it, useless with any other, never stored."""
-    session = token_of(request) or ""
-    return hmac.new(session.encode(), b"callqa admin form", hashlib.sha256).hexdigest()
-
-
-def check_csrf(request: Request, form: FormData) -> None:
-    if request.headers.get("authorization", "").lower().startswith("bearer "):
-        return  # not an ambient credential: a page on another site cannot make a browser send it
-    sent = form.get(CSRF_FIELD)
-    if not isinstance(sent, str) or not hmac.compare_digest(sent, csrf_token(request)):
-        raise HTTPException(403, "this form is stale or was not sent from this dashboard: reload the page and retry")
+__all__ = ["CSRF_FIELD", "install_admin_pages"]
 
 
 def _admin(request: Request) -> tuple[Hub, User]:
@@ -101,11 +88,10 @@ def install_admin_pages(app: FastAPI) -> None:
         )
 
     async def act(request: Request, section: str, change: Callable[[FormData, Hub, User], T]) -> Response:
-        """A form post: admin, token, then the change in a worker thread; 303 to the page, or the page again
-        with the reason it was refused."""
+        """A form post (its token already checked by `hub.api.csrf_guard`): admin, then the change in a worker
+        thread; 303 to the page, or the page again with the reason it was refused."""
         hub, user = _admin(request)
         form = await request.form()
-        check_csrf(request, form)
         try:
             result = await run_in_threadpool(change, form, hub, user)
         except (admin.AdminError, auth.AuthError, ScorecardError, LookupError) as exc:

@@ -4,21 +4,35 @@ Every endpoint needs a session (`POST /api/login` gives a bearer token and sets 
 dashboard uses) and reads through `hub.auth.Scope`: a call, agent or team outside the user's scope answers
 404 exactly like one that does not exist, so ids cannot be probed; a role that may never use an endpoint
 gets 403.
+
+Forgery: one app-wide dependency (`csrf_guard`) refuses (403) every state-changing request (POST, PUT, PATCH,
+DELETE) that is authenticated by the session cookie and does not carry the session's token, as the
+`X-CSRF-Token` header (API; `GET /api/me` tells it) or the `csrf` form field (dashboard forms). A bearer
+token is not an ambient credential (no page on another site can make a browser send it), so such requests
+need none. Logins are throttled (`hub.auth.LoginGuard`: 429 with `Retry-After`); the cookie is `HttpOnly`,
+`SameSite=Strict`, and `Secure` whenever the request came over https (directly or through a trusted proxy).
+
+Nothing stored makes a response fail: JSON is written with NaN/Infinity as null and unencodable characters
+(lone surrogates) replaced, lists of events come in bounded pages.
 """
 
 from __future__ import annotations
 
 import asyncio
 import csv
+import hashlib
+import hmac
 import io
 import json
 import logging
+import math
 from collections.abc import AsyncIterator
 from datetime import date, datetime
 from typing import Annotated, Any, Literal
+from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 
 from hub import admin, aggregate, auth, calibration, reviews
@@ -31,6 +45,46 @@ from hub.storage import Store, zone
 
 log = logging.getLogger(__name__)
 COOKIE = "qa_session"
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf"
+CSRF_EXEMPT = frozenset({"/api/login", "/login"})
+"""Paths that change state without a session to forge (they create one)."""
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+EVENTS_PAGE = 500
+"""Events per page of `GET /api/calls/{id}/events` unless asked for fewer; `EVENTS_PAGE_MAX` at most."""
+EVENTS_PAGE_MAX = 2000
+EVENTS_PAGE_BYTES = 1 << 20
+"""A page also stops once its stored payloads pass this many bytes (at least one event per page)."""
+EVIDENCE_SHOWN = 50
+"""Evidence items per rule in a call's detail (API and page); `evidence_total` says how many there are."""
+
+
+def _finite(value: Any) -> Any:
+    """`value` with every NaN or infinity (which JSON cannot carry) replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def dumps(content: Any) -> bytes:
+    """JSON for a response, whatever was stored: non-finite numbers become null and characters UTF-8 cannot
+    carry (a lone surrogate a seat once sent) become U+FFFD, instead of the response failing with a 500."""
+    try:
+        text = json.dumps(content, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:  # NaN or infinity somewhere: the slow path only for such content
+        text = json.dumps(_finite(content), ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.encode("utf-8", errors="replace")
+
+
+class SafeJSONResponse(JSONResponse):
+    """The app's JSON responses (see `dumps`)."""
+
+    def render(self, content: Any) -> bytes:
+        return dumps(content)
 
 
 class LoginBody(BaseModel):
@@ -80,6 +134,7 @@ class Hub:
         self.store = store
         self.scorer = Scorer(store)
         self.live = live or LiveBoard()
+        self.guard = auth.LoginGuard()
 
     def today(self) -> date:
         """Today in the hub's default time zone (periods end on it unless asked otherwise)."""
@@ -110,6 +165,66 @@ def current_user(request: Request, hub: HubDep) -> User:
 
 
 UserDep = Annotated[User, Depends(current_user)]
+
+
+def client_address(request: Request) -> str:
+    """The client's address: the peer, or what a trusted reverse proxy says it is (uvicorn's proxy headers
+    middleware rewrites the peer only for `--forwarded-allow-ips`)."""
+    return request.client.host if request.client else "-"
+
+
+def is_https(request: Request) -> bool:
+    """Whether the browser reached the hub over TLS: uvicorn's own (`--ssl-certfile`) or a trusted proxy's
+    `X-Forwarded-Proto: https` (an untrusted client's header is ignored by uvicorn)."""
+    return request.url.scheme == "https"
+
+
+def set_session_cookie(request: Request, response: Response, token: str) -> None:
+    """`HttpOnly` (no script reads it), `SameSite=Strict` (no other site's request carries it), `Secure` when
+    served over https (never sent in clear text afterwards)."""
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="strict", secure=is_https(request), max_age=int(auth.SESSION_S)
+    )
+
+
+def clear_session_cookie(request: Request, response: Response) -> None:
+    response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=is_https(request))
+
+
+def login_or_429(hub: Hub, request: Request, username: str, password: str) -> tuple[str, User]:
+    """`hub.guard.login` from this client; a throttled attempt becomes 429 with `Retry-After`."""
+    try:
+        return hub.guard.login(hub.store, username, password, client_address(request))
+    except auth.Throttled as exc:  # counted and logged by the guard
+        raise HTTPException(429, exc.reason, headers={"Retry-After": str(exc.retry_after)}) from None
+
+
+def bearer(request: Request) -> bool:
+    return request.headers.get("authorization", "").lower().startswith("bearer ")
+
+
+def csrf_token(request: Request) -> str:
+    """The session's anti-forgery token: bound to it, useless with any other, never stored."""
+    session = token_of(request) or ""
+    return hmac.new(session.encode(), b"callqa admin form", hashlib.sha256).hexdigest()
+
+
+async def csrf_guard(request: Request) -> None:
+    """Every route's dependency (installed on the app): a cookie-authenticated state change must carry the
+    session's token, else 403. Applied app-wide, so no route can forget it (tests/test_hub_web_security.py
+    walks every route)."""
+    if request.method not in UNSAFE_METHODS or request.url.path in CSRF_EXEMPT:
+        return
+    if bearer(request) or COOKIE not in request.cookies:
+        return  # a bearer token is not ambient; no session at all: the route itself answers 401
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and request.headers.get("content-type", "").startswith(
+        ("application/x-www-form-urlencoded", "multipart/form-data")
+    ):
+        field = (await request.form()).get(CSRF_FIELD)  # parsed once: the route reads the same (cached) form
+        sent = field if isinstance(field, str) else None
+    if not sent or not hmac.compare_digest(sent.encode(errors="replace"), csrf_token(request).encode()):
+        raise HTTPException(403, "this form is stale or was not sent from this dashboard: reload the page and retry")
 
 
 def require(user: User, *roles: str) -> None:
@@ -181,6 +296,10 @@ def call_detail(hub: Hub, user: User, call_id: str) -> dict[str, Any]:
         items = json.loads(row[8])
         for item in items:
             item["effective_points"] = effective.get(item["rule"], item["points"])
+            # a call with 50,000 talk-overs cites every one: show the first few, say how many there are
+            evidence = item.get("evidence") or []
+            item["evidence_total"] = len(evidence)
+            item["evidence"] = evidence[:EVIDENCE_SHOWN]
         score = {
             "score_id": row[0],
             "scorecard": row[1],
@@ -201,17 +320,39 @@ def call_detail(hub: Hub, user: User, call_id: str) -> dict[str, Any]:
     }
 
 
-def devices_data(hub: Hub) -> list[dict[str, Any]]:
+def devices_data(hub: Hub, user: User) -> list[dict[str, Any]]:
+    """Stations, scoped like calls: admins and QA reviewers see all; a team lead sees the seats whose last
+    stored call is by an agent of their team (`agent_id`: the hub's record, not what the seat's health says),
+    and agents none. The agent and call a seat's health report names are blanked for whoever may not see that
+    agent (a seat moves between teams; its report is the seat's word)."""
+    if user.role == "agent":
+        return []
     rows = hub.store.db.all(
-        "SELECT site, seat, status, status_at, last_seen, health, model FROM devices ORDER BY site, seat"
+        "SELECT d.site, d.seat, d.status, d.status_at, d.last_seen, d.health, d.model,"
+        " (SELECT c.agent_id FROM calls c WHERE c.site = d.site AND c.seat = d.seat"
+        "  ORDER BY c.started IS NULL, c.started DESC LIMIT 1)"
+        " FROM devices d ORDER BY d.site, d.seat"
     )
+    team: set[str] | None = None
+    if not user.sees_all:
+        team = {str(r[0]) for r in hub.store.db.all("SELECT agent_id FROM agents WHERE team_id = ?", (user.team_id,))}
     out = []
-    for site, seat, status, status_at, last_seen, health, model in rows:
-        h = json.loads(health) if health else {}
+    for site, seat, status, status_at, last_seen, health, model, agent_id in rows:
+        if team is not None and agent_id not in team:
+            continue
+        try:
+            h = json.loads(health) if health else {}
+        except ValueError:
+            h = {}
+        if not isinstance(h, dict):
+            h = {}
+        if team is not None and h.get("agent_id") not in team:
+            h = {**h, "agent_id": None, "call_id": None}
         out.append(
             {
                 "site": site,
                 "seat": seat,
+                "agent_id": agent_id,
                 "status": status or "unknown",
                 "status_at": status_at,
                 "last_seen": last_seen,
@@ -222,6 +363,33 @@ def devices_data(hub: Hub) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def events_page(hub: Hub, call_id: str, limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    """Up to `limit` of the call's events (and about EVENTS_PAGE_BYTES of them) after the cursor `after`
+    (`seat:seq` of the last event of the page before); the cursor of this page's last event when more follow."""
+    sql = "SELECT seat, seq, payload FROM events WHERE call_id = ?"
+    params: list[object] = [call_id]
+    if after:
+        seat, _, seq = after.rpartition(":")
+        try:
+            n = int(seq)
+        except ValueError:
+            raise HTTPException(422, f"after {after[:80]!r}: the X-Next-After value of the page before") from None
+        sql += " AND (seat > ? OR (seat = ? AND seq > ?))"
+        params += [seat, seat, n]
+    rows = hub.store.db.all(sql + " ORDER BY seat, seq LIMIT ?", [*params, limit + 1])
+    events: list[dict[str, Any]] = []
+    size, taken, last = 0, 0, None
+    for seat, seq, payload in rows[:limit]:
+        if taken and size + len(payload) > EVENTS_PAGE_BYTES:
+            break
+        size, taken, last = size + len(payload), taken + 1, f"{seat}:{seq}"
+        try:
+            events.append(json.loads(payload))
+        except ValueError:
+            log.warning("call %s: stored event %s:%s is not JSON; left out", call_id, seat, seq)
+    return events, last if taken < len(rows) else None
 
 
 def live_data(hub: Hub, user: User) -> list[dict[str, Any]]:
@@ -249,17 +417,21 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         title="callqa hub",
         version="1",
         description="QA scores from station events: agents, teams, calls, scores, events, devices, scorecards,"
-        " reviews and calibration. Authenticate with POST /api/login, then send `Authorization: Bearer <token>`.",
+        " reviews and calibration. Authenticate with POST /api/login, then send `Authorization: Bearer <token>`"
+        " (a client that uses the session cookie instead sends `X-CSRF-Token` from GET /api/me on every POST, PUT,"
+        " PATCH and DELETE). Failed logins are throttled: 429 with `Retry-After`.",
+        dependencies=[Depends(csrf_guard)],
+        default_response_class=SafeJSONResponse,
     )
     app.state.hub = Hub(store, board)
 
-    @app.post("/api/login", tags=["auth"])
-    def login(body: LoginBody, response: Response, hub: HubDep) -> dict[str, Any]:
+    @app.post("/api/login", tags=["auth"], responses={429: {"description": "too many failed logins"}})
+    def login(body: LoginBody, request: Request, response: Response, hub: HubDep) -> dict[str, Any]:
         try:
-            token, user = auth.login(hub.store, body.username, body.password)
+            token, user = login_or_429(hub, request, body.username, body.password)
         except auth.AuthError as exc:
             raise HTTPException(401, str(exc)) from None
-        response.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=int(auth.SESSION_S))
+        set_session_cookie(request, response, token)
         return {"token": token, "username": user.username, "role": user.role}
 
     @app.post("/api/logout", tags=["auth"])
@@ -267,12 +439,13 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         token = token_of(request)
         if token:
             auth.logout(hub.store, token)
-        response.delete_cookie(COOKIE)
+        clear_session_cookie(request, response)
         return {"ok": True}
 
     @app.get("/api/me", tags=["auth"])
-    def me(user: UserDep) -> dict[str, Any]:
-        return dict(user.__dict__)
+    def me(request: Request, user: UserDep) -> dict[str, Any]:
+        """Who is logged in, and `csrf`: the token a cookie-authenticated client sends as `X-CSRF-Token`."""
+        return {**user.__dict__, "csrf": csrf_token(request)}
 
     @app.get("/api/users", tags=["admin"])
     def users(hub: HubDep, user: UserDep) -> list[dict[str, Any]]:
@@ -299,7 +472,7 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         """Per agent: calls, weighted score, previous period's score, weekly trend, top issues, coverage."""
         rows = agents_data(hub, user, parse_day(end, hub), period, team_id)
         # plain JSON values already: skip the generic encoder, which cost as much as the query for 500 agents
-        return Response(json.dumps(rows, ensure_ascii=False), media_type="application/json")
+        return Response(dumps(rows), media_type="application/json")
 
     @app.get("/api/agents/{agent_id}", tags=["scores"])
     def agent(agent_id: str, hub: HubDep, user: UserDep, end: str | None = None, days: int = 90) -> dict[str, Any]:
@@ -343,12 +516,15 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
     def stats(hub: HubDep, user: UserDep, period: Period = "week", end: str | None = None) -> dict[str, Any]:
         start, stop, _, _ = aggregate.period_bounds(parse_day(end, hub), period)
         scope = Scope(user)
-        return {
+        out = {
             "start": start,
             "end": stop,
             "coverage": aggregate.coverage(hub.store, scope, start, stop),
             "distribution": aggregate.distribution(hub.store, scope, start, stop),
         }
+        if user.sees_all:  # the scorer's work list (calls waiting, retrying, set apart as failed) names every team's
+            out["scoring"] = hub.store.scoring_status()
+        return out
 
     @app.get("/api/calls", tags=["calls"])
     def calls(
@@ -366,9 +542,20 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         return call_detail(hub, user, call_id)
 
     @app.get("/api/calls/{call_id}/events", tags=["calls"])
-    def call_events(call_id: str, hub: HubDep, user: UserDep) -> list[dict[str, Any]]:
+    def call_events(
+        call_id: str, response: Response, hub: HubDep, user: UserDep, limit: int = EVENTS_PAGE, after: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The call's stored events, oldest seq first per seat, in pages of at most `limit` (up to 2000) and
+        about 1 MB: when more follow, the `X-Next-After` header holds the `after` value for the next page
+        (and `Link` the next page's URL)."""
         visible_call(hub, user, call_id)
-        return hub.store.call_events(call_id)
+        events, cursor = events_page(hub, call_id, min(max(limit, 1), EVENTS_PAGE_MAX), after)
+        if cursor is not None:
+            response.headers["X-Next-After"] = cursor
+            response.headers["Link"] = (
+                f'</api/calls/{quote(call_id)}/events?after={quote(cursor)}&limit={limit}>; rel="next"'
+            )
+        return events
 
     @app.get("/api/calls/{call_id}/scores", tags=["calls"])
     def call_scores(call_id: str, hub: HubDep, user: UserDep) -> list[dict[str, Any]]:
@@ -383,8 +570,9 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
 
     @app.get("/api/devices", tags=["devices"])
     def devices(hub: HubDep, user: UserDep) -> list[dict[str, Any]]:
+        """Stations and their health, scoped like calls (`devices_data`)."""
         require(user, "admin", "reviewer", "lead")
-        return devices_data(hub)
+        return devices_data(hub, user)
 
     @app.get("/api/scorecards", tags=["scorecards"])
     def scorecards(hub: HubDep, user: UserDep) -> list[dict[str, Any]]:
@@ -487,7 +675,7 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         elif table in ("teams", "sites", "devices", "calibration"):
             require(user, "admin", "reviewer", *(() if table == "sites" else ("lead",)))
             if table == "devices":
-                rows = devices_data(hub)
+                rows = devices_data(hub, user)
             elif table == "calibration":
                 rows = calibration.report(hub.store, Scope(user))
             else:
@@ -497,7 +685,7 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         else:
             raise HTTPException(404, "no such table")
         return Response(
-            to_csv(rows),
+            to_csv(rows).encode("utf-8", errors="replace"),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{table}-{day.isoformat()}.csv"'},
         )
@@ -517,7 +705,7 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
             while not await request.is_disconnected():
                 if hub.live.version != seen:
                     seen = hub.live.version
-                    yield f"data: {json.dumps(live_data(hub, user))}\n\n"
+                    yield f"data: {dumps(live_data(hub, user)).decode()}\n\n"
                     if once:
                         return
                 await asyncio.sleep(0.5)

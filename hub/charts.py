@@ -6,6 +6,7 @@ cannot inject markup.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
@@ -25,13 +26,57 @@ COLORS = {
 }
 
 
+MAX_BARS = 4000
+"""Bars one timeline draws at most; segments closer than a pixel merge first, so only crafted input reaches it."""
+MAX_TICKS = 16
+LABEL_CHARS = 40
+"""A payload's label (an emotion, a talk-over kind) is cut to this many characters in a tooltip."""
+
+
 def _f(x: float) -> str:
     return f"{x:.1f}"
 
 
+def _num(v: object) -> float:
+    """A stored number as a finite float; anything else (a string, NaN, 1e999) as 0."""
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        x = float(v)
+        return x if math.isfinite(x) else 0.0
+    return 0.0
+
+
+def _label(v: object) -> str:
+    text = str(v)
+    return text if len(text) <= LABEL_CHARS else text[: LABEL_CHARS - 1] + "\u2026"
+
+
+def _clock(t: float) -> str:
+    t = int(t)
+    h, m, s = t // 3600, t % 3600 // 60, t % 60
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def _tick_step(duration: float) -> float:
+    """Seconds between ticks: 10 s, 30 s, 1 min for ordinary calls, then the first round step that keeps the
+    axis within MAX_TICKS ticks whatever duration a summary claims."""
+    if duration < 60:
+        return 10.0
+    if duration <= 180:
+        return 30.0
+    for step in (60, 120, 300, 600, 900, 1800, 3600, 7200, 21600, 43200, 86400):
+        if duration / step <= MAX_TICKS:
+            return float(step)
+    return float(math.ceil(duration / MAX_TICKS / 86400) * 86400)
+
+
 def timeline(view: CallView, labels: Mapping[str, str], width: int = 960) -> str:
-    """Both parties' speech on two lanes, talk-overs between them, dead air and emotion on lanes below."""
-    duration = max(float(view.summary.get("duration") or 0.0), 1.0)
+    """Both parties' speech on two lanes, talk-overs between them, dead air and emotion on lanes below.
+
+    Drawn at the chart's resolution, whatever the call holds: per lane and colour, segments less than a pixel
+    apart merge into one bar (its tooltip says how many), ticks stay within MAX_TICKS, and no more than
+    MAX_BARS bars are drawn (a note says how many were left out), so one summary claiming a duration of 1e8 s
+    or 50,000 events cannot make the call page huge."""
+    duration = max(_num(view.summary.get("duration")), 1.0)
     left, lane, gap = 90, 22, 8
     scale = (width - left - 10) / duration
     rows = ["agent", "customer", "talk_over", "dead_air", "emotion"]
@@ -45,46 +90,59 @@ def timeline(view: CallView, labels: Mapping[str, str], width: int = 960) -> str
         out.append(f'<text x="4" y="{y[r] + 15}" font-size="12">{escape(labels.get(r, r))}</text>')
         out.append(f'<rect x="{left}" y="{y[r]}" width="{_f(duration * scale)}" height="{lane}" fill="#f4f6f8"></rect>')
 
+    # (row, colour) -> open bar [x0, x1, first start, last end, title, class, segments]; closed bars go to `bars`
+    open_bars: dict[tuple[str, str], list[Any]] = {}
+    bars: list[tuple[str, str, list[Any]]] = []
+
     def bar(row: str, start: float, end: float, color: str, title: str, cls: str) -> None:
-        x, w = left + start * scale, max((end - start) * scale, 1.0)
-        out.append(
-            f'<rect class="{cls}" x="{_f(x)}" y="{y[row]}" width="{_f(w)}" height="{lane}" fill="{color}">'
-            f"<title>{escape(title)}</title></rect>"
-        )
+        start, end = min(max(start, 0.0), duration), min(max(end, start), duration)
+        x0 = left + start * scale
+        x1 = x0 + max((end - start) * scale, 1.0)
+        cur = open_bars.get((row, color))
+        if cur is not None and x0 <= cur[1] + 1.0:  # within a pixel of the open bar: the same bar on screen
+            cur[1], cur[3], cur[6] = max(cur[1], x1), max(cur[3], end), cur[6] + 1
+            return
+        if cur is not None:
+            bars.append((row, color, cur))
+        open_bars[(row, color)] = [x0, x1, start, end, title, cls, 1]
 
     for e in view.entries:
-        t, s, en = e.get("type"), float(e.get("start") or 0), float(e.get("end") or 0)
+        t, s, en = e.get("type"), _num(e.get("start")), _num(e.get("end"))
         span = f"{s:.2f}-{en:.2f} s"
         if t == "speech" and e.get("speaker") in ("agent", "customer"):
-            bar(
-                str(e["speaker"]),
-                s,
-                en,
-                COLORS[str(e["speaker"])],
-                f"{labels.get(str(e['speaker']), '')} {span}",
-                "seg",
-            )
+            who = str(e["speaker"])
+            bar(who, s, en, COLORS[who], f"{labels.get(who, '')} {span}", "seg")
         elif t == "talk_over":
-            kind = str(e.get("kind"))
+            kind = _label(e.get("kind"))
             color = COLORS.get(kind, "#e0463a")
-            bar("talk_over", s, en, color, f"{labels.get(kind, kind)} ({e.get('by')}) {span}", f"to {escape(kind)}")
+            title = f"{labels.get(kind, kind)} ({_label(e.get('by'))}) {span}"
+            bar("talk_over", s, en, color, title, f"to {escape(kind)}")
         elif t == "dead_air":
             bar("dead_air", s, en, COLORS["dead_air"], f"{labels.get('dead_air', 'dead air')} {span}", "da")
         elif t == "emotion":
-            label = str(e.get("label", e.get("emotion", "")))
-            party = str(e.get("party", e.get("speaker", "")))
+            label = _label(e.get("label", e.get("emotion", "")))
+            party = _label(e.get("party", e.get("speaker", "")))
             bar("emotion", s, max(en, s + 0.5), COLORS.get(label, "#888"), f"{party}: {label} {span}", "emo")
-    # minute ticks
-    step = 60 if duration > 180 else 10 if duration < 60 else 30
-    t = 0
-    while t <= duration:
-        x = left + t * scale
-        base = y["emotion"] + lane
-        out.append(f'<line x1="{_f(x)}" y1="{base}" x2="{_f(x)}" y2="{base + 5}" stroke="#555"></line>')
+    bars += [(row, color, cur) for (row, color), cur in open_bars.items()]
+    for row, color, (x0, x1, start, end, title, cls, n) in bars[:MAX_BARS]:
+        if n > 1:  # merged: the span it covers and how many segments it stands for
+            title = f"{title.rsplit(' ', 2)[0]} {start:.2f}-{end:.2f} s ({n} \u00d7)"
         out.append(
-            f'<text x="{_f(x)}" y="{base + 18}" font-size="10" text-anchor="middle">{t // 60}:{t % 60:02d}</text>'
+            f'<rect class="{cls}" x="{_f(x0)}" y="{y[row]}" width="{_f(x1 - x0)}" height="{lane}" fill="{color}">'
+            f"<title>{escape(title)}</title></rect>"
         )
-        t += step
+    if len(bars) > MAX_BARS:
+        out.append(
+            f'<text class="more" x="{width - 10}" y="{height - 2}" font-size="10" text-anchor="end">'
+            f"+{len(bars) - MAX_BARS}</text>"
+        )
+    step = _tick_step(duration)
+    base = y["emotion"] + lane
+    for i in range(int(duration // step) + 1):
+        t = i * step
+        x = left + t * scale
+        out.append(f'<line x1="{_f(x)}" y1="{base}" x2="{_f(x)}" y2="{base + 5}" stroke="#555"></line>')
+        out.append(f'<text x="{_f(x)}" y="{base + 18}" font-size="10" text-anchor="middle">{_clock(t)}</text>')
     out.append("</svg>")
     return "".join(out)
 

@@ -24,6 +24,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
 
 from hub import backup, updates
@@ -70,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="scale-out: one of several workers sharing ingest through `$share/GROUP/...` (PostgreSQL)",
     )
     s.add_argument("--no-http", action="store_true", help="ingest only: no API or dashboard in this worker")
+    s.add_argument("--ssl-certfile", default=os.environ.get("QA_HUB_SSL_CERTFILE"), help="serve https (PEM chain)")
+    s.add_argument("--ssl-keyfile", default=os.environ.get("QA_HUB_SSL_KEYFILE"), help="its private key (PEM)")
+    s.add_argument(
+        "--forwarded-allow-ips",
+        default=os.environ.get("QA_HUB_FORWARDED_ALLOW_IPS", "127.0.0.1"),
+        help="reverse proxies whose X-Forwarded-Proto/-For are believed (comma-separated; default 127.0.0.1):"
+        " https there makes the session cookie Secure, and login throttling counts the client's address",
+    )
     s.add_argument(
         "--alert-dead-air-s",
         type=_positive_seconds,
@@ -127,13 +136,23 @@ def serve(store: Store, args: argparse.Namespace) -> int:
     from hub.live import LiveBoard
     from hub.rollups import settle_all
 
+    if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
+        raise ValueError("--ssl-certfile and --ssl-keyfile go together")
+    if args.ssl_certfile:
+        import ssl
+
+        try:  # here, for a one-line error: uvicorn would fail later, with a traceback, after ingest started
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.ssl_certfile, args.ssl_keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"--ssl-certfile/--ssl-keyfile: cannot load them: {exc}") from None
     try:
         broker = BrokerConfig.from_url(args.broker)
     except BrokerUrlError as exc:
         raise ValueError(str(exc)) from None
     ensure_scorecard(store)
     settle_all(store)  # running rollup totals a migration or an interrupted re-score left stale (hub/rollups.py)
-    board = LiveBoard(args.alert_dead_air_s)
+    # the wall names the agent the hub holds as logged in at the seat, never the one a seat claims
+    board = LiveBoard(args.alert_dead_air_s, agent_of=lambda site, seat: store.agent_at(site, seat, time.time()))
     scorer = Scorer(store, processes=1)  # scoring's computation off the GIL ingest's threads need (hub/scores.py)
     ingest = Ingest(
         store, broker, args.client_id, scorer=scorer, on_stored=board.update, share_group=args.share,
@@ -154,7 +173,11 @@ def serve(store: Store, args: argparse.Namespace) -> int:
             log.info("ingest-only worker %s (group %s)", args.client_id, args.share)
             threading.Event().wait()  # until a signal
         else:
-            uvicorn.run(create_app(store, board), host=host, port=port, log_level="info", access_log=False)
+            uvicorn.run(
+                create_app(store, board), host=host, port=port, log_level="info", access_log=False,
+                ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
+                proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips,
+            )  # fmt: skip
     except _Shutdown as stop:
         log.info("stopping on signal %d", stop.signum)
     finally:

@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -97,8 +98,17 @@ class SeatState:
 
 class LiveBoard:
     def __init__(
-        self, dead_air_alert_s: float = 10.0, *, talk_over_show_s: float = 4.0, dead_air_show_s: float = 30.0
+        self,
+        dead_air_alert_s: float = 10.0,
+        *,
+        talk_over_show_s: float = 4.0,
+        dead_air_show_s: float = 30.0,
+        agent_of: Callable[[str, str], str | None] | None = None,
     ) -> None:
+        self.agent_of = agent_of
+        """Who the hub holds as logged in at (site, seat) now (`Store.agent_at`, docs/trust.md). Set, the wall
+        shows that agent, never the one a seat's event names: a seat must not put itself on another agent's (or
+        another team's) wall. Unset (a board without a store), the seat's own login events are shown."""
         self.dead_air_alert_s = dead_air_alert_s
         self.talk_over_show_s = talk_over_show_s
         self.dead_air_show_s = dead_air_show_s
@@ -119,12 +129,24 @@ class LiveBoard:
     # --- stored events -------------------------------------------------------------------------------------------
 
     def update(self, env: Envelope) -> None:
+        key = (env.site, env.seat)
+        known = self._seats.get(key)
+        trusted: str | None = None
+        resolve = self.agent_of is not None and (
+            env.type in ("agent_login", "agent_logout") or known is None or env.call_id != known.call_id
+        )
+        if resolve and self.agent_of is not None:
+            # looked up outside the lock (a query), and only when the seat's state can change: a login or
+            # logout, or a call the wall has not seen
+            trusted = self.agent_of(env.site, env.seat)
         with self._lock:
-            key = (env.site, env.seat)
             s = self._seats.setdefault(key, SeatState(env.site, env.seat))
             s.last_event = time.time()
+            if resolve:
+                s.agent_id = trusted
             if env.type == "agent_login":
-                s.agent_id = env.agent_id
+                if self.agent_of is None:
+                    s.agent_id = env.agent_id
             elif env.type == "agent_logout":
                 s.agent_id, s.in_call, s.now = None, False, []
             elif env.call_id is not None:
@@ -139,7 +161,7 @@ class LiveBoard:
                     s.in_call, s.now = False, []
                 elif env.call_id not in ended:
                     s.in_call = True
-                if env.agent_id is not None:
+                if env.agent_id is not None and self.agent_of is None:
                     s.agent_id = env.agent_id
                 s.alerts += self._alerts(env)
             self._version += 1

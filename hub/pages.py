@@ -22,7 +22,20 @@ from markupsafe import Markup, escape
 
 from hub import aggregate, auth, calibration, charts, i18n, reviews
 from hub.aggregate import Period
-from hub.api import COOKIE, Hub, agents_data, call_detail, devices_data, parse_day, token_of, visible_agent
+from hub.api import (
+    Hub,
+    agents_data,
+    call_detail,
+    clear_session_cookie,
+    csrf_token,
+    devices_data,
+    is_https,
+    login_or_429,
+    parse_day,
+    set_session_cookie,
+    token_of,
+    visible_agent,
+)
 from hub.auth import Scope, User
 from hub.scores import get_scorecard
 from hub.scoring import call_view
@@ -111,6 +124,7 @@ def render(request: Request, name: str, user: User | None, status_code: int = 20
     """A dashboard template in the request's language, with what every page needs."""
     lang = page_lang(request)
     hub: Hub = request.app.state.hub
+    ctx.setdefault("csrf", csrf_token(request) if user is not None else "")  # base.html's meta, for scripts
     html = _env.get_template(name).render(
         t=i18n.STRINGS[lang],
         lang=lang,
@@ -120,9 +134,10 @@ def render(request: Request, name: str, user: User | None, status_code: int = 20
         fmt_time=lambda site, ts: _fmt_time(hub, site, ts),
         **ctx,
     )
-    resp = HTMLResponse(html, status_code=status_code)
+    # a lone surrogate stored from a seat must not turn the page into a 500: such characters become "?"
+    resp = HTMLResponse(html.encode("utf-8", errors="replace"), status_code=status_code)
     if request.query_params.get("lang") in i18n.LANGS:
-        resp.set_cookie(LANG_COOKIE, lang, samesite="lax")
+        resp.set_cookie(LANG_COOKIE, lang, samesite="lax", secure=is_https(request))
     return resp
 
 
@@ -154,16 +169,23 @@ def install_pages(app: FastAPI) -> None:
 
     @app.post("/login", include_in_schema=False)
     def login_form(
-        request: Request, username: str = Form(...), password: str = Form(...), next: str = Form("/agents")
+        request: Request,
+        username: str = Form(..., max_length=128),
+        password: str = Form(..., max_length=1024),
+        next: str = Form("/agents", max_length=2000),
     ) -> Response:
         hub: Hub = request.app.state.hub
         try:
-            token, _ = auth.login(hub.store, username, password)
+            token, _ = login_or_429(hub, request, username, password)
         except auth.AuthError:
             return RedirectResponse(f"/login?error=1&next={quote(next)}", status_code=303)
+        except HTTPException as exc:  # throttled: the form again, saying so, with the API's status and header
+            page = render(request, "login.html", None, status_code=exc.status_code, next=next, throttled=True)
+            page.headers.update(exc.headers or {})
+            return page
         target = next if next.startswith("/") and not next.startswith("//") else "/agents"
         resp = RedirectResponse(target, status_code=303)
-        resp.set_cookie(COOKIE, token, httponly=True, samesite="strict", max_age=int(auth.SESSION_S))
+        set_session_cookie(request, resp, token)
         return resp
 
     @app.get("/logout", include_in_schema=False)
@@ -173,7 +195,7 @@ def install_pages(app: FastAPI) -> None:
         if token:
             auth.logout(hub.store, token)
         resp = RedirectResponse("/login", status_code=303)
-        resp.delete_cookie(COOKIE)
+        clear_session_cookie(request, resp)
         return resp
 
     @app.get("/agents", include_in_schema=False)
@@ -246,7 +268,7 @@ def install_pages(app: FastAPI) -> None:
         hub, user = page_user(request)
         if user.role not in ("admin", "reviewer", "lead"):
             raise HTTPException(403, "needs role admin, reviewer or lead")
-        return render(request, "devices.html", user, devices=devices_data(hub))
+        return render(request, "devices.html", user, devices=devices_data(hub, user))
 
     @app.get("/reviews", include_in_schema=False)
     def reviews_page(request: Request) -> HTMLResponse:

@@ -122,6 +122,10 @@ def make_world(store: Store) -> World:
     for e in envs:
         board.update(e)
     store.set_status("sh", "s00", status="online", health={"pending": 3, "dropped": 0})
+    # health reports name the seat's agent and call: a lead sees a seat of their team only, and never another
+    # team's agent or call in one (s01's last call is agent-a2's, team 1; its report claims team 2's agent)
+    store.set_status("sh", "s01", status="online", health={"agent_id": "agent-a3", "call_id": "CALL-A3"})
+    store.set_status("sh", "s02", status="online", health={"agent_id": "agent-a3", "call_id": "CALL-A3"})
     roles = {
         "admin": ("admin", None, None),
         "rev": ("reviewer", None, None),

@@ -243,3 +243,33 @@ def test_a_real_station_feeds_the_wall(
     assert all(p["call_id"] == "real-1" for _, p in outcomes)
     s = seat_of(board)
     assert s is not None and s["call_id"] == "real-1" and s["in_call"] is False and s["now"] == []
+
+
+def test_the_wall_names_the_agent_the_hub_holds_not_the_one_a_seat_claims(store: Store) -> None:
+    """A seat's events name an agent (`agent_id`) and its login events name one: with the hub's login state
+    behind it (`agent_of`, as `qa-hub serve` wires it) the wall shows only an agent the hub holds as logged in
+    there, so a seat cannot put itself on another agent's (or team's) wall."""
+    store.put_agent("agent-9", "Nine", None)
+    board = LiveBoard(agent_of=lambda site, seat: store.agent_at(site, seat, time.time()))
+    seat = Station(SITE, SEAT)
+    now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 5))
+    later = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 2))
+
+    def feed(*envs: Any) -> None:
+        for env in envs:
+            store.add(env, env.to_json())
+            board.update(env)
+
+    feed(seat.login("agent-9", now))
+    assert (seat_of(board) or {}).get("agent_id") == "agent-9"
+    # a call whose events name another agent: the wall keeps the logged-in one
+    speech = {"type": "speech", "speaker": "agent", "start": 1.0, "end": 2.0}
+    feed(seat.env(speech, "call-1", now, agent="agent-7"))
+    assert (seat_of(board) or {}).get("agent_id") == "agent-9"
+    # a login of an agent the hub does not know attributes nothing, on the wall as in the calls
+    feed(seat.login("agent-unknown", later), seat.env(speech, "call-2", later, agent="agent-unknown"))
+    assert (seat_of(board) or {}).get("agent_id") is None
+    # without the hub's state behind it (a bare board) the seat's own login is shown, as before
+    bare = LiveBoard()
+    bare.update(seat.login("agent-3", now))
+    assert (seat_of(bare) or {}).get("agent_id") == "agent-3"
