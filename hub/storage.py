@@ -19,6 +19,7 @@ and a call's `n_events` is counted when it is scored.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import json
@@ -95,6 +96,20 @@ class Gap:
     first: int
     last: int
     """Inclusive: seq first..last have not arrived."""
+
+
+def scoped_call_id(call_id: str, site: str, seat: str) -> str:
+    """The id a call's events from a seat that does not own `call_id` are kept under: '@' is in no call, site or
+    seat id (edge_agent/schema.py), so no seat can name another's scoped id, and two seats' never meet."""
+    return f"{call_id}@{site}@{seat}"
+
+
+def _rekeyed(env: Envelope, call_id: str) -> Envelope:
+    """`env` under the hub's scoped call id. Not through the constructor, which checks ids against the wire's
+    alphabet: the scoped id is outside it on purpose (`scoped_call_id`), and never goes back on the wire."""
+    out = copy.copy(env)
+    object.__setattr__(out, "call_id", call_id)
+    return out
 
 
 def lock_key(kind: str, *names: str) -> int:
@@ -220,7 +235,9 @@ class Store:
     def _add_many(self, items: Sequence[tuple[Envelope, str]]) -> list[Outcome]:
         db = self.db
         foreign = self._foreign(items)
-        new = self._insert_events(items, foreign)
+        if foreign:  # kept whole as the sender's own call, under an id only that seat's events can reach
+            items = [(_rekeyed(env, foreign[env.id]) if env.id in foreign else env, p) for env, p in items]
+        new = self._insert_events(items)
         outcomes: list[Outcome] = []
         tracked: list[Envelope] = []  # new rows: their seqs count, so the seat's station stops re-sending them
         stored: list[Envelope] = []  # new rows that belong to their call
@@ -228,20 +245,18 @@ class Store:
             if env.id in new:
                 new.discard(env.id)  # a second copy in the same batch is a duplicate, as it would be one by one
                 tracked.append(env)
-                if env.id in foreign:
-                    outcomes.append(Outcome.FOREIGN_CALL)
-                else:
-                    outcomes.append(Outcome.STORED)
-                    stored.append(env)
+                stored.append(env)
+                outcomes.append(Outcome.FOREIGN_CALL if env.id in foreign else Outcome.STORED)
             else:
                 outcomes.append(Outcome.DUPLICATE)
-        if len(tracked) > len(stored):
-            self._bump(f"rejected.{Outcome.FOREIGN_CALL}", len(tracked) - len(stored))
+        n_foreign = sum(1 for env in tracked if env.id in foreign)
+        if n_foreign:
+            self._bump(f"rejected.{Outcome.FOREIGN_CALL}", n_foreign)
         if self.shared:
             # no seat bookkeeping here (settle_seqs, after the commit) and no call row touched by every event:
             # another worker's batch holds those seats and calls too, and would wait for this one's commit
             self._ensure_calls(stored)
-            self._insert_pending(tracked, foreign)
+            self._insert_pending(tracked)
             self._lock_summarised(stored)
             summary_ids: dict[str, object] = {}  # late events of summarised calls: settle_seqs queues them
         else:
@@ -261,8 +276,6 @@ class Store:
                     (env.site, env.seat, now, model),
                 )
                 self._seen[(env.site, env.seat, model)] = now
-            if env.id in foreign:
-                continue  # kept (its seq counts, a re-send is a duplicate), but no part of any call or login
             # no agents row from what a seat says: the directory is the admin's and the CTI's (docs/trust.md)
             if env.type in (SEAT_LOGIN, SEAT_LOGOUT):
                 self._seat_event(env)
@@ -270,9 +283,14 @@ class Store:
                 self._call_event(env, summary_ids)
         return outcomes
 
-    def _foreign(self, items: Sequence[tuple[Envelope, str]]) -> set[str]:
-        """The ids of the events whose call belongs to another (site, seat): the one that published it first (its
-        row in `calls`, or the first of this batch to name it). One query for the batch."""
+    def _foreign(self, items: Sequence[tuple[Envelope, str]]) -> dict[str, str]:
+        """The events whose call belongs to another (site, seat), the one that published it first (its row in
+        `calls`, or the first of this batch to name it), each with the call id it is kept under instead
+        (`scoped_call_id`). One query for the batch.
+
+        Rejected from the owner's call, such an event is not thrown away: call ids are guessable (a CTI's are
+        sequence numbers), so a seat that names another's call id first would otherwise make the rightful
+        seat's whole call vanish. Kept apart under the sender's scoped id, neither call can touch the other."""
         ids = sorted({str(env.call_id) for env, _ in items if env.call_id is not None})
         owners: dict[str, tuple[str, str]] = {}
         for i in range(0, len(ids), _INSERT_ROWS):
@@ -282,17 +300,14 @@ class Store:
                 f"SELECT call_id, site, seat FROM calls WHERE call_id IN ({marks})", chunk
             ):
                 owners[str(call_id)] = (str(site), str(seat))
-        out: set[str] = set()
+        out: dict[str, str] = {}
         for env, _ in items:
             if env.call_id is not None and owners.setdefault(env.call_id, (env.site, env.seat)) != (env.site, env.seat):
-                out.add(env.id)
+                out[env.id] = scoped_call_id(env.call_id, env.site, env.seat)
         return out
 
-    def _insert_events(
-        self, items: Sequence[tuple[Envelope, str]], foreign: set[str] | frozenset[str] = frozenset()
-    ) -> set[str]:
-        """INSERT the rows, many per statement; the ids this inserted (the others were stored already). `foreign`
-        (`_foreign`): stored with no call_id, so that no query of that call ever reads them."""
+    def _insert_events(self, items: Sequence[tuple[Envelope, str]]) -> set[str]:
+        """INSERT the rows, many per statement; the ids this inserted (the others were stored already)."""
         received = time.time()
         new: set[str] = set()
         if self.shared:
@@ -308,7 +323,7 @@ class Store:
                     env.seat,
                     env.seq,
                     env.epoch,
-                    None if env.id in foreign else env.call_id,
+                    env.call_id,
                     env.agent_id,
                     env.type,
                     env.ts,
@@ -496,13 +511,12 @@ class Store:
             marks = ", ".join("?" * len(ids))
             self.db.execute(f"SELECT call_id FROM calls WHERE call_id IN ({marks}) ORDER BY call_id FOR UPDATE", ids)
 
-    def _insert_pending(self, stored: Sequence[Envelope], foreign: set[str] | frozenset[str] = frozenset()) -> None:
+    def _insert_pending(self, stored: Sequence[Envelope]) -> None:
         for i in range(0, len(stored), _INSERT_ROWS):
             chunk = stored[i : i + _INSERT_ROWS]
             params: list[object] = []
             for e in chunk:  # in arrival order: settle_seqs books a seat's events in that order
-                call_id = None if e.id in foreign else e.call_id  # a foreign call's event: its seq only
-                params += (e.id, e.site, e.seat, e.seq, e.epoch, call_id, e.type)
+                params += (e.id, e.site, e.seat, e.seq, e.epoch, e.call_id, e.type)
             self.db.execute(
                 "INSERT INTO seq_pending (id, site, seat, seq, epoch, call_id, type) VALUES "
                 + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk)),

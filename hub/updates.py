@@ -15,6 +15,7 @@ import argparse
 import base64
 import json
 import os
+import re
 import sys
 import threading
 import uuid
@@ -98,9 +99,21 @@ def prepare(
     return Prepared(cmd_topic(site, seat, "update"), False, text, manifest, cid, cmd_result_topic(site, seat))
 
 
+HUB_USER = re.compile(r"hub(-[0-9]+)?")
+"""The hub's ingest broker users (deploy/mosquitto/provision_site.py `--hub-workers`)."""
+
+
 def publish(broker: BrokerConfig, p: Prepared, wait_s: float = 0.0) -> str | None:
     """Publish at QoS 1 and wait for the broker's PUBACK; with `wait_s` and a seat, also up to `wait_s` for the
-    seat's cmd_result for this update (its JSON, or None). ValueError when the broker does not take it."""
+    seat's cmd_result for this update (its JSON, or None). ValueError when the broker does not take it, or when
+    `broker` names a hub ingest user."""
+    if broker.username is not None and HUB_USER.fullmatch(broker.username):
+        # the production broker makes the user name the client id: connecting (with a clean session) as the
+        # running hub's user would disconnect the hub and throw away its persistent session
+        raise ValueError(
+            f"broker user {broker.username!r} is a hub ingest user: publish updates as 'hub-admin'"
+            " (deploy/mosquitto/provision_site.py)"
+        )
     client = new_client(broker, f"callqa-hub-update-{uuid.uuid4().hex[:8]}", clean_session=True)
     where = f"broker {broker.host}:{broker.port}"
     connected, subscribed, answered = threading.Event(), threading.Event(), threading.Event()

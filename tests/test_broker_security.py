@@ -31,6 +31,8 @@ from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary
 from tests.test_transport import events as make_events
 from tests.test_transport import wait_until
 
+pytestmark = pytest.mark.abuse  # the abuse and chaos suite (pyproject markers)
+
 SITE = "lon"
 
 

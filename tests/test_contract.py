@@ -30,6 +30,8 @@ from hub.ingest import HubStore, Ingest
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
 from tests.conftest import run_cli, shared_or_skip
 
+pytestmark = pytest.mark.abuse  # the abuse and chaos suite (pyproject markers)
+
 SITE = "lab"
 HEADER = ("schema", "id", "seq", "epoch", "site", "seat", "call_id", "agent_id", "ts", "model")
 """Envelope fields: the transport's, not the analysis'."""

@@ -32,6 +32,8 @@ from hub.storage import Store
 from tests.broker import Mosquitto, free_port, mosquitto, port_open  # noqa: F401 - the fixture
 from tests.hub_support import ROOT, Station
 
+pytestmark = pytest.mark.abuse  # the abuse and chaos suite (pyproject markers)
+
 SITE = "sh"
 GOOD_TS = "2026-03-02T09:00:00.000Z"
 POISON_TS = "9999-12-31T12:00:00.000Z"

@@ -32,10 +32,12 @@ from hub.auth import create_user
 from hub.auth import login as auth_login
 from hub.ingest import Ingest
 from hub.scores import Scorer
-from hub.storage import Store
+from hub.storage import Store, scoped_call_id
 from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary
 from tests.hub_support import SUMMARY, Station
 from tests.test_transport import wait_until
+
+pytestmark = pytest.mark.abuse  # the abuse and chaos suite (pyproject markers)
 
 SITE = "lon"
 SEAT_A, SEAT_B = "desk-1", "desk-2"
@@ -168,6 +170,23 @@ def test_a_seat_cannot_rewrite_another_seats_call(
         assert store.call_events("V-1") == events_before
         assert store.db.all("SELECT id, score FROM scores WHERE call_id = 'V-1'") == scores_before
         assert ingest.outcomes["foreign_call"] == len(forged)
+        # B's events are B's own call, apart, under an id no other seat can name
+        scoped = scoped_call_id("V-1", SITE, SEAT_B)
+        assert wait_until(lambda: call_row(store, scoped)[4] is not None, 10)
+        assert call_row(store, scoped)[:3] == (SITE, SEAT_B, "a2") and len(store.call_events(scoped)) == len(forged)
+
+        # squatting: B names a call id before the seat it belongs to does (CTI call ids are guessable); A's call
+        # then arrives whole, apart from B's, scored and attributed to A's agent, and B's events never enter it
+        squat = [attacker.env(e, "V-2", "2026-01-05T01:40:00.000Z") for e in evs[:5]]
+        send(tmp_path, "b2", broker, site, SEAT_B, squat)
+        assert wait_until(lambda: store.db.scalar("SELECT seat FROM calls WHERE call_id = 'V-2'") == SEAT_B, 10)
+        real = Station(SITE, SEAT_A, stamp=False).call("V-2", "2026-01-05T01:50:00.000Z")
+        send(tmp_path, "a2", broker, site, SEAT_A, real)
+        kept = scoped_call_id("V-2", SITE, SEAT_A)
+        assert wait_until(lambda: call_row(store, kept)[4] is not None, 20)
+        row = call_row(store, kept)
+        assert row[:4] == (SITE, SEAT_A, "a1", "t1") and row[6] == len(real) and row[4] == before[4]
+        assert store.rejected().get("foreign_call") == len(forged) + len(real)
     finally:
         ingest.stop()
 

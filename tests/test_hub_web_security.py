@@ -39,6 +39,8 @@ from hub.storage import Store
 from tests.broker import Mosquitto, free_port, mosquitto_binary, port_open
 from tests.hub_support import ROOT, Station, ingest
 
+pytestmark = pytest.mark.abuse  # the abuse and chaos suite (pyproject markers)
+
 PASSWORD = "a long enough password"
 MiB = 1 << 20
 CSRF_REFUSAL = "not sent from this dashboard"

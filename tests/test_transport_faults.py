@@ -25,6 +25,8 @@ from hub.ingest import HubStore, Ingest
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
 from tests.test_transport import SEAT, SITE, assert_exactly_once, events, hub, produce_in_background, wait_until  # noqa: F401
 
+pytestmark = pytest.mark.abuse  # the abuse and chaos suite (pyproject markers)
+
 FAST_RECONNECT = {"reconnect_max_s": 3}  # the default 30 s max backoff would only make the tests slower
 
 

@@ -402,6 +402,17 @@ def test_config_is_taken_only_signed_through_the_production_broker(
         assert res.returncode == 0, res.stdout + res.stderr
         assert json.loads(res.stdout.splitlines()[-1])["ok"] is True
         assert wait_until(lambda: station.cfg.lifecycle.end_silence_s == 42, 10)
+        # as the hub's own ingest user it is refused before connecting: the broker makes the user the client id,
+        # so it would disconnect the running hub and discard its persistent session
+        hub_pw = secret(site, "hub")
+        refused = subprocess.run(
+            [sys.executable, "-m", "hub.cli", "update", "publish", "--kind", "config", "--name", "station",
+             "--version", "2", "--file", str(tmp_path / "cfg.yaml"), "--key", str(keys[0]), "--site", lon,
+             "--seat", seat, "--broker", f"mqtts://hub@127.0.0.1:{broker.port}", "--ca-certs", str(site / "ca.crt")],
+            capture_output=True, text=True, cwd=ROOT, env={**os.environ, "EDGE_AGENT_MQTT_PASSWORD": hub_pw},
+        )  # fmt: skip
+        assert refused.returncode == 2 and "hub-admin" in refused.stderr and "Traceback" not in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
         assert not station.cfg.lifecycle.auto and station.updates.applied == 1
     finally:
         station.stop()
