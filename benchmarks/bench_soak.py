@@ -266,7 +266,8 @@ def database(kind: str, tmp: Path) -> tuple[str, Any]:
         return str(tmp / "hub.sqlite"), None
     from tests.hub_support import start_cluster
 
-    server = start_cluster(tmp / "pg", fsync=True)
+    base = Path(tempfile.mkdtemp(prefix="callqa-pg-"))  # its own: the postgres user must own it (as bench_scale)
+    server = start_cluster(base, fsync=True)
     return server.dsn(), server
 
 
