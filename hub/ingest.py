@@ -165,6 +165,8 @@ def _read_ahead(client: mqtt.Client) -> None:
 
 
 _OUTCOMES = {str(o): o for o in Outcome}
+_SEQ_COUNTED = frozenset((Outcome.STORED, Outcome.DUPLICATE, Outcome.FOREIGN_CALL))
+"""Outcomes whose event is stored (its seq counts in the seat's watermark): the seat gets an ack for them."""
 
 
 def _seat_of(m: _Message) -> tuple[str, str]:
@@ -409,8 +411,10 @@ class Ingest:
         seats = set()
         for m, outcome in done:
             self.client.ack(m.mid, m.qos)
-            if outcome in (Outcome.STORED, Outcome.DUPLICATE):
-                # a duplicate too: the station re-sends when it has not seen an ack, which may have been lost
+            if outcome in _SEQ_COUNTED:
+                # a duplicate too: the station re-sends when it has not seen an ack, which may have been lost;
+                # and a foreign call's event, kept under its seat's scoped id: unacked, its station would re-send
+                # it every resend_s
                 seats.add(m.topic)
         with self._dirty_lock:
             self._dirty.update(parse_event_topic(t) for t in seats)
