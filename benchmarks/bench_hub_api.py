@@ -9,7 +9,8 @@ one GROUP BY over everything) plus per-rule rollups, and the weekly rows and run
 (`hub.rollups.rebuild_all`; with `--db`, running totals left stale are settled first), then serves the hub
 with uvicorn on a free port and times
 `--requests` requests of each: the agents API and the agents page for an admin (all 500 agents), for a team
-lead, and the agent API (trend, worst/best/recent calls). Prints p50/p95/max per endpoint (target: p95 < 150 ms).
+lead, the agent API (trend, worst/best/recent calls), and
+one call's API and page (timeline, breakdown). Prints p50/p95/max per endpoint (target: p95 < 150 ms).
 `--db` keeps the generated database for another run. `cpu` is this process's CPU time per request (server
 and client together): what a request costs whatever else the machine is running, unlike the latencies.
 """
@@ -40,6 +41,7 @@ from hub.scorecard import DEFAULT_SCORECARD, load  # noqa: E402
 from hub.scores import import_scorecard  # noqa: E402
 from hub.storage import Store, local_day, zone  # noqa: E402
 from tests.broker import free_port, port_open  # noqa: E402
+from tests.hub_support import Station, ingest  # noqa: E402
 
 PASSWORD = "benchmark password"  # noqa: S105 - a throwaway database
 RULES = ("agent_interruptions", "dead_air", "agent_talk_ratio", "slow_responses", "long_monologue")
@@ -129,6 +131,8 @@ def main() -> int:
         create_user(store, "admin", PASSWORD, "admin")
         create_user(store, "lead", PASSWORD, "lead", team_id="t03")
         create_user(store, "agent", PASSWORD, "agent", agent_id="a042")
+        # one call ingested and scored from real events, so the call page has a timeline and a breakdown to draw
+        ingest(store, Station("bench", "s999").call("bench-call", datetime.now(UTC).isoformat()[:23] + "Z", "a042"))
     else:
         t = time.perf_counter()
         n = settle_all(store)  # a database from before the running totals: the migration left them stale
@@ -158,6 +162,8 @@ def main() -> int:
             ("agent API as the agent", "/api/agents/a042", "agent"),
             ("agent page (HTML)", "/agents/a042", "admin"),
             ("calls API, agent's last 100", f"/api/calls?agent_id=a042&end={end}", "admin"),
+            ("call API (score, evidence, reviews)", "/api/calls/bench-call", "admin"),
+            ("call page (HTML, timeline, breakdown)", "/calls/bench-call", "admin"),
         ]
         for label, url, user in cases:
             h = {"Authorization": f"Bearer {tokens[user]}"}

@@ -7,12 +7,21 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub import admin, auth
 from hub.api import HubDep, UserDep, require
 
 T = TypeVar("T")
+
+
+class AgentPatch(BaseModel):
+    """`PATCH /api/agents/{id}`: the fields to change, each optional (`admin.AgentChange` once merged)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    name: str | None = Field(None, min_length=1, max_length=200)
+    team_id: str | None = Field(None, max_length=128)
 
 
 def install_admin_api(app: FastAPI) -> None:
@@ -53,10 +62,24 @@ def install_admin_api(app: FastAPI) -> None:
         return await _run(lambda: admin.create_agent(hub.store, body, user.username))
 
     @app.patch("/api/agents/{agent_id}", tags=["admin"])
-    async def change_agent(agent_id: str, body: admin.AgentChange, hub: HubDep, user: UserDep) -> dict[str, Any]:
-        """Rename an agent or move them to another team (their history goes with them)."""
+    async def change_agent(agent_id: str, body: AgentPatch, hub: HubDep, user: UserDep) -> dict[str, Any]:
+        """Rename an agent or move them to another team (their history goes with them): only the fields sent
+        change (`{"team_id": "t2"}` moves them; `"team_id": null` takes them out of any team)."""
         require(user, "admin")
-        return await _run(lambda: admin.update_agent(hub.store, agent_id, body, user.username))
+
+        def change() -> dict[str, Any]:
+            with hub.store.db.transaction():  # read and write at once: a rename meanwhile is not undone
+                row = hub.store.db.one("SELECT name, team_id FROM agents WHERE agent_id = ?", (agent_id,))
+                if row is None:
+                    raise LookupError(f"no agent {agent_id!r}")
+                sent = body.model_fields_set
+                full = admin.AgentChange(
+                    name=body.name if "name" in sent and body.name is not None else row[0],
+                    team_id=body.team_id if "team_id" in sent else row[1],
+                )
+                return admin.update_agent(hub.store, agent_id, full, user.username)
+
+        return await _run(change)
 
     @app.post("/api/sites", tags=["admin"], status_code=201)
     async def create_site(body: admin.NewSite, hub: HubDep, user: UserDep) -> dict[str, Any]:

@@ -26,16 +26,19 @@ import io
 import json
 import logging
 import math
-from collections.abc import AsyncIterator
-from datetime import date, datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, date, datetime, tzinfo
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
+import swagger_ui_bundle  # type: ignore[import-untyped]
 from fastapi import Depends, FastAPI, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from hub import admin, aggregate, auth, calibration, reviews
+from hub import admin, aggregate, auth, calibration, fleet, reviews
 from hub.aggregate import Period
 from hub.auth import Scope, User
 from hub.live import LiveBoard
@@ -57,6 +60,10 @@ EVENTS_PAGE_BYTES = 1 << 20
 """A page also stops once its stored payloads pass this many bytes (at least one event per page)."""
 EVIDENCE_SHOWN = 50
 """Evidence items per rule in a call's detail (API and page); `evidence_total` says how many there are."""
+HISTORY_SHOWN = 50
+"""Scores (re-scores) of one call in its detail, the latest; older ones stay in `GET /api/calls/{id}/scores`."""
+CALIBRATIONS_SHOWN = 1000
+"""Calibration points (reviewer x rule) of one call in its detail."""
 
 
 def _finite(value: Any) -> Any:
@@ -281,8 +288,14 @@ def calls_data(
 
 
 def call_detail(hub: Hub, user: User, call_id: str) -> dict[str, Any]:
+    """A call with its agent's name, its current score (the scorecard's base and range, every rule's automatic
+    and effective points, the first `EVIDENCE_SHOWN` evidence items each), its reviews, its score history
+    (`HISTORY_SHOWN` latest scores) and its calibrations, each bounded whatever the call holds."""
     call = visible_call(hub, user, call_id)
     db = hub.store.db
+    call["agent_name"] = (
+        db.scalar("SELECT name FROM agents WHERE agent_id = ?", (call["agent_id"],)) if call["agent_id"] else None
+    )
     row = db.one(
         "SELECT s.id, s.scorecard, s.version, s.score, s.max_score, s.weight, s.excluded, s.note, s.items, s.created"
         " FROM calls c JOIN scores s ON s.id = c.score_id WHERE c.call_id = ?",
@@ -313,18 +326,53 @@ def call_detail(hub: Hub, user: User, call_id: str) -> dict[str, Any]:
             "items": items,
             "created": row[9],
         }
+        card = get_scorecard(hub.store, str(row[1]), int(row[2]))
+        if card is not None:  # the base and range the rule points add to, so the numbers add up on screen
+            score.update(base=card.base, min_score=card.min_score)
+    history = db.all(
+        "SELECT id, scorecard, version, score, note, created, current FROM scores WHERE call_id = ?"
+        " ORDER BY id DESC LIMIT ?",
+        (call_id, HISTORY_SHOWN),
+    )
+    keys = ("score_id", "scorecard", "version", "score", "note", "created", "current")
     return {
         "call": call,
         "score": score,
         "reviews": [r.to_dict() for r in reviews.listing(hub.store, Scope(user), call_id=call_id)],
+        "history": [{**dict(zip(keys, r, strict=True)), "current": bool(r[6])} for r in reversed(history)],
+        "calibrations": call_calibrations(hub, user, call_id),
     }
 
 
-def devices_data(hub: Hub, user: User) -> list[dict[str, Any]]:
+def call_calibrations(hub: Hub, user: User, call_id: str) -> dict[str, Any]:
+    """The call's calibration scores, blind like the calibration itself (`hub.calibration.blind`: a reviewer
+    sees the others' points once their own for the call are in); an agent, only how many reviewers calibrated it."""
+    db = hub.store.db
+    reviewers = int(db.scalar("SELECT COUNT(DISTINCT reviewer) FROM calibrations WHERE call_id = ?", (call_id,)))
+    own = db.one("SELECT 1 FROM calibrations WHERE call_id = ? AND reviewer = ?", (call_id, user.username))
+    if user.role == "agent" or calibration.blind(user, own is not None):
+        return {"reviewers": reviewers, "visible": False, "scores": []}
+    rows = db.all(
+        "SELECT reviewer, rule_id, points, created FROM calibrations WHERE call_id = ? ORDER BY reviewer, rule_id"
+        " LIMIT ?",
+        (call_id, CALIBRATIONS_SHOWN),
+    )
+    keys = ("reviewer", "rule_id", "points", "created")
+    return {"reviewers": reviewers, "visible": True, "scores": [dict(zip(keys, r, strict=True)) for r in rows]}
+
+
+def devices_data(
+    hub: Hub, user: User, only: Sequence[str] = (), order: str = "seat", now: float | None = None
+) -> list[dict[str, Any]]:
     """Stations, scoped like calls: admins and QA reviewers see all; a team lead sees the seats whose last
     stored call is by an agent of their team (`agent_id`: the hub's record, not what the seat's health says),
     and agents none. The agent and call a seat's health report names are blanked for whoever may not see that
-    agent (a seat moves between teams; its report is the seat's word)."""
+    agent (a seat moves between teams; its report is the seat's word).
+
+    Each row also has the health columns (`hub.fleet.health_columns`: temperature, disk, clock offset, outbox,
+    software version, speech and emotion model, all bounded) and its `problems` (`hub.fleet.problems`, against
+    the newest versions in the whole fleet); `only` keeps the rows that have every one of those problems, and
+    `order` is one of `hub.fleet.SORTS`."""
     if user.role == "agent":
         return []
     rows = hub.store.db.all(
@@ -336,33 +384,39 @@ def devices_data(hub: Hub, user: User) -> list[dict[str, Any]]:
     team: set[str] | None = None
     if not user.sees_all:
         team = {str(r[0]) for r in hub.store.db.all("SELECT agent_id FROM agents WHERE team_id = ?", (user.team_id,))}
-    out = []
+    every, out = [], []
     for site, seat, status, status_at, last_seen, health, model, agent_id in rows:
-        if team is not None and agent_id not in team:
-            continue
         try:
             h = json.loads(health) if health else {}
         except ValueError:
             h = {}
         if not isinstance(h, dict):
             h = {}
+        row = {
+            "site": site,
+            "seat": seat,
+            "agent_id": agent_id,
+            "status": status or "unknown",
+            "status_at": status_at,
+            "last_seen": last_seen,
+            **fleet.health_columns(h),
+            "dropped": h.get("dropped"),
+            "health": h,
+            "model": model,
+        }
+        every.append(row)  # the fleet's newest versions are the whole fleet's, whoever looks
+        if team is not None and agent_id not in team:
+            continue
         if team is not None and h.get("agent_id") not in team:
-            h = {**h, "agent_id": None, "call_id": None}
-        out.append(
-            {
-                "site": site,
-                "seat": seat,
-                "agent_id": agent_id,
-                "status": status or "unknown",
-                "status_at": status_at,
-                "last_seen": last_seen,
-                "outbox": h.get("pending"),
-                "dropped": h.get("dropped"),
-                "health": h,
-                "model": model,
-            }
-        )
-    return out
+            row["health"] = {**h, "agent_id": None, "call_id": None}
+        out.append(row)
+    newest = fleet.newest(every)
+    for row in out:
+        row["problems"] = fleet.problems(row, newest, now)
+        row["speech_outdated"] = fleet.outdated(row["speech_model"], newest)
+        row["emotion_outdated"] = fleet.outdated(row["emotion_model"], newest)
+    out = [r for r in out if all(p in r["problems"] for p in only)]
+    return fleet.sort_rows(out, order)
 
 
 def events_page(hub: Hub, call_id: str, limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
@@ -397,19 +451,108 @@ def live_data(hub: Hub, user: User) -> list[dict[str, Any]]:
     return [s for s in hub.live.snapshot() if scope.can_see_agent(hub.store, s["agent_id"])]
 
 
-def to_csv(rows: list[dict[str, Any]]) -> str:
+CSV_TIMES = frozenset({"started", "status_at", "last_seen", "created", "resolved_at"})
+"""Columns written as local date and time (`YYYY-MM-DD HH:MM:SS` in the row's site's zone, or the hub's default
+zone for a row without a site; the `tz` column names it): epoch seconds or UTC ISO text in the data."""
+CSV_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+"""How a text cell starts that Excel or LibreOffice would read as a formula: written with a leading `'`."""
+CSV_LIST_MAX = 10
+"""Items of a list value written (`trend.1` ... `trend.8`, `top_issues.1.rule` ...); the rest are left out."""
+
+
+def _csv_time(value: Any, tz: tzinfo) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return datetime.fromtimestamp(value, tz).strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(value, str):
+        try:
+            t = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+        t = t if t.tzinfo else t.replace(tzinfo=UTC)
+        return t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S")
+    return value
+
+
+def _csv_cells(key: str, value: Any, out: dict[str, Any], depth: int = 0) -> None:
+    """One value per cell: a dict's items and a list's first `CSV_LIST_MAX` items become columns of their own
+    (`key.sub`, `key.1`), two levels deep; whatever is nested deeper is left out."""
+    if isinstance(value, dict):
+        items: list[tuple[str, Any]] = [(str(k), v) for k, v in value.items()]
+    elif isinstance(value, list | tuple):
+        items = [(str(i), v) for i, v in enumerate(value[:CSV_LIST_MAX], 1)]
+    else:
+        # a text a spreadsheet would run as a formula (a name or a seat's report starting with "=") stays text
+        out[key] = "'" + value if isinstance(value, str) and value.startswith(CSV_FORMULA) else value
+        return
+    if depth < 2:
+        for sub, v in items:
+            _csv_cells(f"{key}.{sub}", v, out, depth + 1)
+
+
+def to_csv(rows: list[dict[str, Any]], tz_of: Callable[[dict[str, Any]], tzinfo]) -> str:
+    """Rows as CSV a spreadsheet opens right: local times (`CSV_TIMES`) with a `tz` column, one value per
+    cell (`_csv_cells`; the columns are the union over all rows, in first-seen order), text as it is (the
+    caller writes it as UTF-8 with a BOM, so Excel reads Chinese names right)."""
+    flat: list[dict[str, Any]] = []
+    columns: dict[str, None] = {}
+    for r in rows:
+        tz = tz_of(r)
+        out: dict[str, Any] = {}
+        for k, v in r.items():
+            _csv_cells(k, _csv_time(v, tz) if k in CSV_TIMES else v, out)
+        if CSV_TIMES.intersection(r):
+            out["tz"] = str(tz)
+        columns.update(dict.fromkeys(out))
+        flat.append(out)
     buf = io.StringIO()
-    if rows:
-        w = csv.DictWriter(buf, fieldnames=list(rows[0]), extrasaction="ignore")
+    if flat:
+        w = csv.DictWriter(buf, fieldnames=list(columns), restval="")
         w.writeheader()
-        for r in rows:
-            w.writerow(
-                {k: json.dumps(v, ensure_ascii=False) if isinstance(v, list | dict) else v for k, v in r.items()}
-            )
+        w.writerows(flat)
     return buf.getvalue()
 
 
+def devices_csv_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The devices list for the CSV: the bounded health columns and a 0/1 column per problem; the raw report
+    (the seat's word, any keys) is left out."""
+    out = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if k not in ("health", "problems")}
+        row.update({f"problem_{p}": int(p in r["problems"]) for p in fleet.PROBLEMS})
+        out.append(row)
+    return out
+
+
 # --- the app ---------------------------------------------------------------------------------------------------
+
+
+DOCS_ASSETS = "/static/swagger-ui"
+
+
+def install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the hub itself (FastAPI's self-hosting recipe): its scripts, style and icon come
+    from the `swagger-ui-bundle` package under `DOCS_ASSETS`, and the online spec validator (a badge loaded from
+    another host) is off, so the page loads nothing from another host and works without internet."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=str(swagger_ui_bundle.swagger_ui_path)), name="swagger-ui")
+    oauth2_redirect = app.swagger_ui_oauth2_redirect_url
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            oauth2_redirect_url=oauth2_redirect,
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon-32x32.png",
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    if oauth2_redirect:
+
+        @app.get(oauth2_redirect, include_in_schema=False)
+        def docs_oauth2_redirect() -> HTMLResponse:
+            return get_swagger_ui_oauth2_redirect_html()
 
 
 def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
@@ -422,8 +565,12 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         " PATCH and DELETE). Failed logins are throttled: 429 with `Retry-After`.",
         dependencies=[Depends(csrf_guard)],
         default_response_class=SafeJSONResponse,
+        # FastAPI's own /docs and /redoc load their scripts from a CDN: a site hub has no internet
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.hub = Hub(store, board)
+    install_docs(app)
 
     @app.post("/api/login", tags=["auth"], responses={429: {"description": "too many failed logins"}})
     def login(body: LoginBody, request: Request, response: Response, hub: HubDep) -> dict[str, Any]:
@@ -675,7 +822,7 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         elif table in ("teams", "sites", "devices", "calibration"):
             require(user, "admin", "reviewer", *(() if table == "sites" else ("lead",)))
             if table == "devices":
-                rows = devices_data(hub, user)
+                rows = devices_csv_rows(devices_data(hub, user))
             elif table == "calibration":
                 rows = calibration.report(hub.store, Scope(user))
             else:
@@ -684,8 +831,15 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
             rows = [r.to_dict() for r in reviews.listing(hub.store, Scope(user))]
         else:
             raise HTTPException(404, "no such table")
+        default_tz = zone(hub.store.default_tz)
+
+        def tz_of(row: dict[str, Any]) -> tzinfo:
+            site = row.get("site")
+            return hub.store.site_tz(site) if isinstance(site, str) and site else default_tz
+
+        # the BOM tells Excel the file is UTF-8 (without it Chinese names come out garbled)
         return Response(
-            to_csv(rows).encode("utf-8", errors="replace"),
+            ("\ufeff" + to_csv(rows, tz_of)).encode("utf-8", errors="replace"),
             media_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": f'attachment; filename="{table}-{day.isoformat()}.csv"'},
         )

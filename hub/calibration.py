@@ -5,6 +5,10 @@ Per rule, over every call with at least one calibration: the mean absolute diffe
 automatic result; the Pearson correlation of reviewers' points with the automatic points; and the overturn
 rate (reviewer results outside the tolerance of the automatic one, plus applied overrides, over all reviewed
 results). Rules overturned at least `flag_at` of the time are flagged: their thresholds need tuning.
+
+Blind: a QA reviewer sees no other reviewer's points for a call before submitting their own (`blind`), so the
+report a reviewer reads counts only the calls they have calibrated themselves; team leads and admins, who run
+calibration sessions, see every call in their scope.
 """
 
 from __future__ import annotations
@@ -43,6 +47,11 @@ def submit(store: Store, user: User, call_id: str, points: dict[str, float]) -> 
     return len(points)
 
 
+def blind(user: User, submitted: bool) -> bool:
+    """Whether `user` may not yet see other reviewers' points for a call (`submitted`: their own are in)."""
+    return user.role == "reviewer" and not submitted
+
+
 @dataclass(frozen=True)
 class RuleAgreement:
     rule: str
@@ -63,12 +72,18 @@ class RuleAgreement:
 
 def report(store: Store, scope: Scope, tolerance: float = 1.0, flag_at: float = 0.3) -> list[dict[str, Any]]:
     cond, params = scope.agents_sql("c.agent_id")
+    mine, mine_params = "", []
+    if blind(scope.user, False):  # a reviewer: only the calls they have scored themselves
+        mine, mine_params = (
+            " AND k.call_id IN (SELECT call_id FROM calibrations WHERE reviewer = ?)",
+            [scope.user.username],
+        )
     rows = store.db.all(
         "SELECT k.call_id, k.reviewer, k.rule_id, k.points, r.auto_points FROM calibrations k"
         " JOIN calls c ON c.call_id = k.call_id"
         " LEFT JOIN call_rules r ON r.call_id = k.call_id AND r.rule_id = k.rule_id"
-        f" WHERE 1 = 1{cond}",
-        params,
+        f" WHERE 1 = 1{cond}{mine}",
+        [*params, *mine_params],
     )
     overrides: dict[str, int] = dict(
         store.db.all(

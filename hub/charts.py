@@ -82,9 +82,12 @@ def timeline(view: CallView, labels: Mapping[str, str], width: int = 960) -> str
     rows = ["agent", "customer", "talk_over", "dead_air", "emotion"]
     y = {r: 10 + i * (lane + gap) for i, r in enumerate(rows)}
     height = y["emotion"] + lane + 30
+    # data-left / data-scale: where second 0 is and pixels per second, for the page's script that marks a moment
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="timeline" width="{width}" height="{height}"'
-        f' viewBox="0 0 {width} {height}" role="img" aria-label="{escape(labels.get("timeline", "timeline"))}">'
+        f' viewBox="0 0 {width} {height}" role="img" aria-label="{escape(labels.get("timeline", "timeline"))}"'
+        f' data-left="{left}" data-scale="{scale:.6g}" data-duration="{duration:.6g}"'
+        f' data-height="{y["emotion"] + lane}">'
     ]
     for r in rows:
         out.append(f'<text x="4" y="{y[r] + 15}" font-size="12">{escape(labels.get(r, r))}</text>')
@@ -143,8 +146,36 @@ def timeline(view: CallView, labels: Mapping[str, str], width: int = 960) -> str
         x = left + t * scale
         out.append(f'<line x1="{_f(x)}" y1="{base}" x2="{_f(x)}" y2="{base + 5}" stroke="#555"></line>')
         out.append(f'<text x="{_f(x)}" y="{base + 18}" font-size="10" text-anchor="middle">{_clock(t)}</text>')
-    out.append("</svg>")
+    out.append('<g class="marks"></g></svg>')  # the moments a click on a deduction marks go here (call.html)
     return "".join(out)
+
+
+LEGEND = (
+    ("agent", "agent"),
+    ("customer", "customer"),
+    ("interruption", "interruption"),
+    ("backchannel", "backchannel"),
+    ("dead_air", "dead_air"),
+    ("angry", "angry"),
+    ("happy", "happy"),
+    ("sad", "sad"),
+    ("neutral", "neutral"),
+)
+MARK_COLOR = "#ffd54f"
+
+
+def legend(labels: Mapping[str, str]) -> str:
+    """What each colour of the timeline means, from the same table the timeline is drawn with."""
+    items = [
+        f'<li data-key="{key}"><span class="swatch" style="background:{COLORS[key]}"></span>'
+        f"{escape(labels.get('legend_' + label, labels.get(label, label)))}</li>"
+        for key, label in LEGEND
+    ]
+    items.append(
+        f'<li data-key="mark"><span class="swatch" style="background:{MARK_COLOR};outline:1px solid #c69500">'
+        f"</span>{escape(labels.get('legend_mark', 'marked moment'))}</li>"
+    )
+    return f'<ul class="legend" id="legend">{"".join(items)}</ul>'
 
 
 def sparkline(values: Sequence[float | None], width: int = 120, height: int = 28) -> str:

@@ -9,18 +9,22 @@ English or Chinese; times in the site's time zone.
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import FastAPI, Form, HTTPException, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi import FastAPI, Form, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup, escape
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import aggregate, auth, calibration, charts, i18n, reviews
+from hub import aggregate, auth, calibration, charts, explain, fleet, i18n, reviews, workflow
 from hub.aggregate import Period
 from hub.api import (
     Hub,
@@ -35,12 +39,14 @@ from hub.api import (
     set_session_cookie,
     token_of,
     visible_agent,
+    visible_call,
 )
 from hub.auth import Scope, User
 from hub.scores import get_scorecard
 from hub.scoring import call_view
 from hub.storage import zone
 
+log = logging.getLogger(__name__)
 LANG_COOKIE = "qa_lang"
 _env = Environment(
     loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape(["html"])
@@ -53,8 +59,17 @@ def _sparkline(trend: tuple[float | None, ...]) -> Markup:
     return Markup(charts.sparkline(list(trend)))  # noqa: S704 - built and escaped by hub.charts
 
 
+TREND_MIN = 1.0
+"""Points the score must have moved since the period before for the agents table to show a trend arrow: a
+score moves by a few tenths from one call more or less, which is no trend: "≈" then (its tooltip gives both)."""
+
+
 def _agent_rows(
-    rows: list[dict[str, Any]], titles: dict[str, str], t: dict[str, str], report_link: Callable[[str], bool]
+    rows: list[dict[str, Any]],
+    titles: dict[str, str],
+    t: dict[str, str],
+    report_link: Callable[[str], bool],
+    team_names: dict[str, str] | None = None,
 ) -> Markup:
     """The agents table's rows (500 of them for an admin), built here rather than in the template, which took
     three times as long; every text is escaped and every number formatted here, as in hub.charts."""
@@ -70,9 +85,12 @@ def _agent_rows(
             if r["previous"] is not None:
                 # the arrow compares the period with the one before it (say the last 7 days with the 7 before);
                 # the sparkline shows calendar weeks, so the tooltips say which is which
-                up = score >= r["previous"]
                 tip = escape(f"{t['previous_period']}: {r['previous']:.1f}")
-                cell += f' <span class="{"pos" if up else "neg"}" title="{tip}">{"▲" if up else "▼"}</span>'
+                if abs(score - r["previous"]) < TREND_MIN:
+                    cell += f' <span class="muted" title="{tip}">\u2248</span>'  # about the same
+                else:
+                    up = score > r["previous"]
+                    cell += f' <span class="{"pos" if up else "neg"}" title="{tip}">{"▲" if up else "▼"}</span>'
         issues = "".join(
             f'<span class="badge">{escape(titles.get(i["rule"], i["rule"]))}'
             f' <span class="neg">{i["points"]:.0f}</span></span> '
@@ -80,19 +98,19 @@ def _agent_rows(
         )
         out.append(
             f'<tr class="agent-row" data-agent="{agent}">\n<td><a href="/agents/{agent}">{escape(r["name"])}</a></td>\n'
-            f'<td>{_team_cell(r["team_id"], report_link)}</td>\n<td class="num">{int(r["calls"])}</td>\n'
+            f'<td>{_team_cell(r["team_id"], report_link, team_names)}</td>\n<td class="num">{int(r["calls"])}</td>\n'
             f'<td class="num score">{cell}</td>\n<td title="{spark_tip}">{_sparkline(tuple(r["trend"]))}</td>\n'
             f"<td>{issues}</td>\n</tr>\n"
         )
     return Markup("".join(out))  # noqa: S704 - every part escaped or formatted above
 
 
-def _team_cell(team_id: str | None, report_link: Callable[[str], bool]) -> str:
-    """The team's id, linked to its weekly report for whoever may read that report."""
+def _team_cell(team_id: str | None, report_link: Callable[[str], bool], names: dict[str, str] | None = None) -> str:
+    """The team's name (its id if it has none), linked to its weekly report for whoever may read that report."""
     if not team_id:
         return ""
-    tid = escape(team_id)
-    return f'<a href="/reports/team/{tid}">{tid}</a>' if report_link(team_id) else str(tid)
+    tid, name = escape(team_id), escape((names or {}).get(team_id) or team_id)
+    return f'<a href="/reports/team/{tid}" title="{tid}">{name}</a>' if report_link(team_id) else str(name)
 
 
 def _rule_titles(request: Request, hub: Hub) -> dict[str, str]:
@@ -125,6 +143,7 @@ def render(request: Request, name: str, user: User | None, status_code: int = 20
     lang = page_lang(request)
     hub: Hub = request.app.state.hub
     ctx.setdefault("csrf", csrf_token(request) if user is not None else "")  # base.html's meta, for scripts
+    ctx.setdefault("queue", workflow.queue(hub.store, user) if user is not None else None)  # the nav's badge
     html = _env.get_template(name).render(
         t=i18n.STRINGS[lang],
         lang=lang,
@@ -150,14 +169,55 @@ def page_user(request: Request) -> tuple[Hub, User]:
     return hub, user
 
 
+NOT_PAGES = ("/api/", "/openapi.json", "/docs", "/static/")
+"""Paths whose errors stay JSON (the API's clients read `detail`); every other path is a page."""
+ERROR_DETAIL_MAX = 200
+"""Characters of an error's own detail shown under the translated message (it may quote what was sent)."""
+
+
+def error_page(
+    request: Request, status: int, detail: object = None, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The error as a page in the request's language: a translated line for the status, the error's own
+    detail (English, bounded) under it, and a way back. A 500 reads nothing from the store (it may be why)."""
+    user = None
+    if status < 500:
+        try:
+            user = _user(request, request.app.state.hub)
+        except Exception:  # the page must still be shown; the nav just lacks the user's links
+            log.warning("error page for %s: the user could not be read", request.url.path, exc_info=True)
+    message = f"error_{status}" if status in (400, 403, 404, 422, 500) else "error_other"
+    text = detail if isinstance(detail, str) else ""
+    if len(text) > ERROR_DETAIL_MAX:
+        text = text[: ERROR_DETAIL_MAX - 1] + "\u2026"
+    page = render(request, "error.html", user, status_code=status, status=status, message=message, detail=text)
+    page.headers.update(headers or {})
+    return page
+
+
 def install_pages(app: FastAPI) -> None:
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, exc: HTTPException) -> Response:
+    from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc, _LoginRedirect):
             return RedirectResponse(f"/login?next={quote(exc.next)}", status_code=303)
-        from fastapi.exception_handlers import http_exception_handler
+        if request.url.path.startswith(NOT_PAGES):
+            return await http_exception_handler(request, exc)
+        return error_page(request, exc.status_code, exc.detail, exc.headers)
 
-        return await http_exception_handler(request, exc)
+    @app.exception_handler(RequestValidationError)
+    async def _bad_request(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith(NOT_PAGES):
+            return await request_validation_exception_handler(request, exc)
+        return error_page(request, 422)
+
+    @app.exception_handler(Exception)
+    async def _server_error(request: Request, exc: Exception) -> Response:
+        # Starlette logs the exception and raises it again after this answer (so servers and tests see it)
+        if request.url.path.startswith(NOT_PAGES):
+            return JSONResponse({"detail": "internal error"}, status_code=500)
+        return error_page(request, 500)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:
@@ -210,7 +270,13 @@ def install_pages(app: FastAPI) -> None:
             request,
             "agents.html",
             user,
-            rows_html=_agent_rows(rows, titles, i18n.STRINGS[page_lang(request)], scope.can_see_team),
+            rows_html=_agent_rows(
+                rows,
+                titles,
+                i18n.STRINGS[page_lang(request)],
+                scope.can_see_team,
+                {str(k): str(v) for k, v in hub.store.db.all("SELECT team_id, name FROM teams")},
+            ),
             period=period,
             start=start,
             stop=stop,
@@ -242,18 +308,29 @@ def install_pages(app: FastAPI) -> None:
         detail = call_detail(hub, user, call_id)
         view = call_view(hub.store.call_events(call_id))
         chosen = i18n.pick(lang, request.cookies.get(LANG_COOKIE), request.headers.get("accept-language"))
-        svg = charts.timeline(view, i18n.STRINGS[chosen]) if view is not None else ""
+        labels = i18n.STRINGS[chosen]
+        svg = charts.timeline(view, labels) if view is not None else ""
         card = None
         if detail["score"] is not None:
             card = get_scorecard(hub.store, detail["score"]["scorecard"], detail["score"]["version"])
-        titles_zh = {r.id: r.title_zh or r.title for r in card.rules} if card else {}
+        zh = chosen == "zh-CN"
+        titles = {r.id: (r.title_zh or r.title) if zh else r.title for r in card.rules} if card else {}
+        tz = hub.store.site_tz(detail["call"]["site"])
+        score = detail["score"]
+        rows = explain.breakdown(score, card, detail["reviews"], chosen, titles) if score is not None else None
         return render(
             request,
             "call.html",
             user,
             d=detail,
             timeline=Markup(svg),  # noqa: S704 - built and escaped by hub.charts
-            titles_zh=titles_zh,
+            legend=Markup(charts.legend(labels)),  # noqa: S704 - built and escaped by hub.charts
+            titles=titles,
+            rows=rows,
+            history=explain.history(detail),
+            cal=explain.calibration_grid(detail["calibrations"]["scores"]),
+            local_time=lambda iso: explain.local_time(iso, tz),
+            actions=_call_actions(request, hub, user, detail),
         )
 
     @app.get("/live", include_in_schema=False)
@@ -264,24 +341,151 @@ def install_pages(app: FastAPI) -> None:
         return render(request, "live.html", user)
 
     @app.get("/devices", include_in_schema=False)
-    def devices_page(request: Request) -> HTMLResponse:
+    def devices_page(
+        request: Request,
+        only: Annotated[list[fleet.Problem], Query()] = [],  # noqa: B006 - FastAPI copies the default
+        sort: fleet.Sort = "problems",
+    ) -> HTMLResponse:
+        """The fleet: health columns with problems highlighted; `?only=hot&only=disk` keeps the seats with all
+        of those problems, `?sort=` orders them (problems first unless asked otherwise)."""
         hub, user = page_user(request)
         if user.role not in ("admin", "reviewer", "lead"):
             raise HTTPException(403, "needs role admin, reviewer or lead")
-        return render(request, "devices.html", user, devices=devices_data(hub, user))
+        rows = devices_data(hub, user, only, sort)
+        return render(request, "devices.html", user, devices=rows, only=only, sort=sort, fleet=fleet)
+
+    # --- the QA workflow: reviews and calibration pages, and their forms -----------------------------------------
+    # Post-redirect-get. Each form route checks the role itself, as the API does (that a page showed the form
+    # proves nothing); the CSRF field is checked before by hub.api.csrf_guard; the change is the domain's own
+    # function (hub.reviews, hub.calibration); bad input renders the page again, 400, with one translated line.
+
+    def reviews_view(request: Request, error: str | None = None) -> HTMLResponse:
+        hub, user = page_user(request)
+        scope = Scope(user)
+        waiting: list[reviews.Review] = []
+        if user.role in ("admin", "lead"):
+            waiting = [r for r in reviews.listing(hub.store, scope, status="open") if r.kind == "dispute"]
+        return render(
+            request,
+            "reviews.html",
+            user,
+            status_code=400 if error else 200,
+            reviews=workflow.review_rows(hub.store, reviews.listing(hub.store, scope)),
+            to_resolve=workflow.review_rows(hub.store, waiting),
+            to_calibrate=workflow.calls_to_calibrate(hub.store, user),
+            titles=_rule_titles(request, hub),
+            error=error,
+            sent=request.query_params.get("sent"),
+        )
 
     @app.get("/reviews", include_in_schema=False)
     def reviews_page(request: Request) -> HTMLResponse:
-        hub, user = page_user(request)
-        return render(request, "reviews.html", user, reviews=reviews.listing(hub.store, Scope(user)))
+        return reviews_view(request)
 
     @app.get("/calibration", include_in_schema=False)
     def calibration_page(request: Request, tolerance: float = 1.0) -> HTMLResponse:
         hub, user = page_user(request)
         if user.role not in ("admin", "reviewer", "lead"):
             raise HTTPException(403, "needs role admin, reviewer or lead")
+        tolerance = tolerance if 0 <= tolerance <= workflow.POINTS_MAX else 1.0  # nan and nonsense: the default
         rows = calibration.report(hub.store, Scope(user), tolerance)
-        return render(request, "calibration.html", user, rows=rows, tolerance=tolerance)
+        return render(
+            request,
+            "calibration.html",
+            user,
+            rows=rows,
+            tolerance=tolerance,
+            titles=_rule_titles(request, hub),
+            to_calibrate=workflow.calls_to_calibrate(hub.store, user),
+        )
+
+    def call_form_refused(request: Request, call_id: str, key: str) -> Response:
+        """The call page again, 400, its actions saying why (`_call_actions` reads `form_error`)."""
+        request.state.form_error = key
+        page = call_page(request, call_id)
+        page.status_code = 400
+        return page
+
+    def call_rules(hub: Hub, call_id: str) -> set[str]:
+        return {str(r[0]) for r in hub.store.db.all("SELECT rule_id FROM call_rules WHERE call_id = ?", (call_id,))}
+
+    async def call_form(
+        request: Request, call_id: str, roles: tuple[str, ...], change: Callable[[Any, Hub, User], object], anchor: str
+    ) -> Response:
+        """A call page's form post: role, then the call in scope (404 otherwise, like the API), then the change
+        in a worker thread; 303 back to the call, or the call page with the reason."""
+        hub, user = page_user(request)
+        if user.role not in roles:
+            raise HTTPException(403, f"needs role {' or '.join(roles)}")
+        await run_in_threadpool(visible_call, hub, user, call_id)
+        form = await request.form()
+        try:
+            await run_in_threadpool(change, form, hub, user)
+        except workflow.FormError as exc:
+            return await run_in_threadpool(call_form_refused, request, call_id, exc.key)
+        except (reviews.ReviewError, calibration.CalibrationError):
+            return await run_in_threadpool(call_form_refused, request, call_id, "err_refused")
+        return RedirectResponse(f"/calls/{quote(call_id)}?sent={anchor}#{anchor}", status_code=303)
+
+    @app.post("/calls/{call_id}/disputes", include_in_schema=False)
+    async def dispute_form(request: Request, call_id: str) -> Response:
+        def change(form: Any, hub: Hub, user: User) -> object:
+            rule_id = workflow.rule(form.get("rule_id"), call_rules(hub, call_id), optional=True)
+            return reviews.dispute(hub.store, user, call_id, rule_id, workflow.text(form.get("reason")))
+
+        return await call_form(request, call_id, ("agent",), change, "dispute")
+
+    @app.post("/calls/{call_id}/overrides", include_in_schema=False)
+    async def override_form(request: Request, call_id: str) -> Response:
+        def change(form: Any, hub: Hub, user: User) -> object:
+            rule_id = workflow.rule(form.get("rule_id"), call_rules(hub, call_id))
+            pts = workflow.points(form.get("points"))
+            reason = workflow.text(form.get("reason"))
+            return reviews.override(hub.store, user, call_id, str(rule_id), float(pts or 0.0), reason)
+
+        return await call_form(request, call_id, ("admin", "reviewer"), change, "override")
+
+    @app.post("/calls/{call_id}/calibration", include_in_schema=False)
+    async def calibration_form(request: Request, call_id: str) -> Response:
+        def change(form: Any, hub: Hub, user: User) -> object:
+            entered = workflow.calibration_points(form, call_rules(hub, call_id))
+            return calibration.submit(hub.store, user, call_id, entered)
+
+        return await call_form(request, call_id, ("admin", "reviewer", "lead"), change, "calibrate")
+
+    @app.post("/reviews/{review_id}/resolve", include_in_schema=False)
+    async def resolve_form(request: Request, review_id: str) -> Response:
+        hub, user = page_user(request)
+        if user.role not in ("admin", "lead"):
+            raise HTTPException(403, "needs role admin or lead")
+        try:
+            r = reviews.get(hub.store, int(review_id)) if review_id.isdigit() and len(review_id) < 18 else None
+        except reviews.ReviewError:
+            r = None
+        if r is None:
+            raise HTTPException(404, "no such review")
+        await run_in_threadpool(visible_call, hub, user, r.call_id)
+        form = await request.form()
+
+        def change(r: reviews.Review) -> None:
+            decision = form.get("decision")
+            if decision not in ("upheld", "rejected"):
+                raise workflow.FormError("err_decision")
+            note = workflow.text(form.get("note"), required=False)
+            pts = workflow.points(form.get("points"), required=False)
+            if pts is not None and (decision != "upheld" or r.rule_id is None):
+                raise workflow.FormError("err_points_upheld")
+            if r.kind != "dispute" or r.status != "open":
+                raise workflow.FormError("err_not_open")
+            reviews.resolve(hub.store, user, r.id, "upheld" if decision == "upheld" else "rejected", note, pts)
+
+        try:
+            await run_in_threadpool(change, r)
+        except workflow.FormError as exc:
+            return await run_in_threadpool(reviews_view, request, exc.key)
+        except reviews.ReviewError:
+            return await run_in_threadpool(reviews_view, request, "err_refused")
+        return RedirectResponse("/reviews?sent=resolve#queue", status_code=303)
 
     @app.get("/reports/team/{team_id}", include_in_schema=False)
     def team_report(request: Request, team_id: str, end: str | None = None) -> HTMLResponse:
@@ -315,3 +519,11 @@ class _LoginRedirect(HTTPException):
     def __init__(self, next_path: str) -> None:
         super().__init__(401, "log in first")
         self.next = next_path
+
+
+def _call_actions(request: Request, hub: Hub, user: User, detail: dict[str, Any]) -> dict[str, Any]:
+    """The context of a call page's workflow forms (`_call_actions.html`), with a refused form's message."""
+    actions = workflow.call_actions(hub.store, user, detail, page_lang(request))
+    actions["error"] = getattr(request.state, "form_error", None)
+    actions["sent"] = request.query_params.get("sent")
+    return actions

@@ -235,6 +235,11 @@ CASES = [
     Case("GET", "/devices", STAFF),
     Case("GET", "/reviews"),
     Case("GET", "/calibration", STAFF),
+    # the workflow's forms (tests/test_hub_workflow.py): post-redirect-get, the role checked like the API's
+    Case("POST", "/calls/{call}/disputes", ("ag1", "ag3"), {"reason": "unfair"}, form=True),
+    Case("POST", "/calls/{call}/overrides", QA, {"rule_id": "dead_air", "points": "-1", "reason": "r"}, form=True),
+    Case("POST", "/calls/{call}/calibration", STAFF, {"p.dead_air": "-2"}, form=True),
+    Case("POST", "/reviews/{review}/resolve", ("admin", "lead1", "lead2"), {"decision": "rejected"}, (200, 400), True),
     Case("GET", "/reports/team/{team}"),
     # admin: directory, users, sites, scorecards (fixed ids: each change runs once per world, as the admin)
     Case("POST", "/api/teams", ADMIN, {"team_id": "tx", "name": "Team X", "site": "sh"}, (201,)),
@@ -449,7 +454,7 @@ def test_calibration_report_on_known_numbers(world: World) -> None:
 def test_csv_export_is_a_table(world: World) -> None:
     r = world.client.get("/api/export/calls.csv?period=month", headers=world.h("lead1"))
     assert r.headers["content-type"].startswith("text/csv")
-    lines = r.text.strip().splitlines()
+    lines = r.text.removeprefix("\ufeff").strip().splitlines()  # the BOM: see tests/test_hub_fleet_pages.py
     assert lines[0].startswith("call_id,site,seat,agent_id")
     assert sorted(line.split(",")[0] for line in lines[1:]) == ["CALL-A1", "CALL-A2"]
 
