@@ -327,3 +327,11 @@ def test_devices_and_error_pages_in_a_browser(browser: object, hub: BrowserHub) 
     shot(d, "error-404-zh")
     d.find_element(By.ID, "back").click()  # type: ignore[attr-defined]
     assert d.current_url.endswith("/agents")  # type: ignore[attr-defined]
+
+
+def test_the_nav_names_the_role_in_the_pages_language(hub_store: Store) -> None:
+    c = fleet_world(hub_store)
+    lead = h(c, "lead1")
+    zh, en = (c.get(f"/devices?lang={lang}", headers=lead).text for lang in ("zh-CN", "en"))
+    assert f"lead1 ({i18n.STRINGS['zh-CN']['role_lead']})" in zh and "(lead)" not in zh
+    assert f"lead1 ({i18n.STRINGS['en']['role_lead']})" in en
