@@ -446,9 +446,26 @@ def events_page(hub: Hub, call_id: str, limit: int, after: str | None) -> tuple[
     return events, last if taken < len(rows) else None
 
 
+DEVICE_STATUS_SQL = "SELECT site, seat, status, status_at, last_seen FROM devices"
+"""What the live wall takes from the devices table (`LiveBoard.sync_devices`)."""
+
+
 def live_data(hub: Hub, user: User) -> list[dict[str, Any]]:
+    """The wall's seats the user may see, with the device statuses (`LiveBoard.sync_devices`) and each seat's
+    agent's name from the directory (`agent_name`; the agent is the one the hub holds as logged in there)."""
+    store = hub.store
+    hub.live.sync_devices(lambda: store.db.all(DEVICE_STATUS_SQL))
     scope = Scope(user)
-    return [s for s in hub.live.snapshot() if scope.can_see_agent(hub.store, s["agent_id"])]
+    seats = [s for s in hub.live.snapshot() if scope.can_see_agent(store, s["agent_id"])]
+    ids = sorted({s["agent_id"] for s in seats if s["agent_id"] is not None})
+    names: dict[str, str] = {}
+    for i in range(0, len(ids), 200):
+        chunk = ids[i : i + 200]
+        marks = ", ".join("?" * len(chunk))
+        names.update(store.db.all(f"SELECT agent_id, name FROM agents WHERE agent_id IN ({marks})", chunk))
+    for s in seats:
+        s["agent_name"] = names.get(s["agent_id"]) if s["agent_id"] is not None else None
+    return seats
 
 
 CSV_TIMES = frozenset({"started", "status_at", "last_seen", "created", "resolved_at"})
@@ -857,6 +874,8 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         async def frames() -> AsyncIterator[str]:
             seen = -1
             while not await request.is_disconnected():
+                # the device statuses change in the table, not on the board: read (rate-limited) to see them
+                hub.live.sync_devices(lambda: hub.store.db.all(DEVICE_STATUS_SQL))
                 if hub.live.version != seen:
                     seen = hub.live.version
                     yield f"data: {dumps(live_data(hub, user)).decode()}\n\n"

@@ -145,6 +145,13 @@ _EN: dict[str, str] = {
     "now": "Now",
     "talk_over_now": "talk-over",
     "dead_air_now": "dead air running",
+    "live_call_time": "call time",
+    "live_no_agent": "nobody logged in",
+    "live_since": "raised",
+    "live_legend": (
+        "A seat is offline when its station's connection is gone, in a call from the call's first signal or event"
+        " until it ends; alerts are one per kind per call (\u00d7n: how often) and clear when the call ends."
+    ),
     "no_data": "No data yet",
     "bad_login": "Unknown user or wrong password",
     "too_many_logins": "Too many failed logins: wait a few minutes and try again",
@@ -384,6 +391,13 @@ _ZH: dict[str, str] = {
     "now": "当前",
     "talk_over_now": "抢话中",
     "dead_air_now": "冷场中",
+    "live_call_time": "通话时长",
+    "live_no_agent": "无人登录",
+    "live_since": "告警于",
+    "live_legend": (
+        "站点连接断开即为离线; 从通话的第一个信号或事件起到通话结束为通话中;"
+        " 每通电话每类告警只显示一条 (\u00d7n: 次数), 通话结束即清除。"
+    ),
     "no_data": "暂无数据",
     "bad_login": "用户名或密码错误",
     "too_many_logins": "登录失败次数过多, 请几分钟后再试。",

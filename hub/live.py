@@ -12,6 +12,14 @@ Two feeds, both in memory only (after a restart the wall fills again as things a
   `talk_over_show_s`, dead air until speech is heard again (a talk-over on the call), the call ends, or
   `dead_air_show_s` passes (the station signals a silence's start, not its end). Malformed live messages
   are counted in `live_counts` by reason and dropped.
+
+A seat's state on the wall is `offline` (the station's retained `offline` status, its last will: the broker
+says so when the connection drops), `in_call` (a live `call` signal or an event of a call not yet finished) or
+`idle`; the device statuses come from the devices table (`sync_devices`, read at most every
+`devices_every_s` by whoever snapshots, so every hub worker's wall sees every seat's status). A call's alerts
+are one entry per kind (its count and latest moment updated as it repeats) and are cleared when the call ends;
+its running time counts from the earliest moment the hub can place its start (a live signal's call offset, or
+an event's end, back from when the hub heard it): the station's clock is never trusted for it.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -94,6 +102,13 @@ class SeatState:
     now: list[dict[str, Any]] = field(default_factory=list)
     """Live signals in progress: {"kind": "talk_over"|"dead_air", "start": call seconds, "ts", "by"?, "since":
     when the hub heard it (POSIX s)}; snapshots add `age_s`."""
+    call_started: float | None = None
+    """When the current call began (POSIX s, the hub's clock): the earliest the hub can place it."""
+    status: str | None = None
+    """The device's retained availability (`online`/`offline`) from the devices table; None: never reported."""
+    status_at: float | None = None
+    last_seen: float | None = None
+    """When the hub last had a health report from the seat (POSIX s)."""
 
 
 class LiveBoard:
@@ -104,6 +119,7 @@ class LiveBoard:
         talk_over_show_s: float = 4.0,
         dead_air_show_s: float = 30.0,
         agent_of: Callable[[str, str], str | None] | None = None,
+        devices_every_s: float = 2.0,
     ) -> None:
         self.agent_of = agent_of
         """Who the hub holds as logged in at (site, seat) now (`Store.agent_at`, docs/trust.md). Set, the wall
@@ -116,6 +132,8 @@ class LiveBoard:
         self._ended: dict[tuple[str, str], deque[str]] = {}  # calls each seat has finished, latest last
         self._lock = threading.Lock()
         self._version = 0
+        self.devices_every_s = devices_every_s
+        self._devices_read = -devices_every_s - 1.0
         self.live_counts: dict[str, int] = dict.fromkeys(("accepted", "unknown_type", *LIVE_REJECTIONS), 0)
         """Live messages since start: accepted, of a type this hub does not know (dropped), or rejected by reason."""
 
@@ -155,16 +173,39 @@ class LiveBoard:
                     if env.call_id in ended:
                         self._version += 1
                         return  # a late batch of a call the seat has finished: not the call on the wall now
-                    s.call_id, s.alerts, s.now = env.call_id, [], []
+                    s.call_id, s.alerts, s.now, s.call_started = env.call_id, [], [], None
                 if env.type == "call_summary":
                     ended.append(env.call_id)
-                    s.in_call, s.now = False, []
+                    s.in_call, s.now, s.alerts, s.call_started = False, [], [], None
                 elif env.call_id not in ended:
                     s.in_call = True
+                    self._started(s, s.last_event - env.end)
+                    for alert in self._alerts(env):
+                        self._raise(s, alert)
                 if env.agent_id is not None and self.agent_of is None:
                     s.agent_id = env.agent_id
-                s.alerts += self._alerts(env)
             self._version += 1
+
+    @staticmethod
+    def _started(s: SeatState, at: float) -> None:
+        # an event (or signal) `x` seconds into the call heard at `t` says the call began by `t - x`
+        s.call_started = at if s.call_started is None else min(s.call_started, at)
+
+    @staticmethod
+    def _raise(s: SeatState, alert: dict[str, Any]) -> None:
+        """One entry per kind per call: a repeat updates it (count, latest moment, longest dead air)."""
+        old = next((a for a in s.alerts if a["kind"] == alert["kind"]), None)
+        if old is None:
+            s.alerts.append({**alert, "count": 1, "last_at": alert["at"], "raised": s.last_event})
+            return
+        old["count"] += 1
+        old["last_at"], old["event_id"], old["raised"] = (
+            max(old["last_at"], alert["at"]),
+            alert["event_id"],
+            s.last_event,
+        )
+        if "seconds" in alert:
+            old["seconds"] = max(old.get("seconds", 0.0), alert["seconds"])
 
     def _alerts(self, env: Envelope) -> list[dict[str, Any]]:
         f = env.fields
@@ -232,14 +273,18 @@ class LiveBoard:
             if sig.call_id in ended:
                 return  # a straggler of a finished call (QoS 0 has no order across reconnects)
             # a new call; its `started` may have been lost (QoS 0): any signal of it says it runs
-            s.call_id, s.alerts, s.now = sig.call_id, [], []
+            s.call_id, s.alerts, s.now, s.call_started = sig.call_id, [], [], None
         if isinstance(sig, CallSignal):
             if sig.state == "ended":
                 ended.append(sig.call_id)
+                s.alerts, s.call_started = [], None
             s.in_call = sig.state == "started" and sig.call_id not in ended
             s.now = []
+            if s.in_call:
+                self._started(s, now)
         elif sig.call_id not in ended:
             s.in_call = True
+            self._started(s, now - sig.start)
             if isinstance(sig, TalkOverSignal):
                 # both speak: whatever silence was running is over, and one talk-over shows at a time
                 s.now = [{"kind": "talk_over", "start": sig.start, "by": sig.by, "ts": sig.ts, "since": now}]
@@ -258,13 +303,50 @@ class LiveBoard:
     def _show_s(self, kind: str) -> float:
         return self.talk_over_show_s if kind == "talk_over" else self.dead_air_show_s
 
+    # --- device status ------------------------------------------------------------------------------------------
+
+    def sync_devices(
+        self, read: Callable[[], Iterable[tuple[str, str, str | None, float | None, float | None]]]
+    ) -> None:
+        """Take the devices table's (site, seat, status, status_at, last_seen) rows, at most every
+        `devices_every_s` however many streams ask: a changed status bumps `version`, so the stream sends it.
+        `read` runs outside the board's lock (a query); a failing one leaves the statuses as they were."""
+        with self._lock:
+            t = time.monotonic()
+            if t - self._devices_read < self.devices_every_s:
+                return
+            self._devices_read = t
+        try:
+            rows = list(read())
+        except Exception:
+            log.warning("could not read the device statuses for the live wall", exc_info=True)
+            return
+        with self._lock:
+            for site, seat, status, status_at, last_seen in rows:
+                s = self._seats.get((site, seat))
+                if s is None:
+                    s = self._seats[(site, seat)] = SeatState(site, seat)  # a seat known only by its status
+                    self._version += 1
+                if (s.status, s.status_at, s.last_seen) != (status, status_at, last_seen):
+                    s.status, s.status_at, s.last_seen = status, status_at, last_seen
+                    self._version += 1
+
     def snapshot(self) -> list[dict[str, Any]]:
+        """Every seat, by site and seat: its `SeatState` plus `state` (offline, in_call or idle), `call_s` (the
+        call's running time, s), `alert` (the latest raised of the call's alerts, or None) and the live
+        signals' `age_s`."""
         with self._lock:
             t = time.time()
             self._expire(t)
             out = []
             for s in sorted(self._seats.values(), key=lambda s: (s.site, s.seat)):
                 d = asdict(s)
-                d["now"] = [{**x, "age_s": round(t - x["since"], 1)} for x in s.now]
+                offline = s.status == "offline"
+                d["state"] = "offline" if offline else "in_call" if s.in_call else "idle"
+                # an offline station sends nothing: what it last said is not happening now
+                d["now"] = [] if offline else [{**x, "age_s": round(t - x["since"], 1)} for x in s.now]
+                started = s.call_started if s.in_call else None
+                d["call_s"] = None if started is None else round(max(0.0, t - started), 1)
+                d["alert"] = max(s.alerts, key=lambda a: a["raised"]) if s.alerts else None
                 out.append(d)
             return out

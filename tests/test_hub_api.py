@@ -480,4 +480,5 @@ def test_live_stream_sends_scoped_seats(world: World) -> None:
     r = world.client.get("/api/live/stream?once=true", headers=world.h("lead2"))
     frame = json.loads(r.text.removeprefix("data: ").strip())
     assert [s["agent_id"] for s in frame] == ["agent-a3"]
-    assert any(a["kind"] == "customer_anger" for a in frame[0]["alerts"])
+    # its anger event came after the call's summary: a finished call raises nothing on the wall (tests/test_hub_live.py)
+    assert (frame[0]["state"], frame[0]["alerts"], frame[0]["agent_name"]) == ("idle", [], NAMES["agent-a3"])

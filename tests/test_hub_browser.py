@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -179,25 +180,50 @@ def test_agents_agent_and_call_pages(browser: object, hub: Hub) -> None:
 
 
 def test_live_wall_updates_over_sse(browser: object, hub: Hub) -> None:
+    """The wall in Chromium, fed over SSE without a reload: the agent's name, the seat in a call with its running
+    time, one deduplicated alert however often it repeats, cleared with the call's end; a station's offline
+    status (the devices table) shows as offline."""
     from selenium.webdriver.common.by import By
 
     d = browser
     login(d, hub, "admin")
     d.get(f"{hub.url}/live")  # type: ignore[attr-defined]
+    d.execute_script("window.notReloaded = true")  # type: ignore[attr-defined]
     st = Station("sh", "s05")
-    env = st.env({"type": "emotion", "start": 30, "end": 33, "party": "customer", "label": "angry"}, "live-1",
-                 ts(0), "a2")  # fmt: skip
-    hub.board.update(env)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        rows = d.find_elements(By.CSS_SELECTOR, 'tr.seat[data-seat="sh/s05"]')  # type: ignore[attr-defined]
-        if rows and "customer anger" in rows[0].text:
-            break
-        time.sleep(0.2)
-    else:
-        pytest.fail("the live wall did not show the new alert")
-    assert "live-1" in rows[0].text and "a2" in rows[0].text
+    angry = {"type": "emotion", "start": 30, "end": 33, "party": "customer", "label": "angry"}
+
+    def row_when(ok: Any, what: str) -> Any:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            rows = d.find_elements(By.CSS_SELECTOR, 'tr.seat[data-seat="sh/s05"]')  # type: ignore[attr-defined]
+            if rows and ok(rows[0]):
+                return rows[0]
+            time.sleep(0.2)
+        pytest.fail(f"the live wall did not show {what}")
+
+    def cell(row: Any, name: str) -> str:
+        return str(row.find_element(By.CSS_SELECTOR, f"td.{name}").text)
+
+    hub.board.update(st.env(angry, "live-1", ts(0), "a2"))
+    row = row_when(lambda r: "customer anger" in cell(r, "alerts"), "the new alert")
+    assert "live-1" in row.text and cell(row, "agent") == "Bob Li"  # the name, not the id
+    assert cell(row, "state") == "in call" and "alert" in row.get_attribute("class")
+    # the same anger twice more: still one entry, counted
+    hub.board.update(st.env({**angry, "start": 50, "end": 52}, "live-1", ts(0), "a2"))
+    hub.board.update(st.env({**angry, "start": 70, "end": 71}, "live-1", ts(0), "a2"))
+    row = row_when(lambda r: "\u00d73" in cell(r, "alerts"), "the repeated alert counted")
+    assert cell(row, "alerts") == "customer anger \u00d73"
+    assert "call time" in cell(row, "now") and "customer anger" in cell(row, "now")  # the running "now"
     shot(d, "live")
+    # the call ends: the alert and its highlight go, the seat is idle
+    hub.board.update(st.env({"type": "call_summary", "start": 0, "end": 80, "duration": 80}, "live-1", ts(0), "a2"))
+    row = row_when(lambda r: cell(r, "state") == "idle", "the call's end")
+    assert cell(row, "alerts") == "" and "alert" not in row.get_attribute("class").split()
+    # s01's station reported offline (the fixture's devices table): offline on the wall
+    offline = d.find_element(By.CSS_SELECTOR, 'tr.seat[data-seat="sh/s01"]')  # type: ignore[attr-defined]
+    assert cell(offline, "state") == "offline" and "state-offline" in offline.get_attribute("class")
+    assert d.execute_script("return window.notReloaded === true")  # type: ignore[attr-defined]  # no reload
+    shot(d, "live-ended")
 
 
 def test_live_talk_over_shows_on_the_wall_at_once(

@@ -273,3 +273,126 @@ def test_the_wall_names_the_agent_the_hub_holds_not_the_one_a_seat_claims(store:
     bare = LiveBoard()
     bare.update(seat.login("agent-3", now))
     assert (seat_of(bare) or {}).get("agent_id") == "agent-3"
+
+
+# --- what the wall tells: state, deduplicated alerts, the running "now" --------------------------------------------
+
+ANGRY = {"type": "emotion", "start": 20.0, "end": 24.0, "party": "customer", "label": "angry"}
+
+
+def signal(board: LiveBoard, **payload: Any) -> str:
+    payload.setdefault("ts", "2026-01-05T01:00:00.000Z")
+    return board.live(live_topic(SITE, SEAT), json.dumps(payload).encode())
+
+
+def test_alerts_are_raised_once_per_kind_and_cleared_when_the_call_ends() -> None:
+    board = LiveBoard(dead_air_alert_s=10.0)
+    st = Station(SITE, SEAT)
+    ts = "2026-01-05T01:00:00.000Z"
+    board.update(st.env(ANGRY, "c1", ts, "a1"))
+    board.update(st.env({**ANGRY, "start": 50.0, "end": 53.0}, "c1", ts, "a1"))
+    board.update(st.env({**ANGRY, "start": 35.0, "end": 36.0, "reason": "anger_alert"}, "c1", ts, "a1"))
+    board.update(st.env({"type": "dead_air", "start": 60.0, "end": 72.0}, "c1", ts, "a1"))
+    board.update(st.env({"type": "dead_air", "start": 80.0, "end": 99.5}, "c1", ts, "a1"))
+    board.update(st.env({"type": "dead_air", "start": 100.0, "end": 103.0}, "c1", ts, "a1"))  # short: no alert
+    s = seat_of(board)
+    assert s is not None and s["state"] == "in_call"
+    by_kind = {a["kind"]: a for a in s["alerts"]}
+    assert [a["kind"] for a in s["alerts"]] == ["customer_anger", "dead_air"]  # one entry each, in raising order
+    assert (by_kind["customer_anger"]["count"], by_kind["customer_anger"]["at"]) == (3, 20.0)
+    assert by_kind["customer_anger"]["last_at"] == 50.0
+    assert (by_kind["dead_air"]["count"], by_kind["dead_air"]["seconds"]) == (2, 19.5)  # the longest
+    assert s["alert"] is not None and s["alert"]["kind"] == "dead_air"  # the latest raised is the current one
+    # the call's end (its summary) clears them; a late batch of it raises nothing again
+    board.update(st.env({"type": "call_summary", "start": 0.0, "end": 110.0, "duration": 110.0}, "c1", ts, "a1"))
+    s = seat_of(board)
+    assert s is not None and (s["state"], s["alerts"], s["alert"], s["call_s"]) == ("idle", [], None, None)
+    board.update(st.env({**ANGRY, "start": 105.0, "end": 107.0}, "c1", ts, "a1"))
+    s = seat_of(board)
+    assert s is not None and (s["state"], s["alerts"]) == ("idle", [])
+    # the live `ended` signal clears them too, and the next call starts clean
+    board.update(st.env(ANGRY, "c2", ts, "a1"))
+    assert [a["kind"] for a in (seat_of(board) or {})["alerts"]] == ["customer_anger"]
+    assert signal(board, type="call", call_id="c2", state="ended") == "accepted"
+    s = seat_of(board)
+    assert s is not None and (s["state"], s["alerts"], s["alert"]) == ("idle", [], None)
+
+
+def test_the_running_now_counts_the_call_time_and_shows_what_happens() -> None:
+    board = LiveBoard()
+    assert signal(board, type="call", call_id="c1", state="started") == "accepted"
+    s = seat_of(board)
+    assert s is not None and s["state"] == "in_call" and s["call_s"] is not None and 0 <= s["call_s"] < 1
+    time.sleep(0.3)
+    assert 0.3 <= (seat_of(board) or {})["call_s"] < 1.3  # it runs
+    # a talk-over 40 s into the call: the hub heard its start late, so the call began (at least) 40 s ago
+    signal(board, type="talk_over", call_id="c1", start=40.0, by="customer")
+    s = seat_of(board)
+    assert s is not None and 40.0 <= s["call_s"] < 41.5
+    assert [(x["kind"], x["by"]) for x in s["now"]] == [("talk_over", "customer")]
+    signal(board, type="dead_air", call_id="c1", start=45.0)
+    assert now_kinds(board) == ["dead_air"]
+    assert 45.0 <= (seat_of(board) or {})["call_s"] < 46.5  # the silence began 45 s in, heard just now
+    # a stored event's end says the same; one that places the start later never moves the clock forward
+    board.update(Station(SITE, SEAT).env(ANGRY, "c1", "2026-01-05T01:00:00.000Z"))
+    s = seat_of(board)
+    assert s is not None and 45.0 <= s["call_s"] < 46.5 and s["alert"]["kind"] == "customer_anger"
+    signal(board, type="call", call_id="c1", state="ended")
+    s = seat_of(board)
+    assert s is not None and (s["state"], s["call_s"], s["now"]) == ("idle", None, [])
+
+
+def test_device_status_sets_the_seat_offline_and_back(hub_store: Store) -> None:
+    """The retained status in the devices table (ingest's `handle_status` -> `Store.set_status`), both backends:
+    an offline station's seat is offline on the wall whatever it last said, and comes back when online."""
+    from hub.api import DEVICE_STATUS_SQL
+
+    board = LiveBoard(devices_every_s=0.0)
+    read = lambda: hub_store.db.all(DEVICE_STATUS_SQL)  # noqa: E731
+    signal(board, type="call", call_id="c1", state="started")
+    signal(board, type="talk_over", call_id="c1", start=3.0, by="agent")
+    hub_store.set_status(SITE, SEAT, status="offline")
+    hub_store.set_status(SITE, "s99", status="online", health={"pending": 0})
+    v = board.version
+    board.sync_devices(read)
+    assert board.version > v  # the stream sends the change
+    s = seat_of(board)
+    assert s is not None and (s["status"], s["state"], s["now"]) == ("offline", "offline", [])
+    quiet = seat_of(board, "s99")  # a seat known only by its status is on the wall too
+    assert quiet is not None and (quiet["state"], quiet["status"]) == ("idle", "online")
+    assert quiet["last_seen"] is not None
+    v = board.version
+    board.sync_devices(read)
+    assert board.version == v  # nothing changed: no frame
+    hub_store.set_status(SITE, SEAT, status="online")
+    board.sync_devices(read)
+    s = seat_of(board)
+    assert s is not None and (s["status"], s["state"], s["call_id"]) == ("online", "in_call", "c1")
+    # read at most every `devices_every_s`, however many streams ask
+    slow = LiveBoard(devices_every_s=60.0)
+    reads: list[int] = []
+    for _ in range(5):
+        slow.sync_devices(lambda: reads.append(1) or read())
+    assert len(reads) == 1
+
+
+def test_the_api_names_the_agent_from_the_directory(hub_store: Store) -> None:
+    """`/api/live` shows the name of the agent the hub holds as logged in (never the one the events name), the
+    device status and the state, for staff, scoped like the rest of the wall."""
+    hub_store.put_agent("agent-9", "Nine Zhang", None)
+    hub_store.put_agent("agent-7", "Seven Li", None)
+    board = LiveBoard(agent_of=lambda site, seat: hub_store.agent_at(site, seat, time.time()), devices_every_s=0.0)
+    seat = Station(SITE, SEAT)
+    when = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() - 5))
+    for env in (seat.login("agent-9", when), seat.env(ANGRY, "call-1", when, agent="agent-7")):
+        hub_store.add(env, env.to_json())
+        board.update(env)
+    hub_store.set_status(SITE, SEAT, status="online")
+    create_user(hub_store, "admin", PASSWORD, "admin")
+    client = TestClient(create_app(hub_store, board))
+    token = client.post("/api/login", json={"username": "admin", "password": PASSWORD}).json()["token"]
+    r = client.get("/api/live", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    s = next(x for x in r.json() if x["seat"] == SEAT)
+    assert (s["agent_id"], s["agent_name"], s["state"], s["status"]) == ("agent-9", "Nine Zhang", "in_call", "online")
+    assert [a["kind"] for a in s["alerts"]] == ["customer_anger"]
