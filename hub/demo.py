@@ -8,9 +8,12 @@
 2. Starts a broker on a free loopback port: Mosquitto with the shipped config when it is installed, otherwise
    the embedded one (hub/local_broker.py).
 3. Starts the hub on SQLite (`DIR/hub.sqlite`): ingest, scoring with the shipped scorecard, the API and the
-   dashboard; creates a site, a team, its agents and three demo users (printed).
-4. Backfills `--history-days` of past calls (other real-speech calls, analysed once) through each station's
-   outbox, so the dashboard opens on trends, not on an empty page.
+   dashboard; creates a site, two teams (stations alternate between them), their agents and the demo users
+   (printed): an admin, a lead per team, two QA reviewers, an agent per team.
+4. Backfills `--history-days` of past calls (other real-speech calls of three lengths, speakers and line noises,
+   so scores spread; analysed only while a station still has to send its past) through each station's outbox,
+   so the dashboard opens on trends, not on an empty page. Once they are scored, puts disputes (open, rejected,
+   upheld), an override and two reviewers' calibrations in flight (`seed_reviews`), once per demo directory.
 5. Starts N stations, each the real station runtime (firmware_py/runtime.py: outbox, hub-confirmed MQTT
    delivery, health, live signals) analysing its call file at real time over and over, one call per pass, the
    way a CTI integration would start and end calls.
@@ -36,26 +39,31 @@ log = logging.getLogger("callqa-demo")
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("CALLQA_SHARED", ROOT.parent / "shared"))
-SITE, TEAM = "demo", "team-a"
+SITE = "demo"
+TEAMS = (("team-a", "Team A"), ("team-b", "Team B"))
+NOISES = ("babble", "car", "restaurant", "street", "train", "station", "airport", "exhibition")
+# past calls in batches of different lengths (x --minutes), seeds and line noises, so their scores spread
+HISTORY = ((0.5, 9, NOISES[:3]), (1.5, 11, NOISES[3:6]), (3.0, 13, NOISES[5:]))
 
 
 class DemoError(RuntimeError):
     pass
 
 
-def compose(calls_dir: Path, n: int, minutes: float, seed: int = 5) -> list[Path]:
-    """One composed real-speech call per station (reused when already there)."""
+def compose(calls_dir: Path, n: int, minutes: float, seed: int = 5, noises: Sequence[str] = NOISES[:4]) -> list[Path]:
+    """`n` composed real-speech calls (reused when already there): random speakers, turns, talk-overs, dead air
+    and line noise (one of `noises` per call) from `seed`."""
     import subprocess
 
     wavs = sorted(calls_dir.glob("call*.wav"))
     if len(wavs) >= n:
         return wavs[:n]
     tool = SHARED / "tools" / "compose_calls.py"
-    noise = SHARED / "data" / "noise" / "babble.flac"
-    if not tool.exists() or not noise.exists():
+    noise = [SHARED / "data" / "noise" / f"{name}.flac" for name in noises]
+    if not tool.exists() or not all(p.exists() for p in noise):
         raise DemoError(f"the real-speech data is not at {SHARED} (set CALLQA_SHARED to the shared/ folder)")
     cmd = [sys.executable, str(tool), str(SHARED / "tools" / "dev_speakers.json"), str(calls_dir),
-           "--calls", str(n), "--minutes", str(minutes), "--seed", str(seed), "--noise", str(noise)]  # fmt: skip
+           "--calls", str(n), "--minutes", str(minutes), "--seed", str(seed), "--noise", *map(str, noise)]  # fmt: skip
     log.info("composing %d real-speech calls of %g min into %s", n, minutes, calls_dir)
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)  # noqa: S603 - our own tool
     if done.returncode:
@@ -78,29 +86,135 @@ def start_broker(kind: str, workdir: Path) -> tuple[Any, str]:
     return broker, "embedded (amqtt)" + (" as Mosquitto is not installed" if kind == "auto" else "")
 
 
+def team_of(i: int) -> str:
+    """Stations alternate between the teams, so every team has agents from two stations on."""
+    return TEAMS[i % len(TEAMS)][0]
+
+
 def seed_people(store: Any, n: int, logins: Path) -> dict[str, str]:
-    """Site, team, agents and three users; returns username -> password (made on the first run, kept in
-    `logins`, readable by this user only)."""
-    from hub.auth import create_user
+    """Site, two teams, their agents and the demo users: an admin, a lead per team, two QA reviewers and an
+    agent per team; returns username -> password (each made once, kept in `logins`, readable by this user
+    only; users an older demo directory lacks are added)."""
+    from hub.auth import create_user, get_user
 
     store.put_site(SITE, "Demo contact centre", os.environ.get("QA_HUB_TZ", "UTC"))
-    store.put_team(TEAM, "Team A", SITE)
+    for team, name in TEAMS:
+        store.put_team(team, name, SITE)
     for i in range(n):
-        store.put_agent(agent_id(i), f"Agent {i + 1:02d}", TEAM)
+        store.put_agent(agent_id(i), f"Agent {i + 1:02d}", team_of(i))
+    out: dict[str, str] = {}
     if logins.exists():
-        return dict(line.split(" ", 1) for line in logins.read_text().splitlines() if " " in line)
-    users = [
+        out = dict(line.split(" ", 1) for line in logins.read_text().splitlines() if " " in line)
+    users: list[tuple[str, str, dict[str, str]]] = [
         ("admin", "admin", {}),
-        ("lead", "lead", {"team_id": TEAM}),
-        ("agent01", "agent", {"agent_id": agent_id(0)}),
+        *((f"lead-{team[-1]}", "lead", {"team_id": team}) for team, _ in TEAMS),
+        ("reviewer1", "reviewer", {}),
+        ("reviewer2", "reviewer", {}),
+        *((agent_id(i), "agent", {"agent_id": agent_id(i)}) for i in range(min(n, len(TEAMS)))),
     ]
-    out = {}
     for name, role, kw in users:
-        out[name] = secrets.token_urlsafe(9)
-        create_user(store, name, out[name], role, **kw)
+        if get_user(store, name) is None:
+            out[name] = secrets.token_urlsafe(9)
+            create_user(store, name, out[name], role, **kw)
     logins.touch(mode=0o600)
     logins.write_text("".join(f"{k} {v}\n" for k, v in out.items()))
     return out
+
+
+def seed_reviews(store: Any, rng: random.Random) -> dict[str, int]:
+    """Disputes (open, rejected, upheld with corrected points), an override and two reviewers' calibrations on
+    scored calls, through the same domain functions the API uses, so /reviews, /calibration and the call pages
+    show work in flight on first start. Does nothing where any review or calibration exists already (an
+    earlier run, or people at work): the demo never adds to what people did."""
+    from hub import calibration, reviews
+    from hub.auth import get_user
+
+    if store.db.scalar("SELECT (SELECT COUNT(*) FROM reviews) + (SELECT COUNT(*) FROM calibrations)"):
+        return {}
+
+    def user(name: str) -> Any:
+        u = get_user(store, name)
+        if u is None:
+            raise DemoError(f"demo user {name} is missing")
+        return u
+
+    def calls_of(agent: str) -> list[str]:
+        """The agent's scored calls, worst first."""
+        rows = store.db.all(
+            "SELECT call_id FROM calls WHERE agent_id = ? AND score IS NOT NULL ORDER BY score, started", (agent,)
+        )
+        return [r[0] for r in rows]
+
+    def worst_rule(call_id: str) -> str:
+        """The rule that cost the call most (the first rule where nothing did): what an agent would dispute."""
+        row = store.db.one(
+            "SELECT rule_id FROM call_rules WHERE call_id = ? ORDER BY auto_points, rule_id LIMIT 1", (call_id,)
+        )
+        return str(row[0])
+
+    done = {"disputes": 0, "resolved": 0, "overrides": 0, "calibrated_calls": 0}
+    reasons = ("The customer kept talking over me, not the other way round.",
+               "The silence was me looking up the customer's order, as the script says.",
+               "The line was noisy; I was answering, not interrupting.")  # fmt: skip
+    for i, (team, _) in enumerate(TEAMS):
+        agent = agent_id(i)
+        calls = calls_of(agent)
+        if not calls or get_user(store, agent) is None:
+            continue
+        me, lead = user(agent), user(f"lead-{team[-1]}")
+        # an open dispute of one rule on the agent's worst call: waiting for the lead
+        reviews.dispute(store, me, calls[0], worst_rule(calls[0]), reasons[i % len(reasons)])
+        done["disputes"] += 1
+        if len(calls) > 2 and i == 0:
+            # one resolved each way: a whole call rejected, a rule upheld with corrected points
+            r = reviews.dispute(store, me, calls[1], None, "I followed the script on this call.")
+            reviews.resolve(store, lead, r.id, "rejected", "Listened to it: the deductions stand.")
+            rule = worst_rule(calls[2])
+            r = reviews.dispute(store, me, calls[2], rule, reasons[(i + 1) % len(reasons)])
+            reviews.resolve(store, lead, r.id, "upheld", "Agreed, the customer's line caused it.", points=0.0)
+            done["disputes"] += 2
+            done["resolved"] += 2
+    # a reviewer cancels the biggest deduction on a call nobody disputed
+    row = store.db.one(
+        "SELECT k.call_id, k.rule_id FROM call_rules k JOIN calls c ON c.call_id = k.call_id"
+        " WHERE k.auto_points < 0 AND c.score IS NOT NULL"
+        " AND k.call_id NOT IN (SELECT call_id FROM reviews) ORDER BY k.auto_points, c.started LIMIT 1"
+    )
+    if row is not None:
+        reviews.override(store, user("reviewer1"), row[0], row[1], 0.0,
+                         "Checked the recording: the rule misfired on line noise.")  # fmt: skip
+        done["overrides"] += 1
+    # both reviewers calibrate a few calls rule by rule, mostly agreeing with the machine, not always
+    for (call_id,) in store.db.all(
+        "SELECT call_id FROM calls WHERE score IS NOT NULL ORDER BY score DESC, started LIMIT 3"
+    ):
+        auto = dict(store.db.all("SELECT rule_id, auto_points FROM call_rules WHERE call_id = ?", (call_id,)))
+        for name, spread in (("reviewer1", (0, 0, 0, 0, -1)), ("reviewer2", (0, 0, 0, -2, 1))):
+            points = {rule: float(p) + rng.choice(spread) for rule, p in auto.items()}
+            calibration.submit(store, user(name), call_id, points)
+        done["calibrated_calls"] += 1
+    return done
+
+
+def seed_when_scored(store: Any, expect: int, stop: threading.Event, stall_s: float = 30.0) -> None:
+    """Once `expect` calls are scored (the backfilled past, or the first live calls), or scoring has stalled
+    for `stall_s` with some scored, put reviews and calibrations in flight (`seed_reviews`)."""
+    last, since = -1, time.monotonic()
+    while not stop.wait(1.0):
+        scored = int(store.db.scalar("SELECT COUNT(*) FROM calls WHERE score IS NOT NULL") or 0)
+        if scored != last:
+            last, since = scored, time.monotonic()
+        if scored >= expect or (scored and time.monotonic() - since > stall_s):
+            break
+    else:
+        return
+    try:
+        done = seed_reviews(store, random.Random(3))  # noqa: S311 - demo reviewers' leeway, not a secret
+    except Exception as exc:  # the demo goes on without them; say why in one line
+        log.warning("could not put reviews in flight: %s", exc)
+        return
+    if done:
+        log.info("in flight: %s", ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in done.items()))
 
 
 def analyse_history(wavs: list[Path]) -> list[tuple[list[Any], dict[str, Any]]]:
@@ -243,8 +357,16 @@ def run(args: argparse.Namespace) -> int:
                 raise DemoError(f"the dashboard could not listen on {host}:{port} (in use? try --http)")
             time.sleep(0.05)
         history = []
-        if args.history_days:
-            hist_wavs = compose(workdir / "history", args.stations * 2, args.minutes, seed=9)
+        to_backfill = [
+            i for i in range(args.stations) if not (workdir / "stations" / f"seat{i + 1:02d}" / "backfilled").exists()
+        ]
+        if args.history_days and to_backfill:  # analysed only while some station still has to send its past
+            hist_wavs = [
+                wav
+                for k, (scale, seed, noises) in enumerate(HISTORY)
+                for wav in compose(workdir / "history" / f"b{k}", max(2, args.stations), args.minutes * scale,
+                                   seed=seed, noises=noises)
+            ]  # fmt: skip
             log.info("analysing %d real-speech calls for %d days of history", len(hist_wavs), args.history_days)
             history = analyse_history(hist_wavs)
         rng = random.Random(7)  # noqa: S311 - which past call goes on which day, not a secret
@@ -253,8 +375,8 @@ def run(args: argparse.Namespace) -> int:
             seat = SimulatedSeat(i, wav, broker.url, workdir / "stations")
             if history and not (workdir / "stations" / seat.seat / "backfilled").exists():
                 # each agent's calls from a different slice of the pool: their trends differ
-                pool = history[i % len(history) :] + history[: i % len(history)]
-                backfilled += seat.backfill(pool[: max(2, len(pool) // 2)], args.history_days, rng)
+                pool = [h for k, h in enumerate(history) if (k + i) % 3 != 0] or history
+                backfilled += seat.backfill(pool, args.history_days, rng)
                 (workdir / "stations" / seat.seat / "backfilled").touch()
             seat.start()
             seats.append(seat)
@@ -268,12 +390,18 @@ def run(args: argparse.Namespace) -> int:
             )
         print(f"dashboard: http://{host}:{port}/")
         for user, pw in passwords.items():
-            print(f"  login {user:8s} {pw}")
+            print(f"  login {user:9s} {pw}")
         print(f"first scores appear after the first calls end (~{call_s / 60:.1f} min); Ctrl-C stops", flush=True)
         stop = threading.Event()
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, lambda *_: stop.set())
+        reviewing = threading.Thread(
+            target=seed_when_scored, args=(store, max(backfilled, len(seats)), stop), name="reviews", daemon=True
+        )
+        reviewing.start()
         stop.wait(args.seconds)
+        stop.set()
+        reviewing.join(10)
     finally:
         for seat in seats:
             seat.stop()

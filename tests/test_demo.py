@@ -70,3 +70,45 @@ def test_demo_scores_real_calls_and_serves_the_dashboard(tmp_path: Path) -> None
     # the backfilled past calls went through the same transport and were scored on their own days
     assert "history:" in text
     assert len(days) >= 2, days
+    assert_two_teams_and_reviews_in_flight(tmp_path / "demo" / "hub.sqlite", text)
+
+
+def assert_two_teams_and_reviews_in_flight(path: Path, text: str) -> None:
+    """Two teams with scored calls, disputes and calibrations already in flight, and a lead who sees only their
+    own team's calls and disputes, read through the hub's own store and scoping."""
+    from hub import reviews
+    from hub.auth import Scope, User, get_user
+    from hub.storage import Store
+
+    for user in ("lead-a", "lead-b", "reviewer1", "reviewer2", "agent01", "agent02"):
+        assert f"login {user} " in text, text
+    store = Store(path)
+    try:
+        teams = dict(
+            store.db.all(
+                "SELECT a.team_id, COUNT(*) FROM calls c JOIN agents a ON a.agent_id = c.agent_id"
+                " WHERE c.score IS NOT NULL GROUP BY a.team_id"
+            )
+        )
+        assert set(teams) == {"team-a", "team-b"}, teams
+        # the past calls' scores spread, so the worst and best calls differ
+        low, high = store.db.one("SELECT MIN(score), MAX(score) FROM calls WHERE score IS NOT NULL")
+        assert high > low, (low, high)
+        every = reviews.listing(store, Scope(User("admin", "admin")))
+        disputes = {r.status for r in every if r.kind == "dispute"}
+        assert "open" in disputes and disputes & {"rejected", "applied"}, every
+        assert any(r.kind == "override" for r in every), every
+        reviewers = {r[0] for r in store.db.all("SELECT DISTINCT reviewer FROM calibrations")}
+        assert reviewers == {"reviewer1", "reviewer2"}, reviewers
+        lead = get_user(store, "lead-a")
+        assert lead is not None and lead.team_id == "team-a"
+        cond, params = Scope(lead).agents_sql("agent_id")
+        sql = f"SELECT DISTINCT agent_id FROM calls WHERE 1 = 1{cond}"  # noqa: S608 - the hub's own scoping SQL
+        seen = {r[0] for r in store.db.all(sql, params)}
+        assert seen == {"agent01"}, seen
+        mine = reviews.listing(store, Scope(lead))
+        assert mine and {r.call_id for r in mine} < {r.call_id for r in every}
+        assert all(store.db.scalar("SELECT agent_id FROM calls WHERE call_id = ?", (r.call_id,)) == "agent01"
+                   for r in mine)  # fmt: skip
+    finally:
+        store.close()
