@@ -34,12 +34,12 @@ sys.path.insert(0, str(ROOT))
 import httpx2 as httpx  # noqa: E402
 import uvicorn  # noqa: E402
 
-from hub.api import create_app  # noqa: E402
 from hub.auth import create_user  # noqa: E402
 from hub.rollups import rebuild_all, settle_all  # noqa: E402
 from hub.scorecard import DEFAULT_SCORECARD, load  # noqa: E402
 from hub.scores import import_scorecard  # noqa: E402
 from hub.storage import Store, local_day, zone  # noqa: E402
+from hub.web.app import create_app  # noqa: E402
 from tests.broker import free_port, port_open  # noqa: E402
 from tests.hub_support import Station, ingest  # noqa: E402
 

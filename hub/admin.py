@@ -1,6 +1,6 @@
 """What admins change: teams, agents, sites and their time zones, the active scorecard; every change audited.
 
-Shared by the admin API (hub/admin_api.py) and the admin pages (hub/admin_pages.py); users themselves live in
+Shared by the admin API (hub/web/admin_api.py) and the admin pages (hub/web/admin_pages.py); users themselves live in
 hub/auth.py. Bad input raises `AdminError` with a one-line message (the endpoints answer 400 with it).
 
 Moving an agent to another team moves their history with them (rollups are per agent; teams are joined when

@@ -131,10 +131,10 @@ def serve(store: Store, args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError
-    from hub.api import create_app
     from hub.ingest import Ingest
     from hub.live import LiveBoard
     from hub.rollups import settle_all
+    from hub.web.app import create_app
 
     if bool(args.ssl_certfile) != bool(args.ssl_keyfile):
         raise ValueError("--ssl-certfile and --ssl-keyfile go together")

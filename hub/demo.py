@@ -321,12 +321,12 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from edge_agent.mqtt_publisher import BrokerConfig
-    from hub.api import create_app
     from hub.cli import ensure_scorecard
     from hub.ingest import Ingest
     from hub.live import LiveBoard
     from hub.scores import Scorer
     from hub.storage import Store
+    from hub.web.app import create_app
 
     workdir = Path(args.dir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)

@@ -24,9 +24,9 @@ from fastapi.testclient import TestClient
 from benchmarks.compose import compose_calls
 from edge_agent.mqtt_publisher import BrokerConfig
 from edge_agent.wire import expand_activity
-from hub.api import create_app
 from hub.auth import create_user
 from hub.ingest import HubStore, Ingest
+from hub.web.app import create_app
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
 from tests.conftest import run_cli, shared_or_skip
 

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from hub import aggregate, rollups
-from hub.api import create_app
 from hub.auth import Scope, User, create_user
 from hub.scorecard import DEFAULT_SCORECARD
 from hub.storage import Store
+from hub.web.app import create_app
 from tests.hub_support import Station, ingest
 
 PASSWORD = "admin test password"

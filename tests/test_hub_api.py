@@ -15,10 +15,10 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from hub.api import create_app
 from hub.auth import create_user
 from hub.live import LiveBoard
 from hub.storage import Store
+from hub.web.app import create_app
 from tests.hub_support import Station, ingest
 
 PASSWORD = "correct horse battery"

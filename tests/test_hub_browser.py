@@ -19,11 +19,11 @@ import uvicorn
 from edge_agent.mqtt_publisher import BrokerConfig, Publisher
 from edge_agent.outbox import Outbox
 from edge_agent.schema import Envelope
-from hub.api import create_app
 from hub.auth import create_user
 from hub.ingest import Ingest
 from hub.live import LiveBoard
 from hub.storage import Store
+from hub.web.app import create_app
 from tests.broker import Mosquitto, free_port, mosquitto, port_open  # noqa: F401 - the fixture
 from tests.hub_support import ROOT, Station, ingest
 from tests.test_transport import wait_until

@@ -15,11 +15,11 @@ from fastapi.testclient import TestClient
 
 from edge_agent.events import CallSummary, Event, Speech, TalkOver
 from hub import auth, calibration, reviews
-from hub.api import create_app
-from hub.charts import COLORS
 from hub.scorecard import DEFAULT_SCORECARD, load
 from hub.scores import Scorer, get_scorecard
 from hub.storage import Store
+from hub.web.app import create_app
+from hub.web.charts import COLORS
 from tests.hub_support import SUMMARY, Station, ingest
 from tests.test_hub_browser import Hub, browser, hub, login, shot  # noqa: F401 - the fixtures
 

@@ -18,10 +18,11 @@ from zoneinfo import ZoneInfo
 import pytest
 from fastapi.testclient import TestClient
 
-from hub import auth, fleet, i18n
-from hub.api import create_app
-from hub.pages import TREND_MIN, _agent_rows
+from hub import auth
 from hub.storage import Store
+from hub.web import fleet, i18n
+from hub.web.app import create_app
+from hub.web.pages import TREND_MIN, _agent_rows
 from tests.hub_support import Station, ingest
 from tests.test_hub_browser import Hub as BrowserHub
 from tests.test_hub_browser import browser, hub, login, shot  # noqa: F401 - the browser tests' fixtures

@@ -23,11 +23,11 @@ from edge_agent.schema import live_topic
 from firmware_py import config as station_config
 from firmware_py.runtime import Station as StationRuntime
 from firmware_py.sources import FileSource
-from hub.api import create_app
 from hub.auth import create_user
 from hub.ingest import Ingest
 from hub.live import LiveBoard
 from hub.storage import Store
+from hub.web.app import create_app
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
 from tests.hub_support import Station
 from tests.test_transport import wait_until
@@ -345,7 +345,7 @@ def test_the_running_now_counts_the_call_time_and_shows_what_happens() -> None:
 def test_device_status_sets_the_seat_offline_and_back(hub_store: Store) -> None:
     """The retained status in the devices table (ingest's `handle_status` -> `Store.set_status`), both backends:
     an offline station's seat is offline on the wall whatever it last said, and comes back when online."""
-    from hub.api import DEVICE_STATUS_SQL
+    from hub.web.views import DEVICE_STATUS_SQL
 
     board = LiveBoard(devices_every_s=0.0)
     read = lambda: hub_store.db.all(DEVICE_STATUS_SQL)  # noqa: E731

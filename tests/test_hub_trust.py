@@ -27,12 +27,12 @@ from edge_agent.events import Speech, TalkOver
 from edge_agent.mqtt_publisher import BrokerConfig, Publisher
 from edge_agent.outbox import Outbox
 from edge_agent.schema import Envelope, event_topic
-from hub.api import create_app
 from hub.auth import create_user
 from hub.auth import login as auth_login
 from hub.ingest import Ingest
 from hub.scores import Scorer
 from hub.storage import Store, scoped_call_id
+from hub.web.app import create_app
 from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary
 from tests.hub_support import SUMMARY, Station
 from tests.test_transport import wait_until

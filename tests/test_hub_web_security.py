@@ -34,8 +34,10 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from hub import auth
-from hub.api import CSRF_EXEMPT, EVENTS_PAGE, EVENTS_PAGE_MAX, UNSAFE_METHODS, create_app
 from hub.storage import Store
+from hub.web.app import create_app
+from hub.web.deps import CSRF_EXEMPT, UNSAFE_METHODS
+from hub.web.views import EVENTS_PAGE, EVENTS_PAGE_MAX
 from tests.broker import Mosquitto, free_port, mosquitto_binary, port_open
 from tests.hub_support import ROOT, Station, ingest
 
@@ -554,7 +556,7 @@ def test_devices_are_scoped_like_calls(hub_store: Store) -> None:
 
 
 def test_nonfinite_helper_is_exact() -> None:
-    from hub.api import dumps
+    from hub.web.deps import dumps
 
     assert json.loads(dumps({"a": [math.nan, 1.5, math.inf], "b": "\ud800"})) == {"a": [None, 1.5, None], "b": "?"}
 
@@ -562,8 +564,8 @@ def test_nonfinite_helper_is_exact() -> None:
 def test_the_timeline_is_drawn_at_bounded_resolution() -> None:
     """Crafted to defeat merging (every segment 2.05 px from the last of its colour, eleven colours): the
     timeline still stops at MAX_BARS bars and says how many it left out."""
-    from hub import charts
     from hub.scoring import call_view
+    from hub.web import charts
 
     duration = 1e6
     px = duration / (960 - 100)

@@ -23,9 +23,9 @@ import uvicorn
 from fastapi.testclient import TestClient
 
 from hub import aggregate, calibration
-from hub.api import create_app
 from hub.auth import Scope, User, create_user
 from hub.storage import Store
+from hub.web.app import create_app
 from tests.broker import free_port, port_open
 from tests.hub_support import Station, ingest
 from tests.test_hub_browser import PASSWORD, browser, login, shot, ts  # noqa: F401 - browser: the fixture

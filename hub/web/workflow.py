@@ -34,7 +34,7 @@ QUEUE_ROWS = 200
 
 
 class FormError(ValueError):
-    """A form that cannot be taken; `key` names its one-line message in `hub.i18n`."""
+    """A form that cannot be taken; `key` names its one-line message in `hub.web.i18n`."""
 
     def __init__(self, key: str) -> None:
         super().__init__(key)

@@ -1,7 +1,7 @@
 """A call's score in plain words, for the call page: the base, every rule's result with its allowance and cap,
 the evidence as sentences with units, and the score's history.
 
-`breakdown` turns a stored score (`hub.api.call_detail`) and the scorecard that made it into rows whose numbers
+`breakdown` turns a stored score (`hub.web.views.call_detail`) and the scorecard that made it into rows whose numbers
 add up on screen: base + each rule's points after review = the call's score (clamped to the scorecard's range,
 which a row then says). A rule inside its allowance says so rather than "-0", a rule that could not be
 evaluated stays "not applicable" after review unless a reviewer gave it points, and a threshold rule's evidence

@@ -4,7 +4,7 @@ Plain HTML forms, post-redirect-get: a change answers 303 back to its page (`?do
 the page again with the reason (400). Forgery: the session cookie is `SameSite=Strict`, so a browser sends it
 on no request another site starts, and every form also carries a token derived from the session (an HMAC of
 the session token, so nothing more is stored) that a cookie-authenticated post must return: the app-wide
-`hub.api.csrf_guard` checks it before any of these routes runs. A request with a bearer token (the API's
+`hub.web.deps.csrf_guard` checks it before any of these routes runs. A request with a bearer token (the API's
 clients) carries nothing a browser adds by itself, so it needs none.
 """
 
@@ -22,11 +22,11 @@ from starlette.datastructures import FormData
 
 from edge_agent.config import first_error
 from hub import admin, auth
-from hub.api import CSRF_FIELD, Hub, csrf_token
 from hub.auth import ROLES, User
-from hub.pages import page_user, render
 from hub.scorecard import ScorecardError
 from hub.scores import get_scorecard, import_scorecard
+from hub.web.deps import CSRF_FIELD, Hub, csrf_token
+from hub.web.pages import page_user, render
 
 T = TypeVar("T")
 M = TypeVar("M", bound=BaseModel)
@@ -88,7 +88,7 @@ def install_admin_pages(app: FastAPI) -> None:
         )
 
     async def act(request: Request, section: str, change: Callable[[FormData, Hub, User], T]) -> Response:
-        """A form post (its token already checked by `hub.api.csrf_guard`): admin, then the change in a worker
+        """A form post (its token already checked by `hub.web.deps.csrf_guard`): admin, then the change in a worker
         thread; 303 to the page, or the page again with the reason it was refused."""
         hub, user = _admin(request)
         form = await request.form()

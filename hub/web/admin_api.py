@@ -1,5 +1,5 @@
 """The admin endpoints of the API (admins only; every other role gets 403): users, teams and agents, sites,
-scorecard activation. Listing users, creating them, importing scorecards and re-scoring are in hub/api.py."""
+scorecard activation. Listing users, creating them, importing scorecards and re-scoring are in hub/web/api.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from hub import admin, auth
-from hub.api import HubDep, UserDep, require
+from hub.web.deps import HubDep, UserDep, require
 
 T = TypeVar("T")
 

@@ -24,15 +24,17 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import aggregate, auth, calibration, charts, explain, fleet, i18n, reviews, workflow
+from hub import aggregate, auth, calibration, reviews
 from hub.aggregate import Period
-from hub.api import (
+from hub.auth import Scope, User
+from hub.scores import get_scorecard
+from hub.scoring import call_view
+from hub.storage import zone
+from hub.web import charts, explain, fleet, i18n, workflow
+from hub.web.deps import (
     Hub,
-    agents_data,
-    call_detail,
     clear_session_cookie,
     csrf_token,
-    devices_data,
     is_https,
     login_or_429,
     parse_day,
@@ -41,10 +43,7 @@ from hub.api import (
     visible_agent,
     visible_call,
 )
-from hub.auth import Scope, User
-from hub.scores import get_scorecard
-from hub.scoring import call_view
-from hub.storage import zone
+from hub.web.views import agents_data, call_detail, devices_data
 
 log = logging.getLogger(__name__)
 LANG_COOKIE = "qa_lang"
@@ -56,7 +55,7 @@ _env = Environment(
 @functools.lru_cache(maxsize=4096)
 def _sparkline(trend: tuple[float | None, ...]) -> Markup:
     """An agent's 8-week line: the same all week for most agents, so drawn once (500 of them on the page)."""
-    return Markup(charts.sparkline(list(trend)))  # noqa: S704 - built and escaped by hub.charts
+    return Markup(charts.sparkline(list(trend)))  # noqa: S704 - built and escaped by hub.web.charts
 
 
 TREND_MIN = 1.0
@@ -72,7 +71,7 @@ def _agent_rows(
     team_names: dict[str, str] | None = None,
 ) -> Markup:
     """The agents table's rows (500 of them for an admin), built here rather than in the template, which took
-    three times as long; every text is escaped and every number formatted here, as in hub.charts."""
+    three times as long; every text is escaped and every number formatted here, as in hub.web.charts."""
     out = []
     spark_tip = escape(t["weekly_means"])
     for r in rows:
@@ -296,7 +295,7 @@ def install_pages(app: FastAPI) -> None:
             "agent.html",
             user,
             agent=a,
-            chart=Markup(charts.trend_chart(trend)),  # noqa: S704 - built and escaped by hub.charts
+            chart=Markup(charts.trend_chart(trend)),  # noqa: S704 - built and escaped by hub.web.charts
             worst=aggregate.agent_calls(hub.store, agent_id, start, stop, "worst"),
             best=aggregate.agent_calls(hub.store, agent_id, start, stop, "best"),
             recent=aggregate.agent_calls(hub.store, agent_id, start, stop, "recent", 20),
@@ -323,8 +322,8 @@ def install_pages(app: FastAPI) -> None:
             "call.html",
             user,
             d=detail,
-            timeline=Markup(svg),  # noqa: S704 - built and escaped by hub.charts
-            legend=Markup(charts.legend(labels)),  # noqa: S704 - built and escaped by hub.charts
+            timeline=Markup(svg),  # noqa: S704 - built and escaped by hub.web.charts
+            legend=Markup(charts.legend(labels)),  # noqa: S704 - built and escaped by hub.web.charts
             titles=titles,
             rows=rows,
             history=explain.history(detail),
@@ -356,7 +355,7 @@ def install_pages(app: FastAPI) -> None:
 
     # --- the QA workflow: reviews and calibration pages, and their forms -----------------------------------------
     # Post-redirect-get. Each form route checks the role itself, as the API does (that a page showed the form
-    # proves nothing); the CSRF field is checked before by hub.api.csrf_guard; the change is the domain's own
+    # proves nothing); the CSRF field is checked before by hub.web.deps.csrf_guard; the change is the domain's own
     # function (hub.reviews, hub.calibration); bad input renders the page again, 400, with one translated line.
 
     def reviews_view(request: Request, error: str | None = None) -> HTMLResponse:

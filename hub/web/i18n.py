@@ -86,7 +86,7 @@ _EN: dict[str, str] = {
     "last_seen": "Last seen",
     "outbox": "Outbox",
     "model": "Model",
-    # the devices page (hub/fleet.py) and the error pages (error.html)
+    # the devices page (hub/web/fleet.py) and the error pages (error.html)
     "temperature": "Temp. °C",
     "disk": "Disk used",
     "free": "free",
@@ -332,7 +332,7 @@ _ZH: dict[str, str] = {
     "last_seen": "最后上报",
     "outbox": "待发队列",
     "model": "模型",
-    # the devices page (hub/fleet.py) and the error pages (error.html)
+    # the devices page (hub/web/fleet.py) and the error pages (error.html)
     "temperature": "温度 °C",
     "disk": "磁盘占用",
     "free": "可用",
