@@ -336,3 +336,26 @@ def test_the_nav_names_the_role_in_the_pages_language(hub_store: Store) -> None:
     zh, en = (c.get(f"/devices?lang={lang}", headers=lead).text for lang in ("zh-CN", "en"))
     assert f"lead1 ({i18n.STRINGS['zh-CN']['role_lead']})" in zh and "(lead)" not in zh
     assert f"lead1 ({i18n.STRINGS['en']['role_lead']})" in en
+
+
+EXTERNAL = re.compile(
+    r"""(?:src|href|action)\s*=\s*["']\s*(?:[a-z][a-z0-9+.-]*:)?//|url\(\s*["']?\s*(?:https?:)?//""", re.I
+)
+"""An attribute or CSS url() that names another host (scheme-relative `//host` included)."""
+
+
+@pytest.mark.parametrize("lang", ["en", "zh-CN"])
+def test_no_page_loads_anything_from_another_host(hub_store: Store, lang: str) -> None:
+    """Every page a site hub serves, as the admin (who sees them all): nothing from a CDN or any other host."""
+    c = fleet_world(hub_store)
+    admin = h(c, "admin")
+    pages = ["/login", "/agents", "/agents/a1", "/calls/C1", "/live", "/devices", "/reviews", "/calibration",
+             "/reports/team/t1", "/admin", "/docs", "/calls/NO-SUCH-CALL"]  # fmt: skip
+    seen = 0
+    for path in pages:
+        r = c.get(f"{path}?lang={lang}", headers=admin, follow_redirects=True)
+        assert r.status_code in (200, 404), (path, r.status_code)
+        assert "text/html" in r.headers["content-type"], path
+        assert not EXTERNAL.search(r.text), (path, EXTERNAL.search(r.text))
+        seen += 1
+    assert seen == len(pages)
