@@ -51,6 +51,8 @@ class Call:
     """Start of the overlap last signalled live (each one once)."""
     live_silence: float | None = None
     """Start of the silence last signalled live as dead air."""
+    live_speaking: tuple[str, ...] = ()
+    """Who was speaking when it was last signalled live (each change once)."""
 
 
 @dataclass
@@ -122,6 +124,11 @@ class CallLifecycle:
         silence is long enough, long before the batch with the full record goes out."""
         assert self.live is not None  # noqa: S101 - checked by the caller
         agent, customer = self.pipeline.segments.open_since()
+        # who holds the floor, on each change: a few dozen bytes every turn, so the wall's "now" can say it
+        speaking = tuple(p for p, since in (("agent", agent), ("customer", customer)) if since is not None)
+        if speaking != call.live_speaking:
+            call.live_speaking = speaking
+            self.live({"type": "speaking", "call_id": call.call_id, "start": round(now, 2), "parties": list(speaking)})
         if agent is not None and customer is not None:
             start = max(agent, customer)
             if now - start >= self.min_overlap_s and call.live_overlap != start:

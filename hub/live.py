@@ -72,14 +72,23 @@ class DeadAirSignal(_Signal):
     start: float = Field(ge=0, allow_inf_nan=False)
 
 
+class SpeakingSignal(_Signal):
+    """Who holds the floor from `start` (call seconds) on: none, one party or both."""
+
+    type: Literal["speaking"]
+    start: float = Field(ge=0, allow_inf_nan=False)
+    parties: tuple[Literal["agent", "customer"], ...] = Field(max_length=2)
+
+
 class CallSignal(_Signal):
     type: Literal["call"]
     state: Literal["started", "ended"]
 
 
-Signal = Annotated[TalkOverSignal | DeadAirSignal | CallSignal, Field(discriminator="type")]
-_SIGNAL: TypeAdapter[TalkOverSignal | DeadAirSignal | CallSignal] = TypeAdapter(Signal)
-_KNOWN = frozenset(("talk_over", "dead_air", "call"))
+AnySignal = TalkOverSignal | DeadAirSignal | CallSignal | SpeakingSignal
+Signal = Annotated[AnySignal, Field(discriminator="type")]
+_SIGNAL: TypeAdapter[AnySignal] = TypeAdapter(Signal)
+_KNOWN = frozenset(("talk_over", "dead_air", "call", "speaking"))
 
 
 def parse_live_topic(topic: str) -> tuple[str, str]:
@@ -102,6 +111,8 @@ class SeatState:
     now: list[dict[str, Any]] = field(default_factory=list)
     """Live signals in progress: {"kind": "talk_over"|"dead_air", "start": call seconds, "ts", "by"?, "since":
     when the hub heard it (POSIX s)}; snapshots add `age_s`."""
+    speaking: list[str] = field(default_factory=list)
+    """Who holds the floor in the current call now (the station's `speaking` signal): [], one party or both."""
     call_started: float | None = None
     """When the current call began (POSIX s, the hub's clock): the earliest the hub can place it."""
     status: str | None = None
@@ -173,7 +184,7 @@ class LiveBoard:
                     if env.call_id in ended:
                         self._version += 1
                         return  # a late batch of a call the seat has finished: not the call on the wall now
-                    s.call_id, s.alerts, s.now, s.call_started = env.call_id, [], [], None
+                    s.call_id, s.alerts, s.now, s.call_started, s.speaking = env.call_id, [], [], None, []
                 if env.type == "call_summary":
                     ended.append(env.call_id)
                     s.in_call, s.now, s.alerts, s.call_started = False, [], [], None
@@ -244,9 +255,7 @@ class LiveBoard:
             log.warning("dropped a live message on %s: %s (%d so far)", topic, outcome, n)
         return outcome
 
-    def _classify(
-        self, topic: str, payload: bytes | bytearray
-    ) -> tuple[str, tuple[str, str] | None, TalkOverSignal | DeadAirSignal | CallSignal | None]:
+    def _classify(self, topic: str, payload: bytes | bytearray) -> tuple[str, tuple[str, str] | None, AnySignal | None]:
         if len(payload) > MAX_LIVE_BYTES:
             return "oversized", None, None
         try:
@@ -265,7 +274,7 @@ class LiveBoard:
             log.debug("bad live message on %s: %s", topic, exc.errors()[:1])
             return "bad_schema", None, None
 
-    def _apply(self, key: tuple[str, str], sig: TalkOverSignal | DeadAirSignal | CallSignal, now: float) -> None:
+    def _apply(self, key: tuple[str, str], sig: AnySignal, now: float) -> None:
         s = self._seats.setdefault(key, SeatState(*key))
         ended = self._ended.setdefault(key, deque(maxlen=8))
         s.last_event = now
@@ -273,8 +282,9 @@ class LiveBoard:
             if sig.call_id in ended:
                 return  # a straggler of a finished call (QoS 0 has no order across reconnects)
             # a new call; its `started` may have been lost (QoS 0): any signal of it says it runs
-            s.call_id, s.alerts, s.now, s.call_started = sig.call_id, [], [], None
+            s.call_id, s.alerts, s.now, s.call_started, s.speaking = sig.call_id, [], [], None, []
         if isinstance(sig, CallSignal):
+            s.speaking = []
             if sig.state == "ended":
                 ended.append(sig.call_id)
                 s.alerts, s.call_started = [], None
@@ -285,7 +295,9 @@ class LiveBoard:
         elif sig.call_id not in ended:
             s.in_call = True
             self._started(s, now - sig.start)
-            if isinstance(sig, TalkOverSignal):
+            if isinstance(sig, SpeakingSignal):
+                s.speaking = list(sig.parties)
+            elif isinstance(sig, TalkOverSignal):
                 # both speak: whatever silence was running is over, and one talk-over shows at a time
                 s.now = [{"kind": "talk_over", "start": sig.start, "by": sig.by, "ts": sig.ts, "since": now}]
             else:
@@ -345,6 +357,7 @@ class LiveBoard:
                 d["state"] = "offline" if offline else "in_call" if s.in_call else "idle"
                 # an offline station sends nothing: what it last said is not happening now
                 d["now"] = [] if offline else [{**x, "age_s": round(t - x["since"], 1)} for x in s.now]
+                d["speaking"] = s.speaking if s.in_call and not offline else []
                 started = s.call_started if s.in_call else None
                 d["call_s"] = None if started is None else round(max(0.0, t - started), 1)
                 d["alert"] = max(s.alerts, key=lambda a: a["raised"]) if s.alerts else None

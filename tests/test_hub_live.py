@@ -5,6 +5,7 @@ real-speech call feeds the wall with signals the hub understands, every one of t
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -240,6 +241,10 @@ def test_a_real_station_feeds_the_wall(
     assert [o for o, _ in outcomes] == ["accepted"] * len(outcomes)  # the hub reads everything the station says
     assert kinds[0] == "call" and kinds[-1] == "call"
     assert truth["talk_over"] and kinds.count("talk_over") >= 1
+    # who holds the floor, on each change: both parties spoke in the call, and at some moment both at once
+    speaking = [tuple(p["parties"]) for _, p in outcomes if p["type"] == "speaking"]
+    assert {("agent",), ("customer",), ("agent", "customer")} <= set(speaking), speaking
+    assert all(a != b for a, b in itertools.pairwise(speaking))  # changes only
     assert all(p["call_id"] == "real-1" for _, p in outcomes)
     s = seat_of(board)
     assert s is not None and s["call_id"] == "real-1" and s["in_call"] is False and s["now"] == []
@@ -396,3 +401,24 @@ def test_the_api_names_the_agent_from_the_directory(hub_store: Store) -> None:
     s = next(x for x in r.json() if x["seat"] == SEAT)
     assert (s["agent_id"], s["agent_name"], s["state"], s["status"]) == ("agent-9", "Nine Zhang", "in_call", "online")
     assert [a["kind"] for a in s["alerts"]] == ["customer_anger"]
+
+
+def test_who_is_speaking_runs_in_the_now_column_and_stops_with_the_call() -> None:
+    board = LiveBoard()
+    assert signal(board, type="speaking", call_id="c1", start=3.0, parties=["customer"]) == "accepted"
+    s = seat_of(board)
+    assert s is not None and s["state"] == "in_call" and s["speaking"] == ["customer"]
+    signal(board, type="speaking", call_id="c1", start=7.5, parties=["agent", "customer"])
+    assert (seat_of(board) or {})["speaking"] == ["agent", "customer"]
+    signal(board, type="speaking", call_id="c1", start=9.0, parties=[])
+    assert (seat_of(board) or {})["speaking"] == []
+    signal(board, type="speaking", call_id="c1", start=9.5, parties=["agent"])
+    # a bad party or more than two is the station's bug: counted, the wall keeps what it had
+    assert signal(board, type="speaking", call_id="c1", start=10.0, parties=["supervisor"]) == "bad_schema"
+    assert signal(board, type="speaking", call_id="c1", start=10.0, parties=["agent"] * 3) == "bad_schema"
+    assert (seat_of(board) or {})["speaking"] == ["agent"]
+    signal(board, type="call", call_id="c1", state="ended")
+    assert (seat_of(board) or {})["speaking"] == []
+    # the next call starts with nobody speaking
+    signal(board, type="call", call_id="c2", state="started")
+    assert (seat_of(board) or {})["speaking"] == []

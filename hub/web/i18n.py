@@ -146,6 +146,8 @@ _EN: dict[str, str] = {
     "talk_over_now": "talk-over",
     "dead_air_now": "dead air running",
     "live_call_time": "call time",
+    "live_speaking": "speaking",
+    "live_silence": "nobody speaking",
     "live_no_agent": "nobody logged in",
     "live_since": "raised",
     "live_legend": (
@@ -392,6 +394,8 @@ _ZH: dict[str, str] = {
     "talk_over_now": "抢话中",
     "dead_air_now": "冷场中",
     "live_call_time": "通话时长",
+    "live_speaking": "正在说话",
+    "live_silence": "无人说话",
     "live_no_agent": "无人登录",
     "live_since": "告警于",
     "live_legend": (
