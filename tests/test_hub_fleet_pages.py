@@ -359,3 +359,12 @@ def test_no_page_loads_anything_from_another_host(hub_store: Store, lang: str) -
         assert not EXTERNAL.search(r.text), (path, EXTERNAL.search(r.text))
         seen += 1
     assert seen == len(pages)
+
+
+def test_admin_pages_show_times_in_the_hubs_zone_not_iso_text(hub_store: Store) -> None:
+    c = fleet_world(hub_store)
+    admin = h(c, "admin")
+    for path in ("/admin/users", "/admin/scorecards"):
+        html = c.get(path, headers=admin).text
+        assert re.search(r"<td>\d{4}-\d{2}-\d{2} \d{2}:\d{2}", html), path
+        assert not re.search(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}", html), path  # no stored UTC text

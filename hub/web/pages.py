@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -131,6 +131,16 @@ def _fmt_time(hub: Hub, site: str | None, t: float | None) -> str:
     return datetime.fromtimestamp(float(t), tz).strftime("%Y-%m-%d %H:%M")
 
 
+def _fmt_iso(hub: Hub, text: object) -> str:
+    """A stored ISO-8601 time (audit, users, scorecards: written as UTC text) in the hub's own time zone, as the
+    pages show every time; what does not parse is shown as it is (escaped by the template)."""
+    try:
+        when = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return str(text or "")
+    return _fmt_time(hub, None, (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp())
+
+
 def page_lang(request: Request) -> str:
     return i18n.pick(
         request.query_params.get("lang"), request.cookies.get(LANG_COOKIE), request.headers.get("accept-language")
@@ -150,6 +160,7 @@ def render(request: Request, name: str, user: User | None, status_code: int = 20
         path=request.url.path,
         tz=hub.store.default_tz,
         fmt_time=lambda site, ts: _fmt_time(hub, site, ts),
+        fmt_iso=lambda text: _fmt_iso(hub, text),
         **ctx,
     )
     # a lone surrogate stored from a seat must not turn the page into a 500: such characters become "?"
