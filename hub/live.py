@@ -44,6 +44,9 @@ LIVE_SUBSCRIPTION = f"{TOPIC_PREFIX}/+/+/live"
 MAX_LIVE_BYTES = 4096
 """A live message is a few dozen bytes; anything near this is not one."""
 LIVE_REJECTIONS = ("oversized", "bad_topic", "bad_json", "bad_schema")
+SILENT_S = 600.0
+"""Nothing heard from a seat this long (no event, no health report: 20 missed reports at the station's default
+30 s) and it counts as offline, whatever its retained status says: a station that hangs sends no last will."""
 
 
 class _Signal(BaseModel):
@@ -353,7 +356,7 @@ class LiveBoard:
             out = []
             for s in sorted(self._seats.values(), key=lambda s: (s.site, s.seat)):
                 d = asdict(s)
-                offline = s.status == "offline"
+                offline = s.status == "offline" or (s.last_seen is not None and t - s.last_seen > SILENT_S)
                 d["state"] = "offline" if offline else "in_call" if s.in_call else "idle"
                 # an offline station sends nothing: what it last said is not happening now
                 d["now"] = [] if offline else [{**x, "age_s": round(t - x["since"], 1)} for x in s.now]

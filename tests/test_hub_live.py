@@ -26,7 +26,7 @@ from firmware_py.runtime import Station as StationRuntime
 from firmware_py.sources import FileSource
 from hub.auth import create_user
 from hub.ingest import Ingest
-from hub.live import LiveBoard
+from hub.live import SILENT_S, LiveBoard
 from hub.storage import Store
 from hub.web.app import create_app
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
@@ -379,6 +379,11 @@ def test_device_status_sets_the_seat_offline_and_back(hub_store: Store) -> None:
     for _ in range(5):
         slow.sync_devices(lambda: reads.append(1) or read())
     assert len(reads) == 1
+    # a station that hangs sends no last will: silent for SILENT_S, its seat is offline though 'online' is retained
+    hub_store.db.execute("UPDATE devices SET last_seen = ? WHERE seat = ?", (time.time() - SILENT_S - 5, SEAT))
+    board.sync_devices(read)
+    s = seat_of(board)
+    assert s is not None and (s["status"], s["state"], s["now"]) == ("online", "offline", [])
 
 
 def test_the_api_names_the_agent_from_the_directory(hub_store: Store) -> None:

@@ -36,6 +36,8 @@ import time
 from collections import Counter
 from typing import Any, Literal
 
+from hub.live import SILENT_S
+
 log = logging.getLogger(__name__)
 
 HOT_C = 75.0
@@ -43,7 +45,6 @@ DISK_USED_PCT = 90.0
 DISK_FREE_MB = 500.0
 CLOCK_OFF_S = 1.0
 BACKLOG = 1000
-SILENT_S = 600.0
 TEXT_MAX = 64
 """Characters of a version or model name shown; a longer one is cut (with "…")."""
 
