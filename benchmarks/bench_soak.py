@@ -45,11 +45,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.fleet import CallTemplate, analyse_templates  # noqa: E402
-from edge_agent.mqtt_publisher import BrokerConfig, Publisher  # noqa: E402
+from edge_agent.mqtt_publisher import Publisher  # noqa: E402
 from edge_agent.outbox import Outbox  # noqa: E402
 from edge_agent.schema import MAX_PAYLOAD_BYTES, ModelRef, envelope, event_topic, new_id  # noqa: E402
 from edge_agent.wire import AgentLogin  # noqa: E402
-from hub.local_broker import PRODUCTION_CONF, Mosquitto, mosquitto_binary  # noqa: E402
+from hub.local_broker import PRODUCTION_CONF, Mosquitto, mosquitto_binary, site_broker, site_password  # noqa: E402
 from hub.storage import HubStore, Store, scoped_call_id  # noqa: E402
 
 log = logging.getLogger("soak")
@@ -69,17 +69,6 @@ def agent_of(seat: str) -> str:
 def call_id_of(seat: str, n: int) -> str:
     # predictable on purpose: an attacker who guesses another seat's call ids is the case to hold against
     return f"{seat}-c{n}"
-
-
-def secret(site_dir: Path, user: str) -> str:
-    env = (site_dir / "secrets" / f"{user}.env").read_text()
-    return next(x.split("=", 1)[1] for x in env.splitlines() if x.startswith("EDGE_AGENT_MQTT_PASSWORD="))
-
-
-def broker_cfg(site_dir: Path, port: int, user: str) -> BrokerConfig:
-    return BrokerConfig.from_url(
-        f"mqtts://{user}:{secret(site_dir, user)}@127.0.0.1:{port}", ca_certs=str(site_dir / "ca.crt")
-    )
 
 
 # --- honest seats: the station's transport -------------------------------------------------------------------
@@ -110,7 +99,7 @@ def honest_main(args: argparse.Namespace) -> int:
     plan.sort(key=lambda p: p[0])
     outboxes = {s: Outbox(out / f"{s}.outbox.sqlite") for s in seats}
     pubs = {
-        s: Publisher(outboxes[s], site=SITE, seat=s, broker=broker_cfg(site_dir, args.port, s), resend_s=15.0)
+        s: Publisher(outboxes[s], site=SITE, seat=s, broker=site_broker(site_dir, args.port, s), resend_s=15.0)
         for s in seats
     }
     for p in pubs.values():
@@ -195,7 +184,7 @@ def junk_main(args: argparse.Namespace) -> int:
     rng = random.Random(99)  # noqa: S311 - a workload, not crypto
     clients = []
     for s in seats:
-        cfg = broker_cfg(site_dir, args.port, s)
+        cfg = site_broker(site_dir, args.port, s)
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"junk-{s}")
         c.username_pw_set(cfg.username, cfg.password)
         c.tls_set(ca_certs=cfg.ca_certs)
@@ -236,7 +225,7 @@ class Hub:
 
     def start(self) -> None:
         qa_hub = str(Path(sys.executable).parent / "qa-hub")
-        url = f"mqtts://hub:{secret(self.site_dir, 'hub')}@127.0.0.1:{self.port}"
+        url = f"mqtts://hub:{site_password(self.site_dir, 'hub')}@127.0.0.1:{self.port}"
         # the site CA through OpenSSL's own variable: the hub's TLS context loads the default verify paths
         env = {**os.environ, "SSL_CERT_FILE": str(self.site_dir / "ca.crt")}
         logf = (self.logdir / f"hub{self.starts}.log").open("ab")

@@ -25,6 +25,8 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
+from edge_agent.mqtt_publisher import BrokerConfig
+
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]  # the checkout: deploy/ holds the configs
@@ -54,6 +56,22 @@ def port_open(port: int) -> bool:
 
 
 PRODUCTION_CONF = ROOT / "deploy" / "mosquitto" / "mosquitto.conf"
+
+
+def site_password(site_dir: Path, user: str) -> str:
+    """A provisioned broker user's password: deploy/mosquitto/provision_site.py writes it to secrets/USER.env."""
+    env = (site_dir / "secrets" / f"{user}.env").read_text()
+    return next(x.split("=", 1)[1] for x in env.splitlines() if x.startswith("EDGE_AGENT_MQTT_PASSWORD="))
+
+
+def site_broker(site_dir: Path, port: int, user: str) -> BrokerConfig:
+    """`user`'s connection to a local broker on `port` running the production config with `site_dir`'s files:
+    TLS verified against the site CA, the provisioned password."""
+    return BrokerConfig.from_url(
+        f"mqtts://{user}:{site_password(site_dir, user)}@127.0.0.1:{port}", ca_certs=str(site_dir / "ca.crt")
+    )
+
+
 SITE_DIR = "/etc/mosquitto/callqa/"
 """Where the production config expects the site's files; tests point it at their own."""
 _LISTENER_KEYS = {

@@ -20,6 +20,8 @@ from hub.local_broker import (
     free_port,
     mosquitto_binary,
     port_open,
+    site_broker,
+    site_password,
 )
 
 __all__ = [
@@ -31,6 +33,8 @@ __all__ = [
     "free_port",
     "mosquitto_binary",
     "port_open",
+    "site_broker",
+    "site_password",
 ]
 
 

@@ -23,11 +23,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from edge_agent.mqtt_publisher import BrokerConfig, Publisher
+from edge_agent.mqtt_publisher import Publisher
 from edge_agent.outbox import Outbox
 from edge_agent.schema import Envelope
 from hub.ingest import HubStore, Ingest
-from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary
+from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary, site_broker, site_password
 from tests.test_transport import events as make_events
 from tests.test_transport import wait_until
 
@@ -57,11 +57,6 @@ def broker(tmp_path: Path, site: Path) -> Iterator[Mosquitto]:
     b.stop()
 
 
-def secret(site: Path, user: str) -> str:
-    env = (site / "secrets" / f"{user}.env").read_text()
-    return next(x.split("=", 1)[1] for x in env.splitlines() if x.startswith("EDGE_AGENT_MQTT_PASSWORD="))
-
-
 class Client:
     """A paho client over TLS (verifying the site CA) that records what it receives."""
 
@@ -79,7 +74,7 @@ class Client:
         self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id or f"{user}-{time.monotonic_ns()}")
         self.c.tls_set(ca_certs=str(site / "ca.crt"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
         if user is not None:
-            self.c.username_pw_set(user, password if password is not None else secret(site, user))
+            self.c.username_pw_set(user, password if password is not None else site_password(site, user))
         self.c.on_connect = self._on_connect
         self.c.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))
         self.c.connect("127.0.0.1", broker.port)
@@ -116,7 +111,7 @@ def test_anonymous_wrong_password_and_plaintext_are_refused(broker: Mosquitto, s
         anonymous.close()
         wrong.close()
     plain = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="plain")
-    plain.username_pw_set("desk-1", secret(site, "desk-1"))
+    plain.username_pw_set("desk-1", site_password(site, "desk-1"))
     with pytest.raises((ConnectionError, OSError, ssl.SSLError)):
         plain.connect("127.0.0.1", broker.port, keepalive=5)
         plain.loop(timeout=2)  # the TLS listener hangs up on a plaintext CONNECT
@@ -148,13 +143,8 @@ def test_a_seat_is_confined_to_its_own_topics(broker: Mosquitto, site: Path) -> 
 
 
 def test_the_station_protocol_works_through_tls_and_the_acl(tmp_path: Path, broker: Mosquitto, site: Path) -> None:
-    def cfg(user: str) -> BrokerConfig:
-        return BrokerConfig.from_url(
-            f"mqtts://{user}:{secret(site, user)}@127.0.0.1:{broker.port}", ca_certs=str(site / "ca.crt")
-        )
-
     store = HubStore(tmp_path / "hub.sqlite")
-    ingest = Ingest(store, cfg("hub"), client_id="hub-ingest")
+    ingest = Ingest(store, site_broker(site, broker.port, "hub"), client_id="hub-ingest")
     ingest.start()
     watcher = Client(broker, site, "hub-2")  # a user is one connection (its client id): `hub` is the ingest's
     watcher.sub(f"qa/v1/{SITE}/desk-1/status/#")
@@ -163,7 +153,7 @@ def test_the_station_protocol_works_through_tls_and_the_acl(tmp_path: Path, brok
         with Outbox(tmp_path / "ob.sqlite") as ob:
             envs = [e for e in make_events(50, seat="desk-1")]
             ob.put_many([type(e)(**{**e.__dict__, "site": SITE}) for e in envs])
-            with Publisher(ob, site=SITE, seat="desk-1", broker=cfg("desk-1")) as pub:
+            with Publisher(ob, site=SITE, seat="desk-1", broker=site_broker(site, broker.port, "desk-1")) as pub:
                 assert pub.drain(20), broker.log_tail()  # events in, the hub's acks back out: all allowed
         assert store.count() == 50 and store.seqs(SITE, "desk-1") == list(range(1, 51))
         assert wait_until(lambda: any(t.endswith("/status/health") for t, _ in watcher.got), 5)
@@ -199,23 +189,17 @@ def test_only_the_hub_publishes_updates(broker: Mosquitto, site: Path) -> None:
             c.close()
 
 
-def cfg_for(broker: Mosquitto, site: Path, user: str) -> BrokerConfig:
-    return BrokerConfig.from_url(
-        f"mqtts://{user}:{secret(site, user)}@127.0.0.1:{broker.port}", ca_certs=str(site / "ca.crt")
-    )
-
-
 def test_a_seat_cannot_take_the_hubs_or_another_seats_client_id(tmp_path: Path, broker: Mosquitto, site: Path) -> None:
     """desk-1's credentials with the hub's client id (`callqa-hub-ingest`, Ingest's default) and with desk-2's
     (`callqa-station-lon-desk-2`), reconnecting again and again: the hub and desk-2 stay connected throughout,
     desk-2's events still reach the hub, and so do the attacker's own on its own topic."""
     store = HubStore(tmp_path / "hub.sqlite")
-    ingest = Ingest(store, cfg_for(broker, site, "hub"))  # client id callqa-hub-ingest
+    ingest = Ingest(store, site_broker(site, broker.port, "hub"))  # client id callqa-hub-ingest
     ingest.start()
     try:
         assert ingest.wait_subscribed(10), broker.log_tail()
         with Outbox(tmp_path / "ob.sqlite") as ob:
-            pub = Publisher(ob, site=SITE, seat="desk-2", broker=cfg_for(broker, site, "desk-2"))
+            pub = Publisher(ob, site=SITE, seat="desk-2", broker=site_broker(site, broker.port, "desk-2"))
             with pub:
                 assert wait_until(lambda: pub.connected, 10), broker.log_tail()
                 attacks = 0

@@ -29,11 +29,10 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from edge_agent.mqtt_publisher import BrokerConfig, Publisher
+from edge_agent.mqtt_publisher import Publisher
 from edge_agent.outbox import Outbox
 from hub.cli import build_parser
-from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, free_port, mosquitto_binary, port_open
-from tests.test_broker_security import secret
+from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, free_port, mosquitto_binary, port_open, site_broker
 from tests.test_transport import events as make_events
 
 HUB = ROOT / "deploy" / "hub"
@@ -166,9 +165,7 @@ def test_the_unit_environment_reaches_the_tls_broker(tmp_path: Path) -> None:
         while not port_open(port):
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
             time.sleep(0.1)
-        seat = BrokerConfig.from_url(
-            f"mqtts://desk-1:{secret(site, 'desk-1')}@127.0.0.1:{broker.port}", ca_certs=str(site / "ca.crt")
-        )
+        seat = site_broker(site, broker.port, "desk-1")
         with Outbox(tmp_path / "ob.sqlite") as ob:
             ob.put_many([type(e)(**{**e.__dict__, "site": SITE}) for e in make_events(20, seat="desk-1")])
             with Publisher(ob, site=SITE, seat="desk-1", broker=seat) as pub:

@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_agent.events import Speech, TalkOver
-from edge_agent.mqtt_publisher import BrokerConfig, Publisher
+from edge_agent.mqtt_publisher import Publisher
 from edge_agent.outbox import Outbox
 from edge_agent.schema import Envelope, event_topic
 from hub.auth import create_user
@@ -33,7 +33,7 @@ from hub.ingest import Ingest
 from hub.scores import Scorer
 from hub.storage import Store, scoped_call_id
 from hub.web.app import create_app
-from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary
+from tests.broker import PRODUCTION_CONF, ROOT, Mosquitto, mosquitto_binary, site_broker, site_password
 from tests.hub_support import SUMMARY, Station
 from tests.test_transport import wait_until
 
@@ -64,22 +64,11 @@ def broker(tmp_path: Path, site: Path) -> Iterator[Mosquitto]:
     b.stop()
 
 
-def secret(site: Path, user: str) -> str:
-    env = (site / "secrets" / f"{user}.env").read_text()
-    return next(x.split("=", 1)[1] for x in env.splitlines() if x.startswith("EDGE_AGENT_MQTT_PASSWORD="))
-
-
-def cfg(broker: Mosquitto, site: Path, user: str) -> BrokerConfig:
-    return BrokerConfig.from_url(
-        f"mqtts://{user}:{secret(site, user)}@127.0.0.1:{broker.port}", ca_certs=str(site / "ca.crt")
-    )
-
-
 def raw_client(broker: Mosquitto, site: Path, user: str) -> mqtt.Client:
     """A bare paho client with `user`'s credentials (the attacker's own seat, or the CTI), connected."""
     c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=user)
     c.tls_set(ca_certs=str(site / "ca.crt"), tls_version=ssl.PROTOCOL_TLS_CLIENT)
-    c.username_pw_set(user, secret(site, user))
+    c.username_pw_set(user, site_password(site, user))
     c.max_inflight_messages_set(1000)
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
@@ -97,7 +86,7 @@ def send(tmp_path: Path, name: str, broker: Mosquitto, site: Path, seat: str, en
     """Through a real station outbox and publisher with the seat's own credentials, until the hub acked all."""
     with Outbox(tmp_path / f"{name}.sqlite") as ob:
         ob.put_many(envs)
-        with Publisher(ob, site=SITE, seat=seat, broker=cfg(broker, site, seat)) as pub:
+        with Publisher(ob, site=SITE, seat=seat, broker=site_broker(site, broker.port, seat)) as pub:
             assert pub.drain(60), broker.log_tail()
 
 
@@ -122,7 +111,9 @@ def call_row(store: Store, call_id: str) -> tuple[object, ...]:
 
 
 def start_hub(store: Store, broker: Mosquitto, site: Path) -> Ingest:
-    ingest = Ingest(store, cfg(broker, site, "hub"), client_id="hub", scorer=Scorer(store), score_interval_s=0.1)
+    ingest = Ingest(
+        store, site_broker(site, broker.port, "hub"), client_id="hub", scorer=Scorer(store), score_interval_s=0.1
+    )
     ingest.start()
     assert ingest.wait_subscribed(10), broker.log_tail()
     return ingest

@@ -32,10 +32,10 @@ from edge_agent.updates import UpdateError, UpdateManifest, load_public_keys, si
 from firmware_py.runtime import load_with_remote
 from firmware_py.sources import FileSource
 from hub.updates import keygen, load_private_key
-from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
+from tests.broker import Mosquitto, mosquitto, site_password  # noqa: F401 - the fixture
 from tests.conftest import ROOT
 from tests.test_broker_security import Client as TlsClient
-from tests.test_broker_security import broker, secret, site  # noqa: F401 - fixtures
+from tests.test_broker_security import broker, site  # noqa: F401 - fixtures
 from tests.test_station import SEAT, SITE, by_type, desk_audio, doc, hub, station_for  # noqa: F401 - fixtures
 from tests.test_transport import wait_until
 from tests.test_transport_faults import Watcher
@@ -341,7 +341,7 @@ def test_config_is_taken_only_signed_through_the_production_broker(
     mqtt_cfg = {
         "broker": f"mqtts://127.0.0.1:{broker.port}",
         "username": seat,
-        "password": secret(site, seat),
+        "password": site_password(site, seat),
         "ca_certs": str(site / "ca.crt"),
     }
     d = doc(tmp_path, "unused", mqtt=mqtt_cfg, local_api={"enabled": False}, updates={"public_keys": [str(keys[1])]})
@@ -397,14 +397,14 @@ def test_config_is_taken_only_signed_through_the_production_broker(
              "--seat", seat, "--broker", f"mqtts://hub-admin@127.0.0.1:{broker.port}",
              "--ca-certs", str(site / "ca.crt"), "--wait", "20"],
             capture_output=True, text=True, cwd=ROOT,
-            env={**os.environ, "EDGE_AGENT_MQTT_PASSWORD": secret(site, "hub-admin")},
+            env={**os.environ, "EDGE_AGENT_MQTT_PASSWORD": site_password(site, "hub-admin")},
         )  # fmt: skip
         assert res.returncode == 0, res.stdout + res.stderr
         assert json.loads(res.stdout.splitlines()[-1])["ok"] is True
         assert wait_until(lambda: station.cfg.lifecycle.end_silence_s == 42, 10)
         # as the hub's own ingest user it is refused before connecting: the broker makes the user the client id,
         # so it would disconnect the running hub and discard its persistent session
-        hub_pw = secret(site, "hub")
+        hub_pw = site_password(site, "hub")
         refused = subprocess.run(
             [sys.executable, "-m", "hub.cli", "update", "publish", "--kind", "config", "--name", "station",
              "--version", "2", "--file", str(tmp_path / "cfg.yaml"), "--key", str(keys[0]), "--site", lon,
