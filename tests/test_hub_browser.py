@@ -8,6 +8,7 @@ import shutil
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -76,6 +77,16 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     create_user(store, "admin", PASSWORD, "admin")
     create_user(store, "alice", PASSWORD, "agent", agent_id="a1")
     board = LiveBoard()
+    try:
+        with serving(store, board) as url:
+            yield Hub(url, store, board)
+    finally:
+        store.close()
+
+
+@contextmanager
+def serving(store: Store, board: LiveBoard | None = None) -> Iterator[str]:
+    """The hub app on `store` served by a real uvicorn on a free loopback port, for a browser; its URL."""
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(store, board), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -85,11 +96,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
         assert time.monotonic() < deadline, "the hub server did not start"
         time.sleep(0.05)
     try:
-        yield Hub(f"http://127.0.0.1:{port}", store, board)
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(10)
-        store.close()
 
 
 @pytest.fixture(scope="module")

@@ -12,23 +12,19 @@ input gives the page again with one translated line, never a traceback or JSON.
 from __future__ import annotations
 
 import re
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from hub import aggregate, calibration
 from hub.auth import Scope, User, create_user
 from hub.storage import Store
 from hub.web.app import create_app
-from tests.broker import free_port, port_open
 from tests.hub_support import Station, ingest
-from tests.test_hub_browser import PASSWORD, browser, login, shot, ts  # noqa: F401 - browser: the fixture
+from tests.test_hub_browser import PASSWORD, browser, login, serving, shot, ts  # noqa: F401 - browser: the fixture
 
 CSRF_REFUSAL = "not sent from this dashboard"
 USERS = {
@@ -102,19 +98,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     store = Store(tmp_path_factory.mktemp("hub") / "hub.sqlite", default_tz="Asia/Shanghai")
     import_scorecard(store, load(DEFAULT_SCORECARD)[1])
     populate(store)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not port_open(port):
-        assert time.monotonic() < deadline, "the hub server did not start"
-        time.sleep(0.05)
     try:
-        yield Hub(f"http://127.0.0.1:{port}", store)
+        with serving(store) as url:
+            yield Hub(url, store)
     finally:
-        server.should_exit = True
-        thread.join(10)
         store.close()
 
 
