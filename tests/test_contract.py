@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +21,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from benchmarks.compose import compose_calls
-from edge_agent.mqtt_publisher import BrokerConfig
 from edge_agent.wire import expand_activity
 from hub.auth import create_user
-from hub.ingest import HubStore, Ingest
+from hub.ingest import Ingest
 from hub.web.app import create_app
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
 from tests.conftest import run_cli, shared_or_skip
+from tests.test_transport import hub  # noqa: F401 - the fixture: an ingest on a real Mosquitto
 
 pytestmark = pytest.mark.abuse  # the abuse and chaos suite (pyproject markers)
 
@@ -53,19 +52,6 @@ def angry_call(tmp_path_factory: pytest.TempPathFactory) -> Path:
     manifest.write_text(json.dumps({"speakers": speakers}))
     noise = [shared / "data" / "noise" / "babble.flac"]
     return compose_calls(out / "calls", 1, 1, 11, noise, manifest)[0]
-
-
-@pytest.fixture
-def hub(tmp_path: Path, mosquitto: Mosquitto) -> Iterator[Ingest]:  # noqa: F811
-    store = HubStore(tmp_path / "hub.sqlite")
-    ingest = Ingest(store, BrokerConfig.from_url(mosquitto.url), client_id="contract-hub")
-    ingest.start()
-    try:
-        assert ingest.wait_subscribed(10), mosquitto.log_tail()
-        yield ingest
-    finally:
-        ingest.stop()
-        store.close()
 
 
 def normalise(event: dict[str, Any]) -> str:
@@ -95,7 +81,7 @@ def served_as_analysis(served: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_what_analyze_prints_is_what_the_hub_serves(
     tmp_path: Path,
     mosquitto: Mosquitto,  # noqa: F811
-    hub: Ingest,
+    hub: Ingest,  # noqa: F811
     real_calls: list[Path],
     angry_call: Path,
 ) -> None:
