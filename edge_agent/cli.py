@@ -29,6 +29,7 @@ from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError, Publisher
 from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.pipeline import Pipeline
 from edge_agent.schema import Envelope, ModelRef, SchemaError, check_name, envelope
+from edge_agent.silero_stream import SileroError
 from edge_agent.speech_model import ModelError
 from edge_agent.wire import model_refs, to_wire
 
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from firmware_py.runtime import run  # the station runtime; analysis-only installs never load it
 
             return run(args.config)
-    except (AudioError, ConfigError, ModelError, SchemaError, OutboxError, BrokerUrlError) as exc:
+    except (AudioError, ConfigError, ModelError, SileroError, SchemaError, OutboxError, BrokerUrlError) as exc:
         print(f"edge-agent: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:

@@ -17,6 +17,15 @@ class _Strict(BaseModel):
 class ModelVadConfig(_Strict):
     type: Literal["model"] = "model"
     weights: str | None = Field(None, description="path to .npz weights; default: the shipped speech model")
+    silero_onnx: str | None = Field(
+        None, description="Silero VAD's sequence ONNX, an input of the model; default: the file in the silero-vad wheel"
+    )
+    silero_gate: tuple[Literal["agent", "customer"], ...] = Field(
+        ("customer",),
+        description="parties whose speech Silero must also hear nearby (the line: Silero's home ground)",
+    )
+    silero_gate_ms: int = Field(100, ge=0, le=200, description="how near: Silero's speech vouches this far either side")
+    silero_dead_air: bool = Field(True, description="dead air counts only speech Silero also hears, on either side")
 
 
 class WebrtcVadConfig(_Strict):
@@ -89,8 +98,8 @@ class MetricsConfig(_Strict):
     monologue_yield_s: float = Field(
         1.0, gt=0, description="customer speech shorter than this does not end a monologue"
     )
-    low_snr_db: float = Field(6.0, description="calls under this speech SNR are flagged low confidence")
-    high_leakage_db: float = Field(-6.0, description="leakage above this (dB) flags the call low confidence")
+    low_snr_db: float = Field(4.5, description="calls under this speech SNR are flagged low confidence")
+    high_leakage_db: float = Field(-3.0, description="leakage above this (dB) flags the call low confidence")
     max_clipping: float = Field(0.01, ge=0, le=1, description="share of clipped samples that flags the call")
     max_dropout: float = Field(
         0.01, ge=0, le=1, description="share of a channel's samples broken (NaN/Inf, zeroed) that flags the call"
@@ -113,16 +122,21 @@ class SelfCheckConfig(_Strict):
         0.1, ge=0, lt=1, description="a party heard for less of the call than this (but not silent) is suspect"
     )
     max_overlap_share: float = Field(
-        0.12, gt=0, le=1, description="both parties at once for more than this share of the talk is implausible"
+        0.15, gt=0, le=1, description="both parties at once for more than this share of the talk is implausible"
     )
     max_uncertain: float = Field(
         0.2, gt=0, le=1, description="share of frames the speech model leaves between 0.2 and 0.8"
     )
-    max_independent_missed: float = Field(
-        0.7, gt=0, le=1, description="share of what plain webrtcvad hears as speech that the model calls silence"
+    max_silero_missed: tuple[float, float] = Field(
+        (0.25, 0.6),
+        description="agent, customer: share of what Silero hears as speech that the model calls silence (the line"
+        " carries an echo of the agent that Silero rightly hears and the model rightly refuses, hence more there)",
+    )
+    max_unconfirmed: float = Field(
+        0.5, gt=0, le=1, description="share of a party's speech that Silero hears nothing of within 100 ms"
     )
     min_independent_s: float = Field(
-        10.0, ge=0, description="seconds webrtcvad must hear as speech before its disagreement counts"
+        20.0, ge=0, description="seconds of speech Silero (or the model) must hear before the two are compared"
     )
     min_call_s: float = Field(60.0, ge=0, description="calls shorter than this are too short to judge")
 

@@ -72,6 +72,8 @@ class Pipeline:
         self.features = CallFeatures()
         self.backend.reset()
         self.smoother = Smoother(self.cfg.smoothing)
+        # dead air's own view of the same frames when the backend gives one (see VadBackend.process)
+        self.quiet_smoother = Smoother(self.cfg.smoothing)
         self.segments = SegmentTracker()
         self.talk_over = TalkOverDetector(self.cfg.talk_over)
         self.dead_air = DeadAirDetector(self.cfg.dead_air)
@@ -107,14 +109,14 @@ class Pipeline:
         excess = self._broadband_excess(feats) if self.backend.uses_excess else np.zeros((len(feats), 2), np.float32)
         probs = self.backend.process(samples, feats, excess)
         self.self_check.process_probs(probs)
-        return self._activity(self.smoother.process(probs))
+        return self._activity(*self._smooth(probs))
 
     def finish(self) -> list[Event]:
         """End of the call: flush every stage and append the call summary."""
         probs = self.backend.finish()
         self.self_check.process_probs(probs)
-        events = self._activity(self.smoother.process(probs))
-        events += self._activity(self.smoother.finish())
+        events = self._activity(*self._smooth(probs))
+        events += self._activity(self.smoother.finish(), self.quiet_smoother.finish())
         tail: list[Event] = []
         for stage in (self.segments, self.talk_over, self.dead_air):
             tail += stage.finish()
@@ -140,15 +142,23 @@ class Pipeline:
             yield from self.process(block)
         yield from self.finish()
 
-    def _activity(self, act: npt.NDArray[np.bool_]) -> list[Event]:
+    def _smooth(self, probs: F32) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
+        act = self.smoother.process(probs[:, :2])
+        # both smoothers run the same delay, so their outputs stay the same length
+        quiet = self.quiet_smoother.process(probs[:, 2:4] if probs.shape[1] >= 4 else probs)
+        return act, quiet
+
+    def _activity(self, act: npt.NDArray[np.bool_], heard: npt.NDArray[np.bool_]) -> list[Event]:
+        """act: each party's speech; heard: the speech dead air counts (the backend's stricter view, or act)."""
         if len(act) == 0:
             return []
         levels, samples = self._queue.pop(len(act))
         self.metrics.process(act, levels, samples)
-        self.self_check.process(act, samples)
+        self.self_check.process(act)
         events: list[Event] = []
-        for stage in (self.segments, self.talk_over, self.dead_air):
+        for stage in (self.segments, self.talk_over):
             events += stage.process(act)
+        events += self.dead_air.process(heard)
         if self.emotion is not None:
             events += self.emotion.process(act, samples)
         self.metrics.add_events([e for e in events if e.type != "speech"])

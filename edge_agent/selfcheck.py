@@ -4,10 +4,10 @@ Speech activity that went wrong leaves traces no ground truth is needed to see: 
 noise unlike its training either chops the noise into many short "speech" bursts (keystrokes, clatter, tones)
 or holds one party "speaking" through most of the call, both parties seem to talk at once far more than people
 do, one party is heard for only a few percent of the call (speech missed), the model's probability hovers
-between its thresholds instead of deciding, or an independent detector (plain webrtcvad, on every other 30 ms
-of each channel: a few percent of the pipeline's time) hears speech where the model hears none for most of
-what it hears. Each check is a counter over the call (memory flat in call
-length) and names the party it concerns; `summary` returns the flags that feed `quality.flags` and so
+between its thresholds instead of deciding, or the model and Silero VAD (which the model backend runs anyway)
+disagree: much of a party's speech that Silero hears nothing of within 100 ms (`speech_unconfirmed`), or much of
+what Silero hears that the model calls silence (`speech_missed`). Each check is a counter over the call (memory
+flat in call length) and names the party it concerns; `summary` returns the flags that feed `quality.flags` and so
 `quality.low_confidence`, and the figures behind them (kept at the seat: `Pipeline.last_checks`).
 """
 
@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.audio import FRAME, SAMPLE_RATE
 from edge_agent.config import SelfCheckConfig
 from edge_agent.events import PARTIES
 
@@ -27,40 +26,6 @@ BOOL = npt.NDArray[np.bool_]
 FPS = 100
 AMBIGUOUS = (0.2, 0.8)  # speech probabilities the model has not made its mind up about
 SHORT_FRAMES = 30  # segments under 0.3 s: a syllable or a keystroke, rarely a whole utterance
-CHECK_FRAMES = 3  # webrtcvad's 30 ms frame, in 10 ms activity frames
-CHECK_EVERY = 2  # of each CHECK_EVERY 30 ms frames, one is checked: half the cost, the same share in expectation
-
-
-class _Independent:
-    """Plain webrtcvad (mode 3) on a sample of each channel's 30 ms frames, beside the model's activity."""
-
-    def __init__(self) -> None:
-        import webrtcvad  # a core dependency (the webrtc backend uses it too)
-
-        self._vads = [webrtcvad.Vad(3), webrtcvad.Vad(3)]
-        self.heard = np.zeros(2, np.int64)  # checked frames webrtcvad calls speech
-        self.missed = np.zeros(2, np.int64)  # ... of which the model's activity has none
-        self._act = np.zeros((0, 2), bool)
-        self._samples = np.zeros((0, 2), np.float32)
-        self._n = 0
-
-    def process(self, act: BOOL, samples: F32) -> None:
-        self._act = np.concatenate([self._act, act])
-        self._samples = np.concatenate([self._samples, samples[: len(act) * FRAME]])
-        groups = len(self._act) // CHECK_FRAMES
-        pcm = (np.clip(self._samples[: groups * CHECK_FRAMES * FRAME], -1.0, 1.0) * 32767).astype("<i2")
-        for g in range(groups):
-            self._n += 1
-            if self._n % CHECK_EVERY:
-                continue
-            a = self._act[g * CHECK_FRAMES : (g + 1) * CHECK_FRAMES]
-            chunk = pcm[g * CHECK_FRAMES * FRAME : (g + 1) * CHECK_FRAMES * FRAME]
-            for ch in (0, 1):
-                if self._vads[ch].is_speech(np.ascontiguousarray(chunk[:, ch]).tobytes(), SAMPLE_RATE):
-                    self.heard[ch] += 1
-                    self.missed[ch] += int(not a[:, ch].any())
-        self._act = self._act[groups * CHECK_FRAMES :]
-        self._samples = self._samples[groups * CHECK_FRAMES * FRAME :]
 
 
 class SelfCheck:
@@ -80,23 +45,38 @@ class SelfCheck:
         self.short = np.zeros(2, np.int64)
         self._run = np.zeros(2, np.int64)  # length of the segment in progress
         self._prev = np.zeros(2, bool)
-        self.independent = _Independent()
+        self.heard = np.zeros(2, np.int64)  # frames Silero hears as speech (pooled over +-100 ms)
+        self.missed = np.zeros(2, np.int64)  # ... that the model's activity calls silence
+        self.unconfirmed = np.zeros(2, np.int64)  # activity frames Silero hears nothing of
+        self._silero = np.zeros((0, 2), bool)  # Silero's frames not yet paired with activity
 
     def process_probs(self, probs: F32) -> None:
-        """The backend's per-frame probabilities (any delay: only their counts matter)."""
+        """The backend's per-frame output (any delay: activity pairs with it by frame count).
+
+        Columns 0-1 are the activity probabilities; a backend that runs Silero gives its pooled probability in
+        columns 4-5 (`vad.ModelVad`), which the `speech_*` checks compare with the activity.
+        """
         if len(probs) == 0:
             return
         self.prob_frames += len(probs)
         lo, hi = AMBIGUOUS
-        self.ambiguous += ((probs > lo) & (probs < hi)).sum(axis=0)
+        act = probs[:, :2]
+        self.ambiguous += ((act > lo) & (act < hi)).sum(axis=0)
+        if probs.shape[1] >= 6:
+            self._silero = np.concatenate([self._silero, probs[:, 4:6] >= 0.5])
 
-    def process(self, act: BOOL, samples: F32 | None = None) -> None:
-        """Smoothed activity (k, 2), in order, and the (k * FRAME, 2) samples it was decided on."""
+    def process(self, act: BOOL) -> None:
+        """Smoothed activity (k, 2), in order."""
         n = len(act)
         if n == 0:
             return
-        if samples is not None:
-            self.independent.process(act, samples)
+        k = min(n, len(self._silero))
+        if k:
+            sil, a = self._silero[:k], act[:k]
+            self.heard += sil.sum(axis=0)
+            self.missed += (sil & ~a).sum(axis=0)
+            self.unconfirmed += (a & ~sil).sum(axis=0)
+            self._silero = self._silero[k:]
         self.frames += n
         self.speech += act.sum(axis=0)
         self.overlap += int((act[:, 0] & act[:, 1]).sum())
@@ -136,14 +116,16 @@ class SelfCheck:
             short = float(self.short[ch]) / max(int(self.segments[ch]), 1)
             share = float(self.speech[ch]) / max(self.frames, 1)
             amb = float(self.ambiguous[ch]) / max(self.prob_frames, 1)
-            heard = int(self.independent.heard[ch])
-            missed = float(self.independent.missed[ch]) / max(heard, 1)
+            heard = int(self.heard[ch])
+            missed = float(self.missed[ch]) / max(heard, 1)
+            unconfirmed = float(self.unconfirmed[ch]) / max(int(self.speech[ch]), 1)
             figures[party] = {
                 "segments_per_min": round(per_min, 1),
                 "short_segments": round(short, 2),
                 "talk_share": round(share, 2),
                 "uncertain": round(amb, 3),
-                "webrtc_speech_missed": round(missed, 2),
+                "silero_speech_missed": round(missed, 2),
+                "speech_unconfirmed": round(unconfirmed, 2),
             }
             if not long_enough:
                 continue
@@ -156,11 +138,11 @@ class SelfCheck:
                 flags.append(f"scant_activity:{party}")
             if amb > cfg.max_uncertain:
                 flags.append(f"uncertain_activity:{party}")
-            # webrtcvad also fires on noise, so it missing little says nothing; the model missing most of what
-            # webrtcvad hears (over enough of it) is the trace of speech the model does not recognise
-            checked_s = heard * CHECK_FRAMES / FPS * CHECK_EVERY
-            if checked_s >= cfg.min_independent_s and missed > cfg.max_independent_missed:
-                flags.append(f"detectors_disagree:{party}")
+            # judged only once Silero has heard enough speech on this channel (or the model has, for unconfirmed)
+            if heard / FPS >= cfg.min_independent_s and missed > cfg.max_silero_missed[ch]:
+                flags.append(f"speech_missed:{party}")
+            if self.speech[ch] / FPS >= cfg.min_independent_s and unconfirmed > cfg.max_unconfirmed:
+                flags.append(f"speech_unconfirmed:{party}")
         talk = max(int(self.speech.sum()) - self.overlap, 1)
         overlap = self.overlap / talk
         figures["overlap_share"] = round(overlap, 3)

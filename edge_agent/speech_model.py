@@ -27,8 +27,11 @@ F32 = npt.NDArray[np.float32]
 POOLS: tuple[tuple[int, int], ...] = ((-40, -21), (-20, -9), (-8, -3), (-2, 2), (3, 8), (9, 20))
 PAST = -min(a for a, _ in POOLS)
 LOOKAHEAD = max(b for _, b in POOLS)
-N_INPUTS = N_FEATURES * (len(POOLS) + 1)
-DEFAULT_MODEL = "speech-mlp-v2"
+N_SILERO = 2
+"""Silero VAD's probability for each channel (edge_agent/silero_stream.py), appended to CallFeatures."""
+N_MODEL_FEATURES = N_FEATURES + N_SILERO
+N_INPUTS = N_MODEL_FEATURES * (len(POOLS) + 1)
+DEFAULT_MODEL = "speech-mlp-v3"
 
 
 class ContextStack:
@@ -42,7 +45,7 @@ class ContextStack:
         self.reset()
 
     def reset(self) -> None:
-        self._buf = np.zeros((0, N_FEATURES), np.float32)
+        self._buf = np.zeros((0, N_MODEL_FEATURES), np.float32)
         self._started = False
 
     def process(self, feats: F32) -> F32:
@@ -67,7 +70,7 @@ class ContextStack:
         n = len(self._buf) - PAST - LOOKAHEAD
         if n <= 0:
             return np.zeros((0, N_INPUTS), np.float32)
-        cs = np.vstack([np.zeros((1, N_FEATURES), np.float64), np.cumsum(self._buf, axis=0, dtype=np.float64)])
+        cs = np.vstack([np.zeros((1, N_MODEL_FEATURES), np.float64), np.cumsum(self._buf, axis=0, dtype=np.float64)])
         centre = np.arange(PAST, PAST + n)
         parts = [self._buf[centre]]
         for a, b in POOLS:

@@ -21,6 +21,9 @@ import numpy.typing as npt
 
 from edge_agent.audio import FRAME, SAMPLE_RATE
 from edge_agent.config import ModelVadConfig, SileroVadConfig, SmoothingConfig, VadConfig, WebrtcVadConfig
+from edge_agent.events import PARTIES
+from edge_agent.features import N_FEATURES
+from edge_agent.silero_stream import PooledGate, SileroStream
 from edge_agent.speech_model import LOOKAHEAD, ContextStack, SpeechModel
 
 log = logging.getLogger(__name__)
@@ -37,7 +40,11 @@ class VadBackend(Protocol):
     """Whether `process` reads the leakage excess (the pipeline skips computing it otherwise)."""
 
     def process(self, samples: F32, features: F32, excess_db: F32) -> F32:
-        """samples (k*FRAME, 2), features (k, N_FEATURES), broadband excess over leakage (k, 2) -> probs (m, 2)."""
+        """samples (k*FRAME, 2), features (k, N_FEATURES), broadband excess over leakage (k, 2) -> probs (m, 2).
+
+        A backend may return (m, 4) or (m, 6): columns 2-3 are the speech dead air should count (a stricter
+        view), columns 4-5 an independent detector's probability, which the self-check compares with the activity.
+        """
         ...
 
     def finish(self) -> F32: ...
@@ -46,21 +53,58 @@ class VadBackend(Protocol):
 
 
 class ModelVad:
+    """The two-channel speech model over CallFeatures and Silero VAD's per-channel probability.
+
+    Silero (`silero_stream.py`) runs beside the features and lags them by under one 32 ms window; feature
+    frames wait here for their Silero columns before entering the context stack. On the parties named in
+    `silero_gate`, Silero then also caps the model's output (`PooledGate`).
+    """
+
+    _feats: F32
+    """CallFeatures rows still waiting for their Silero columns."""
+
     def __init__(self, cfg: ModelVadConfig) -> None:
         self.model = SpeechModel(Path(cfg.weights) if cfg.weights else None)
+        self.silero = SileroStream(cfg.silero_onnx)
+        channels = tuple(PARTIES.index(p) for p in cfg.silero_gate)
+        # the model runs LOOKAHEAD frames late, so Silero's frames up to that far ahead are always known
+        reach = min(round(cfg.silero_gate_ms / 10), LOOKAHEAD)
+        self.gate = PooledGate(channels, reach, reach)
+        self.dead_air_gate = cfg.silero_dead_air
         self.stack = ContextStack()
         self.delay = LOOKAHEAD
         self.uses_excess = False
         self.name = f"model:{self.model.card.name}"
+        self.reset()
 
     def process(self, samples: F32, features: F32, excess_db: F32) -> F32:
-        return self.model.predict(self.stack.process(features))
+        self._feats = np.vstack([self._feats, features])
+        sil = self.silero.process(samples)
+        self.gate.push(sil)
+        rows = np.hstack([self._feats[: len(sil)], sil])
+        self._feats = self._feats[len(sil) :]
+        return self._gated(self.model.predict(self.stack.process(rows)))
 
     def finish(self) -> F32:
-        return self.model.predict(self.stack.finish())
+        sil = self.silero.finish()
+        self.gate.push(sil)
+        rows = np.hstack([self._feats[: len(sil)], sil])
+        probs = self.model.predict(np.vstack([self.stack.process(rows), self.stack.finish()]))
+        out = self._gated(probs)
+        self.reset()
+        return out
+
+    def _gated(self, probs: F32) -> F32:
+        gated, strict, silero = self.gate.apply(probs)
+        # dead air: silence is where nobody speaks that *both* detectors hear, so a noise the model takes
+        # for speech (typing, ring tones) cannot break up a silence Silero hears as one
+        return np.hstack([gated, strict if self.dead_air_gate else gated, silero])
 
     def reset(self) -> None:
         self.stack.reset()
+        self.silero.reset()
+        self.gate.reset()
+        self._feats = np.zeros((0, N_FEATURES), np.float32)
 
 
 class _GatedVad:

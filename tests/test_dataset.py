@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
-from edge_agent.speech_model import N_INPUTS
-from models.vad.dataset import load_meetings, mulaw, truth_frames
+from edge_agent.audio import FRAME, read_call
+from edge_agent.features import N_FEATURES
+from edge_agent.silero_stream import SileroStream
+from edge_agent.speech_model import N_INPUTS, N_MODEL_FEATURES
+from models.vad.dataset import frame_features, load_meetings, mulaw, truth_frames
 from tests.conftest import shared_or_skip
 
 
@@ -27,3 +32,17 @@ def test_meetings_become_two_sided_material() -> None:
     assert x.shape[1] == N_INPUTS and len(x) == len(y)
     # each mix is used once per side, and never marks both sides at once
     assert y[:, 0].sum() > 0 and y[:, 1].sum() > 0 and not (y[:, 0] & y[:, 1]).any()
+
+
+def test_frame_features_carry_silero_on_the_gained_audio(real_calls: list[Path]) -> None:
+    """Training sees what the station sees: Silero's columns come from the same gained, clipped audio."""
+    x = next(iter(read_call(real_calls[0])))  # the first 10 s
+    x = x[: len(x) // FRAME * FRAME]
+    gain = (12.0, -6.0)
+    feats = frame_features(iter([x]), gain)
+    assert feats.shape == (len(x) // FRAME, N_MODEL_FEATURES)
+    g = np.array([10 ** (gain[0] / 20), 10 ** (gain[1] / 20)], np.float32)
+    s = SileroStream()
+    expected = np.concatenate([s.process(np.clip(x * g, -1.0, 1.0)), s.finish()])
+    np.testing.assert_allclose(feats[:, N_FEATURES:], expected, atol=1e-6)
+    assert not np.allclose(feats[:, N_FEATURES:], frame_features(iter([x]))[:, N_FEATURES:], atol=1e-3)

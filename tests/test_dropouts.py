@@ -52,8 +52,11 @@ def break_call(x: np.ndarray, rate: int) -> tuple[np.ndarray, int]:
 
 @pytest.fixture(scope="module")
 def float_call(real_calls: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, int]:
-    """A real-speech call as a float WAV (which can hold NaN), clean and with broken samples."""
-    x, rate = sf.read(real_calls[0], dtype="float32")
+    """A real-speech call as a float WAV (which can hold NaN), clean and with broken samples.
+
+    The second call: both of its parties are heard in many segments, which is what broken samples could merge.
+    """
+    x, rate = sf.read(real_calls[1], dtype="float32")
     out = tmp_path_factory.mktemp("dropouts")
     y, broken = break_call(x, rate)
     clean = write_wav(out / "clean.wav", x, rate, "FLOAT")

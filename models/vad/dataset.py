@@ -22,6 +22,7 @@ from scipy.signal import butter, sosfilt
 
 from edge_agent.audio import FRAME
 from edge_agent.features import CallFeatures
+from edge_agent.silero_stream import SileroStream
 from edge_agent.speech_model import ContextStack
 
 log = logging.getLogger(__name__)
@@ -85,14 +86,17 @@ def inputs_for(blocks: Iterable[F32], gain_db: tuple[float, float] = (0.0, 0.0))
 
 
 def frame_features(blocks: Iterable[F32], gain_db: tuple[float, float] = (0.0, 0.0)) -> F32:
-    """Per-frame CallFeatures (k, N_FEATURES): 7x smaller to cache than the stacked model inputs."""
+    """Per-frame CallFeatures and Silero columns (k, N_MODEL_FEATURES): 7x smaller to cache than the model inputs."""
     g = np.array([10 ** (gain_db[0] / 20), 10 ** (gain_db[1] / 20)], np.float32)
-    feats, rows = CallFeatures(), []
+    feats, silero, rows, sil = CallFeatures(), SileroStream(), [], []
     for block in blocks:
         k = len(block) // FRAME
-        f, _, _ = feats.process(np.clip(block[: k * FRAME] * g, -1.0, 1.0))
+        x = np.clip(block[: k * FRAME] * g, -1.0, 1.0)
+        f, _, _ = feats.process(x)
         rows.append(f)
-    return np.concatenate(rows)
+        sil.append(silero.process(x))
+    sil.append(silero.finish())
+    return np.hstack([np.concatenate(rows), np.concatenate(sil)])
 
 
 def stack_inputs(feats: F32) -> F32:

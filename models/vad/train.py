@@ -24,7 +24,7 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from edge_agent.speech_model import DEFAULT_MODEL, N_INPUTS, POOLS
+from edge_agent.speech_model import DEFAULT_MODEL, N_INPUTS, N_MODEL_FEATURES, POOLS
 from models.vad import sources
 from models.vad.dataset import compose_into, frame_features, load_meetings, overlay, stack_inputs, truth_frames
 from models.vad.noises import write_generated
@@ -132,7 +132,8 @@ def cached_features(
     narrow = (rng.random() < 0.25, rng.random() < 0.5) if band_limit else (False, False)
     if cache.exists():
         with np.load(cache) as z:
-            return z["x"], z["y"]
+            if z["x"].shape[1] == N_MODEL_FEATURES:  # a cache from an older feature set is recomputed
+                return z["x"], z["y"]
     truth = json.loads(wav.with_suffix(".json").read_text())
     x, _ = sf.read(wav, dtype="float32")
     x = np.asarray(x, np.float32)
@@ -236,7 +237,8 @@ def main() -> None:
         "input": {
             "sample_rate": 16000,
             "frame_ms": 10,
-            "features": "edge_agent.features.CallFeatures",
+            "features": "edge_agent.features.CallFeatures + edge_agent.silero_stream.SileroStream (2 columns)",
+            "silero": "silero_vad_16k_sequence.onnx from the silero-vad wheel (MIT), an input at every frame",
             "context_pools": [list(p) for p in POOLS],
             "inputs": N_INPUTS,
         },
