@@ -80,7 +80,8 @@ class SileroStream:
         self._pending = np.zeros((0, 2), np.float32)
         self._frames_in = 0
         self._frames_out = 0
-        self._per_sample = np.zeros((0, 2), np.float32)
+        self._chunks = np.zeros((0, 2), np.float32)  # window probabilities from window self._chunk0 on
+        self._chunk0 = 0
 
     def process(self, samples: F32) -> F32:
         self._frames_in += len(samples) // FRAME
@@ -89,7 +90,7 @@ class SileroStream:
         if n:
             self._run(self._pending[: n * CHUNK])
             self._pending = self._pending[n * CHUNK :]
-        return self._emit(len(self._per_sample) // FRAME)
+        return self._emit((self._chunk0 + len(self._chunks)) * CHUNK // FRAME - self._frames_out)
 
     def finish(self) -> F32:
         if len(self._pending):
@@ -110,17 +111,27 @@ class SileroStream:
             p, self._h[ch], self._c[ch] = self._sess.run(None, {"input": x, "h": self._h[ch], "c": self._c[ch]})
             probs[:, ch] = np.asarray(p, np.float32).reshape(n)
         self._ctx = audio[-CONTEXT:].copy()
-        self._per_sample = np.vstack([self._per_sample, np.repeat(probs, CHUNK, axis=0)])
+        self._chunks = np.vstack([self._chunks, probs])
 
     def _emit(self, k: int) -> F32:
-        k = min(k, len(self._per_sample) // FRAME, self._frames_in - self._frames_out)
+        known = (self._chunk0 + len(self._chunks)) * CHUNK // FRAME  # frames wholly inside decided windows
+        k = min(k, known - self._frames_out, self._frames_in - self._frames_out)
         if k <= 0:
             return np.zeros((0, 2), np.float32)
         # a 10 ms frame straddling two windows gets their sample-weighted mean
-        out: F32 = self._per_sample[: k * FRAME].reshape(k, FRAME, 2).mean(axis=1)
-        self._per_sample = self._per_sample[k * FRAME :]
+        start = (self._frames_out + np.arange(k)) * FRAME
+        first = start // CHUNK
+        w = (np.minimum(CHUNK - (start - first * CHUNK), FRAME) / FRAME)[:, None]
+        a = self._chunks[first - self._chunk0]
+        b = self._chunks[np.minimum(first + 1 - self._chunk0, len(self._chunks) - 1)]
+        out: F32 = (w * a + (1.0 - w) * b).astype(np.float32)
         self._frames_out += k
-        return out.astype(np.float32)
+        # keep the window the next frame starts in
+        drop = self._frames_out * FRAME // CHUNK - self._chunk0
+        if drop > 0:
+            self._chunks = self._chunks[drop:]
+            self._chunk0 += drop
+        return out
 
 
 class PooledGate:

@@ -23,7 +23,7 @@ from edge_agent.audio import FRAME, SAMPLE_RATE
 from edge_agent.config import ModelVadConfig, SileroVadConfig, SmoothingConfig, VadConfig, WebrtcVadConfig
 from edge_agent.events import PARTIES
 from edge_agent.features import N_FEATURES
-from edge_agent.silero_stream import PooledGate, SileroStream
+from edge_agent.silero_stream import CHUNK, PooledGate, SileroStream
 from edge_agent.speech_model import LOOKAHEAD, ContextStack, SpeechModel
 
 log = logging.getLogger(__name__)
@@ -72,7 +72,8 @@ class ModelVad:
         self.gate = PooledGate(channels, reach, reach)
         self.dead_air_gate = cfg.silero_dead_air
         self.stack = ContextStack()
-        self.delay = LOOKAHEAD
+        # the model's lookahead, plus up to one Silero window (512 samples) that features wait for
+        self.delay = LOOKAHEAD + -(-CHUNK // FRAME)
         self.uses_excess = False
         self.name = f"model:{self.model.card.name}"
         self.reset()

@@ -4,6 +4,9 @@ pooled gate's arithmetic, and clear errors for a missing ONNX file or a bad `sil
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +21,7 @@ from edge_agent.features import CallFeatures
 from edge_agent.silero_stream import CHUNK, PooledGate, SileroError, SileroStream
 from edge_agent.vad import ModelVad
 from firmware_py import config as station_config
-from tests.conftest import run_cli, shared_or_skip
+from tests.conftest import ROOT, run_cli, shared_or_skip
 
 # three RAVDESS actors (two male, one female), neutral and calm sentences
 SPEECH = (
@@ -236,3 +239,17 @@ def test_unknown_party_in_silero_gate_is_refused(tmp_path: Path) -> None:
     }
     with pytest.raises(ConfigError, match=r"silero_gate"):
         station_config.validate(doc, "station.yaml", env={})
+
+
+def test_onnxruntime_keeps_no_files_or_device_id_under_home(tmp_path: Path) -> None:
+    """onnxruntime 1.32 writes a device id and a telemetry store under ~/.cache/Microsoft on its first session
+    unless ORT_DISABLE_TELEMETRY is set before it is imported; edge_agent sets it. Both ONNX models load here."""
+    code = (
+        "from edge_agent.pipeline import Pipeline; Pipeline(); "
+        "import onnxruntime, edge_agent.silero_stream as s; s.SileroStream(); print('loaded')"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
+    env["HOME"] = str(tmp_path)
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "loaded" in out.stdout, out.stderr[-500:]
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
