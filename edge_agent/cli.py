@@ -22,7 +22,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from edge_agent.audio import AudioError, read_call
+from edge_agent.audio import AudioError, probe, read_call
 from edge_agent.config import ConfigError, load_config
 from edge_agent.events import Event
 from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError, Publisher
@@ -31,6 +31,7 @@ from edge_agent.pipeline import Pipeline
 from edge_agent.schema import Envelope, ModelRef, SchemaError, check_name, envelope
 from edge_agent.silero_stream import SileroError
 from edge_agent.speech_model import ModelError
+from edge_agent.vad import WIDEBAND_HZ, config_for_rate
 from edge_agent.wire import model_refs, to_wire
 
 log = logging.getLogger("edge_agent")
@@ -69,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def analyze(path: str, agent_channel: int, config: str | None) -> int:
-    cfg = load_config(config)
+    cfg = config_for_rate(load_config(config), probe(path).sample_rate)
     pipeline = Pipeline(cfg)
     out = sys.stdout
     for event in pipeline.run(read_call(path, agent_channel, block_seconds=2.0)):
@@ -92,11 +93,17 @@ def model_ref(pipeline: Pipeline) -> ModelRef | None:
 def replay(args: argparse.Namespace) -> int:
     site, seat = check_name("site", args.site), check_name("seat", args.seat)
     broker = BrokerConfig.from_url(args.broker)
-    pipeline = Pipeline(load_config(args.config))
-    models = model_refs(pipeline)
+    cfg = load_config(args.config)
+    pipelines: dict[bool, Pipeline] = {}  # narrowband files get the narrowband weights (vad.config_for_rate)
     # every file is analysed before anything is queued: a bad file exits 2 without leaving half a batch
     calls: list[list[Envelope]] = []
     for path in args.files:
+        rate = probe(path).sample_rate
+        key = rate < WIDEBAND_HZ
+        if key not in pipelines:
+            pipelines[key] = Pipeline(config_for_rate(cfg, rate))
+        pipeline = pipelines[key]
+        models = model_refs(pipeline)
         call_id = uuid.uuid4().hex
         events: list[Event] = to_wire(pipeline.run(read_call(path, args.agent_channel, block_seconds=2.0)))
         calls.append(

@@ -26,6 +26,12 @@ class ModelVadConfig(_Strict):
     )
     silero_gate_ms: int = Field(100, ge=0, le=200, description="how near: Silero's speech vouches this far either side")
     silero_dead_air: bool = Field(True, description="dead air counts only speech Silero also hears, on either side")
+    narrowband: Literal["auto", "never"] = Field(
+        "auto", description="a source captured below 16 kHz is analysed with the narrowband weights (auto)"
+    )
+    narrowband_weights: str | None = Field(
+        None, description="weights for such sources; default: the shipped speech-mlp-v3-narrowband"
+    )
 
 
 class WebrtcVadConfig(_Strict):

@@ -20,11 +20,18 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.audio import FRAME, SAMPLE_RATE
-from edge_agent.config import ModelVadConfig, SileroVadConfig, SmoothingConfig, VadConfig, WebrtcVadConfig
+from edge_agent.config import (
+    AnalyzerConfig,
+    ModelVadConfig,
+    SileroVadConfig,
+    SmoothingConfig,
+    VadConfig,
+    WebrtcVadConfig,
+)
 from edge_agent.events import PARTIES
 from edge_agent.features import N_FEATURES
 from edge_agent.silero_stream import CHUNK, PooledGate, SileroStream
-from edge_agent.speech_model import LOOKAHEAD, ContextStack, SpeechModel
+from edge_agent.speech_model import LOOKAHEAD, ContextStack, SpeechModel, narrowband_model_path
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +228,24 @@ def silero_onnx_path() -> Path:
 
 
 BACKENDS: dict[str, Callable[..., VadBackend]] = {"model": ModelVad, "webrtc": WebrtcVad, "silero": SileroVad}
+
+
+WIDEBAND_HZ = 16000
+
+
+def config_for_rate(cfg: AnalyzerConfig, rate: int) -> AnalyzerConfig:
+    """The analyzer config for a source captured at `rate` Hz.
+
+    Below 16 kHz the model backend takes the narrowband weights (`vad.narrowband: auto`), unless the user chose
+    weights of their own and no narrowband ones beside them.
+    """
+    vad = cfg.vad
+    if not isinstance(vad, ModelVadConfig) or vad.narrowband == "never" or rate >= WIDEBAND_HZ:
+        return cfg
+    if vad.weights is not None and vad.narrowband_weights is None:
+        return cfg
+    weights = vad.narrowband_weights or str(narrowband_model_path())
+    return cfg.model_copy(update={"vad": vad.model_copy(update={"weights": weights})})
 
 
 def make_backend(cfg: VadConfig) -> VadBackend:

@@ -18,25 +18,29 @@ from edge_agent.speech_model import (
     ModelError,
     SpeechModel,
     default_model_path,
+    narrowband_model_path,
 )
 from tests.conftest import run_cli, write_wav
 
+SHIPPED = [default_model_path(), narrowband_model_path()]
 
-def test_shipped_weights_match_their_card() -> None:
-    path = default_model_path()
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_shipped_weights_match_their_card(path: Path) -> None:
     card = json.loads(path.with_suffix(".json").read_text())
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == card["sha256"]
-    model = SpeechModel()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == card["sha256"] and card["name"] == path.stem
+    model = SpeechModel(path)
     assert model.card.sha256 == card["sha256"] and model.card.inputs == card["input"]["inputs"] == N_INPUTS
     # the card states measured held-out figures
     assert 0.5 < card["validation"]["frame_f1_agent"] <= 1 and 0.5 < card["validation"]["frame_f1_customer"] <= 1
 
 
-def test_default_weights_are_trained_only_on_what_a_business_may_use() -> None:
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.stem)
+def test_default_weights_are_trained_only_on_what_a_business_may_use(path: Path) -> None:
     """Every training source on the card is a known source whose licence allows commercial use."""
     from models.vad.sources import SOURCES
 
-    card = json.loads(default_model_path().with_suffix(".json").read_text())
+    card = json.loads(path.with_suffix(".json").read_text())
     used = card["training"]["sources"]
     assert {s["name"] for s in used} >= {"asterisk", "ami", "typing", "generated"}
     for source in used:
