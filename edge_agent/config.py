@@ -112,6 +112,9 @@ class MetricsConfig(_Strict):
     )
 
 
+Share = Annotated[float, Field(gt=0, le=1)]
+
+
 class SelfCheckConfig(_Strict):
     """Limits past which the analyzer distrusts its own activity (quality.flags, edge_agent/selfcheck.py)."""
 
@@ -133,7 +136,7 @@ class SelfCheckConfig(_Strict):
     max_uncertain: float = Field(
         0.2, gt=0, le=1, description="share of frames the speech model leaves between 0.2 and 0.8"
     )
-    max_silero_missed: tuple[float, float] = Field(
+    max_silero_missed: tuple[Share, Share] = Field(
         (0.25, 0.6),
         description="agent, customer: share of what Silero hears as speech that the model calls silence (the line"
         " carries an echo of the agent that Silero rightly hears and the model rightly refuses, hence more there)",

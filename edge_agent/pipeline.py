@@ -72,8 +72,8 @@ class Pipeline:
         self.features = CallFeatures()
         self.backend.reset()
         self.smoother = Smoother(self.cfg.smoothing)
-        # dead air's own view of the same frames when the backend gives one (see VadBackend.process)
-        self.quiet_smoother = Smoother(self.cfg.smoothing)
+        # dead air's own view of the same frames, when the backend gives one (VadBackend.dead_air_view)
+        self.quiet_smoother = Smoother(self.cfg.smoothing) if self.backend.dead_air_view else None
         self.segments = SegmentTracker()
         self.talk_over = TalkOverDetector(self.cfg.talk_over)
         self.dead_air = DeadAirDetector(self.cfg.dead_air)
@@ -116,7 +116,8 @@ class Pipeline:
         probs = self.backend.finish()
         self.self_check.process_probs(probs)
         events = self._activity(*self._smooth(probs))
-        events += self._activity(self.smoother.finish(), self.quiet_smoother.finish())
+        act = self.smoother.finish()
+        events += self._activity(act, act if self.quiet_smoother is None else self.quiet_smoother.finish())
         tail: list[Event] = []
         for stage in (self.segments, self.talk_over, self.dead_air):
             tail += stage.finish()
@@ -144,9 +145,10 @@ class Pipeline:
 
     def _smooth(self, probs: F32) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
         act = self.smoother.process(probs[:, :2])
+        if self.quiet_smoother is None:
+            return act, act
         # both smoothers run the same delay, so their outputs stay the same length
-        quiet = self.quiet_smoother.process(probs[:, 2:4] if probs.shape[1] >= 4 else probs)
-        return act, quiet
+        return act, self.quiet_smoother.process(probs[:, 2:4])
 
     def _activity(self, act: npt.NDArray[np.bool_], heard: npt.NDArray[np.bool_]) -> list[Event]:
         """act: each party's speech; heard: the speech dead air counts (the backend's stricter view, or act)."""

@@ -43,7 +43,7 @@ def silero_data_dir() -> Path:
         path = Path(root) / "data"
         if path.is_dir():
             return path
-    raise SileroError("the speech gate needs Silero VAD's ONNX files: pip install --no-deps 'silero-vad>=6.2'")
+    raise SileroError("Silero VAD's ONNX files come with its wheel: pip install --no-deps 'silero-vad>=6.2'")
 
 
 class SileroStream:
@@ -58,7 +58,7 @@ class SileroStream:
         try:
             import onnxruntime as ort
         except ImportError as exc:  # pragma: no cover - a core dependency
-            raise SileroError("the speech gate needs onnxruntime") from exc
+            raise SileroError("Silero VAD needs onnxruntime") from exc
         path = Path(onnx) if onnx else silero_data_dir() / SEQUENCE_ONNX
         if not path.exists():
             raise SileroError(f"{path}: no such file (pip install --no-deps 'silero-vad>=6.2', or set vad.silero_onnx)")

@@ -147,9 +147,13 @@ def _n_layers(z: np.lib.npyio.NpzFile) -> int:
     return sum(1 for k in z.files if k.startswith("w"))
 
 
+def shipped_model_path(name: str) -> Path:
+    return Path(str(resources.files("models.shipped").joinpath(f"{name}.npz")))
+
+
 def default_model_path() -> Path:
-    return Path(str(resources.files("models.shipped").joinpath(f"{DEFAULT_MODEL}.npz")))
+    return shipped_model_path(DEFAULT_MODEL)
 
 
 def narrowband_model_path() -> Path:
-    return Path(str(resources.files("models.shipped").joinpath(f"{NARROWBAND_MODEL}.npz")))
+    return shipped_model_path(NARROWBAND_MODEL)

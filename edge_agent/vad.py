@@ -10,7 +10,6 @@ data in step with it.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -30,7 +29,7 @@ from edge_agent.config import (
 )
 from edge_agent.events import PARTIES
 from edge_agent.features import N_FEATURES
-from edge_agent.silero_stream import CHUNK, PooledGate, SileroStream
+from edge_agent.silero_stream import CHUNK, PooledGate, SileroError, SileroStream, silero_data_dir
 from edge_agent.speech_model import LOOKAHEAD, ContextStack, SpeechModel, narrowband_model_path
 
 log = logging.getLogger(__name__)
@@ -45,12 +44,14 @@ class VadBackend(Protocol):
     name: str
     uses_excess: bool
     """Whether `process` reads the leakage excess (the pipeline skips computing it otherwise)."""
+    dead_air_view: bool
+    """Whether columns 2-3 of `process`'s output are a view of their own for dead air (else dead air reads 0-1)."""
 
     def process(self, samples: F32, features: F32, excess_db: F32) -> F32:
         """samples (k*FRAME, 2), features (k, N_FEATURES), broadband excess over leakage (k, 2) -> probs (m, 2).
 
-        A backend may return (m, 4) or (m, 6): columns 2-3 are the speech dead air should count (a stricter
-        view), columns 4-5 an independent detector's probability, which the self-check compares with the activity.
+        A backend may return (m, 6): columns 2-3 the speech dead air should count (read where `dead_air_view`),
+        columns 4-5 an independent detector's probability, which the self-check compares with the activity.
         """
         ...
 
@@ -77,7 +78,7 @@ class ModelVad:
         # the model runs LOOKAHEAD frames late, so Silero's frames up to that far ahead are always known
         reach = min(round(cfg.silero_gate_ms / 10), LOOKAHEAD)
         self.gate = PooledGate(channels, reach, reach)
-        self.dead_air_gate = cfg.silero_dead_air
+        self.dead_air_view = cfg.silero_dead_air
         self.stack = ContextStack()
         # the model's lookahead, plus up to one Silero window (512 samples) that features wait for
         self.delay = LOOKAHEAD + -(-CHUNK // FRAME)
@@ -106,7 +107,7 @@ class ModelVad:
         gated, strict, silero = self.gate.apply(probs)
         # dead air: silence is where nobody speaks that *both* detectors hear, so a noise the model takes
         # for speech (typing, ring tones) cannot break up a silence Silero hears as one
-        return np.hstack([gated, strict if self.dead_air_gate else gated, silero])
+        return np.hstack([gated, strict if self.dead_air_view else gated, silero])
 
     def reset(self) -> None:
         self.stack.reset()
@@ -120,6 +121,7 @@ class _GatedVad:
 
     gate_db: float
     uses_excess = True
+    dead_air_view = False
 
     def _gate(self, probs: F32, excess_db: F32) -> F32:
         return np.where(excess_db >= self.gate_db, probs, 0.0).astype(np.float32)
@@ -218,13 +220,11 @@ class SileroVad(_GatedVad):
 
 
 def silero_onnx_path() -> Path:
-    """The ONNX file inside the silero-vad wheel, found without importing the package (it imports torch)."""
-    spec = importlib.util.find_spec("silero_vad")
-    for root in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(root) / "data" / "silero_vad.onnx"
-        if path.exists():
-            return path
-    raise RuntimeError("the silero VAD backend needs its ONNX file: pip install --no-deps silero-vad, or set vad.onnx")
+    """The silero-vad wheel's per-window ONNX file: the `silero` backend's (the model reads the sequence one)."""
+    path = silero_data_dir() / "silero_vad.onnx"
+    if not path.exists():
+        raise SileroError(f"{path}: no such file (pip install --no-deps 'silero-vad>=6.2', or set vad.onnx)")
+    return path
 
 
 BACKENDS: dict[str, Callable[..., VadBackend]] = {"model": ModelVad, "webrtc": WebrtcVad, "silero": SileroVad}
