@@ -212,9 +212,9 @@ def main() -> None:
     below, flags = [], {"bad": 0, "bad_flagged": 0, "good": 0, "good_flagged": 0}
     print(f"{'source':<12}{'system':<8}" + "".join(f"{c[:18]:>19}" for c in METRICS))
     for source in args.sources:
-        wavs = compose_source(
-            source, args.speech, args.work / f"{source}_{'-'.join(args.speech)}", args.calls, args.minutes, args.seed
-        )
+        # the composed calls are cached per draw: another seed or length is another set of calls
+        work = args.work / f"{source}_{'-'.join(args.speech)}_seed{args.seed}_{args.minutes:g}min"
+        wavs = compose_source(source, args.speech, work, args.calls, args.minutes, args.seed)
         weights = per_source.get(source, args.default_weights)
         rows, speed = evaluate_source(source, wavs, weights, args.rate)
         report["weights"][source] = weights or "shipped"

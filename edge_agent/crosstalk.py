@@ -38,11 +38,15 @@ class LeakageEstimator:
         self._count = 0
         self.updates = 0
 
-    def process(self, target_db: F32, ref_db: F32, ref_snr_db: F32) -> F32:
+    def process(
+        self, target_db: F32, ref_db: F32, ref_snr_db: F32, target_silent: npt.NDArray[np.bool_] | None = None
+    ) -> F32:
         """Per frame and band: target level minus (reference level + leakage gain), in dB.
 
         Values near 0 or below mean the target is explained by leakage (or noise); clearly positive
-        values mean the target party is producing sound of its own.
+        values mean the target party is producing sound of its own. Frames where the target is digital
+        silence (a dropout) teach nothing: nothing leaked because nothing was captured, and taking them
+        for a leak 100 dB down would make the other side's crosstalk read as this party's speech.
         """
         n = len(target_db)
         padded = np.vstack([self._ref_hist, ref_db])
@@ -57,7 +61,10 @@ class LeakageEstimator:
             k = min(UPDATE - self._count, n - i)
             out[i : i + k] = diff[i : i + k] - self.gain_db
             self._acc.append(diff[i : i + k])
-            self._acc_mask.append(ref_snr_db[i : i + k] > ACTIVE_SNR_DB)
+            active = ref_snr_db[i : i + k] > ACTIVE_SNR_DB
+            if target_silent is not None:
+                active &= ~target_silent[i : i + k, None]
+            self._acc_mask.append(active)
             self._count += k
             i += k
             if self._count == UPDATE:

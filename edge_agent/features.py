@@ -120,9 +120,33 @@ class NoiseFloor:
         self._count = 0
         self._slot = 0
         self._smooth: F32 | None = None
+        self._last: F32 | None = None
 
-    def process(self, mel_db: F32) -> F32:
-        """Returns the floor (dB) in force at each frame, shape like mel_db."""
+    def process(self, mel_db: F32, skip: npt.NDArray[np.bool_] | None = None) -> F32:
+        """Returns the floor (dB) in force at each frame, shape like mel_db.
+
+        Frames in `skip` (digital silence: a dropout, an underrun, a mute) neither lower the floor nor
+        count towards its memory: a line that comes back after 50 ms of zeros has the noise it had
+        before, and taking the zeros for its floor would make that noise read as speech for ~3 s.
+        They get the floor in force before them (their own level when there is none yet).
+        """
+        if skip is None or not skip.any():
+            out = self._track(mel_db)
+        else:
+            out = np.empty_like(mel_db)
+            keep = ~skip
+            if keep.any():
+                out[keep] = self._track(mel_db[keep])
+            before = np.maximum.accumulate(np.where(keep, np.arange(len(mel_db)), -1))
+            held = skip & (before >= 0)
+            out[held] = out[before[held]]
+            fresh = skip & (before < 0)
+            out[fresh] = mel_db[fresh] if self._last is None else self._last
+        if len(out):
+            self._last = out[-1].copy()
+        return out
+
+    def _track(self, mel_db: F32) -> F32:
         n = len(mel_db)
         if n == 0:
             return mel_db.copy()
@@ -151,6 +175,12 @@ SNR_CLIP = (-10.0, 60.0)
 EXCESS_CLIP = (-30.0, 40.0)
 N_CHANNEL_FEATURES = 2 * N_MELS + 2
 LEVEL_OFFSET_DB = 50.0  # centres the absolute frame level (dBFS) near zero before the /10 scaling
+# in-band level (dBFS) below which a frame is digital silence, not a quiet line: under what a 16-bit
+# converter represents above its own quantisation, so only zeros (a dropout, an underrun, a mute) fall here
+SILENT_DB = -90.0
+# a channel with more digital silence than this (frames, over the call) is gated: a headset's noise gate or
+# a line's silence suppression (DTX without comfort noise) sends zeros between words, so zero is its floor
+GATED_AFTER = 300
 N_FEATURES = 2 * N_CHANNEL_FEATURES  # agent block then customer block
 
 
@@ -162,27 +192,42 @@ class CallFeatures:
     a minimum-statistics floor, still reads as speech), all in dB / 10 so they sit near unit scale.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, skip_dropouts: bool = True) -> None:
+        self.skip_dropouts = skip_dropouts
         self.mel = (LogMel(), LogMel())
         self.floor = (NoiseFloor(N_MELS), NoiseFloor(N_MELS))
         self.level_floor = (NoiseFloor(1), NoiseFloor(1))
         self.leak = (LeakageEstimator(N_MELS), LeakageEstimator(N_MELS))
+        self._silent = [0, 0]
 
     def reset(self) -> None:
         for group in (self.mel, self.floor, self.level_floor, self.leak):
             for stage in group:
                 stage.reset()
+        self._silent = [0, 0]
+
+    def _dropouts(self, ch: int, band: F32) -> npt.NDArray[np.bool_]:
+        """Frames of digital silence that are dropouts (skipped by the floor and leakage estimates): all of
+        them until the channel has had GATED_AFTER such frames, none after (it is gated: zero is its floor)."""
+        if not self.skip_dropouts:
+            return np.zeros(len(band), bool)
+        silent = band < SILENT_DB
+        seen = self._silent[ch] + np.cumsum(silent)
+        self._silent[ch] = int(seen[-1]) if len(seen) else self._silent[ch]
+        return silent & (seen <= GATED_AFTER)
 
     def process(self, samples: F32) -> tuple[F32, F32, F32]:
         """samples: (k * FRAME, 2) at 16 kHz, agent then customer.
 
         Returns (features (k, N_FEATURES), frame level dB (k, 2), band SNR dB (k, 2, N_MELS)).
         """
-        mels, levels, bands, snrs, lsnrs = [], [], [], [], []
+        mels, levels, bands, snrs, lsnrs, silents = [], [], [], [], [], []
         for ch in (0, 1):
             mel, level, band = self.mel[ch].process(np.ascontiguousarray(samples[:, ch]))
-            floor = self.floor[ch].process(mel)
-            lfloor = self.level_floor[ch].process(band[:, None])[:, 0]
+            silent = self._dropouts(ch, band)
+            floor = self.floor[ch].process(mel, silent)
+            lfloor = self.level_floor[ch].process(band[:, None], silent)[:, 0]
+            silents.append(silent)
             mels.append(mel)
             levels.append(level)
             bands.append(band)
@@ -191,7 +236,7 @@ class CallFeatures:
         blocks = []
         for ch in (0, 1):
             other = 1 - ch
-            excess = self.leak[ch].process(mels[ch], mels[other], snrs[other])
+            excess = self.leak[ch].process(mels[ch], mels[other], snrs[other], silents[ch])
             blocks.append(np.clip(snrs[ch], *SNR_CLIP))
             blocks.append(np.clip(excess, *EXCESS_CLIP))
             blocks.append(np.clip(lsnrs[ch], *SNR_CLIP)[:, None])

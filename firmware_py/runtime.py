@@ -9,7 +9,9 @@ races between a privacy request and a block in flight), paho's network thread, t
 endpoint. systemd: Type=notify; READY once listening, WATCHDOG pings from the analysis loop only (a hung
 pipeline stops them, systemd restarts the service), STOPPING on SIGTERM, after which the running call is
 closed (its summary goes into the outbox) and the outbox is given a few seconds to drain. Audio never touches
-the disk: it lives in the capture ring, the pre-roll and the pipeline's frame queue, all in memory.
+the disk: it lives in the capture ring, the pre-roll and the pipeline's frame queue, all in memory. Between calls
+the pipeline follows the rate the headset captures at (narrowband speech weights below 16 kHz, as `analyze`
+picks them for a file), and a signed config is taken only once the pipelines it makes have loaded.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.audio import SAMPLE_RATE
+from edge_agent.audio import SAMPLE_RATE, AudioError, probe
 from edge_agent.commands import CallEnd, CallStart, Command, ConfigUpdate, Login, Logout, Privacy, UpdateCommand
 from edge_agent.config import AnalyzerConfig, ConfigError, parse_document
 from edge_agent.emotion import EmotionTracker
@@ -36,8 +38,12 @@ from edge_agent.emotion_model import EmotionModel, EmotionModelError
 from edge_agent.mqtt_publisher import BrokerConfig, Publisher
 from edge_agent.outbox import Outbox
 from edge_agent.schema import envelope
+from edge_agent.silero_stream import SileroError
+from edge_agent.speech_model import ModelError
+from edge_agent.vad import WIDEBAND_HZ, config_for_rate
 from edge_agent.wire import model_refs
 from firmware_py import config as station_config
+from firmware_py.capture import CaptureStats
 from firmware_py.config import StationConfig
 from firmware_py.health import os_snapshot
 from firmware_py.indicators import Indication, Indicators
@@ -61,6 +67,10 @@ UNSIGNED_CONFIG_ERROR = (
 )
 ANALYSIS_BLOCK = SAMPLE_RATE // 10
 """Samples (100 ms at 16 kHz) gathered before each pipeline step."""
+NARROWBAND_HZ = 8000
+"""A telephone line's rate: the rate a config's narrowband analysis is checked at (`_check_loads`)."""
+LOAD_ERRORS = (ModelError, SileroError, OSError)
+"""What building a pipeline raises for weights that are missing or unusable (EmotionModelError is a ModelError)."""
 
 
 class Station:
@@ -100,7 +110,10 @@ class Station:
         self.publisher.on_command = self._mqtt_command
         self.publisher.health_extra = self.health
         self.source = source or make_source(cfg)
+        self._file_rate = file_rate(self.source)  # a file's rate does not change: read once, not every block
         self.updates = StationUpdates(cfg.updates, cfg.state_dir)
+        self.rate: int | None = None
+        """Hz the source captured at when last seen between calls, which the pipeline follows (None: not known yet)."""
         self.lifecycle = self._new_lifecycle(cfg, None)
         self.models = model_refs(self.lifecycle.pipeline)
         self.notifier = notifier or Notifier()
@@ -180,6 +193,8 @@ class Station:
             self._heartbeat()
 
     def _analyse(self, block: F32) -> None:
+        if self.lifecycle.state is State.IDLE:
+            self._follow_rate()  # before feeding: this block was captured at the rate in force now
         state_before = self.lifecycle.state
         self.lifecycle.feed(block)
         self.blocks += 1
@@ -270,7 +285,11 @@ class Station:
                 f"config: {', '.join(bad)} cannot be changed remotely (only {', '.join(REMOTE_SECTIONS)})"
             )
         remote = {**self.remote_doc, **config}
-        return station_config.validate({**self.base_doc, **remote}, "remote config"), remote
+        new = station_config.validate({**self.base_doc, **remote}, "remote config")
+        # a config that names weights which do not load must be refused here, before it is saved: applied, it
+        # would stop the analysis thread, and persisted, stop the station at every restart
+        self._check_loads(new)
+        return new, remote
 
     def _accept_remote(self, new: StationConfig, remote: dict[str, Any], version: str | None) -> None:
         station_config.save_atomically(self.cfg.state_dir / REMOTE_FILE, remote)  # survives a restart
@@ -285,15 +304,51 @@ class Station:
         )
 
     def _apply_config(self, new: StationConfig) -> None:
-        self.lifecycle = self._new_lifecycle(new, self.lifecycle.agent_id)
-        self.models = model_refs(self.lifecycle.pipeline)
+        self._install(self._new_lifecycle(new, self.lifecycle.agent_id))
         self.cfg = new
         self._pending_cfg = None
         self._pending_model = None  # the new pipeline loaded the update in use
 
-    def _new_lifecycle(self, cfg: StationConfig, agent: str | None) -> CallLifecycle:
+    def _follow_rate(self) -> None:
+        """Between calls: analyse with the weights for the rate the source captures at now (narrowband below
+        16 kHz, `vad.config_for_rate`). The rate is known only once the device is open, and a reconnect may bring a
+        headset with another one; a call keeps the weights it started with."""
+        stats = self.source.stats
+        rate = stats.device_rate if isinstance(stats, CaptureStats) else self._file_rate
+        if rate is None or rate == self.rate:
+            return
+        base = self.updates.analyzer(self.cfg.analyzer)
+        same = config_for_rate(base, rate) == (base if self.rate is None else config_for_rate(base, self.rate))
+        before, self.rate = self.rate, rate
+        if same:
+            return  # 44.1 -> 48 kHz, say: the same weights, nothing to rebuild
+        try:
+            lifecycle = self._new_lifecycle(self.cfg, self.lifecycle.agent_id)
+        except LOAD_ERRORS as exc:
+            # the config's weights for this rate do not load (a local config: remote ones are checked for every
+            # rate before they are taken): keep analysing with those in use rather than stop the analysis thread
+            log.error("the speech weights for %d Hz do not load (%s): keeping those for %s Hz", rate, exc, before)
+            return
+        self._install(lifecycle)
+
+    def _install(self, lifecycle: CallLifecycle) -> None:
+        """Switch to a lifecycle built between calls; say so when the speech weights changed."""
+        lifecycle.calls_started = self.lifecycle.calls_started  # health counts calls since start, not since then
+        old = self.models.get("activity")
+        self.lifecycle = lifecycle
+        self.models = model_refs(lifecycle.pipeline)
+        new = self.models.get("activity")
+        if new is not None and old is not None and new.name != old.name:
+            log.info("speech weights %s for %s Hz capture (were %s)", new.name, self.rate or "-", old.name)
+
+    def _new_lifecycle(self, cfg: StationConfig, agent: str | None, rate: int | None = None) -> CallLifecycle:
+        """The lifecycle and pipeline `cfg` makes for a source at `rate` Hz (default: the rate in force)."""
+        rate = rate or self.rate
+
         def make(analyzer: AnalyzerConfig) -> CallLifecycle:
             live = self.publisher.publish_live if cfg.live else None
+            if rate is not None:
+                analyzer = config_for_rate(analyzer, rate)
             return CallLifecycle(
                 cfg.lifecycle, analyzer, self._put, batch_s=cfg.activity_batch_s, agent_id=agent, live=live
             )
@@ -306,6 +361,14 @@ class Station:
                 raise
             log.error("the emotion model update in use does not load (%s): using the configured model", exc)
             return make(cfg.analyzer)
+
+    def _check_loads(self, cfg: StationConfig) -> None:
+        """Build the pipeline `cfg` makes at every rate a headset may bring, as `_new_lifecycle` will, and drop
+        it: raises (ModelError, SileroError, OSError, ...) if weights it names are missing or unusable."""
+        base = self.updates.analyzer(cfg.analyzer)
+        for rate in (WIDEBAND_HZ, NARROWBAND_HZ):
+            if rate == WIDEBAND_HZ or config_for_rate(base, rate) != base:  # each set of weights once
+                self._new_lifecycle(cfg, None, rate)
 
     # --- signed updates (docs/updates.md) ------------------------------------------------------------------
 
@@ -365,10 +428,21 @@ class Station:
             outbox_dropped=self.outbox.dropped,
             outbox_evicted_unconfirmed=self.outbox.evicted_unconfirmed,
             models={t: m.to_dict() for t, m in self.models.items() if t in ("activity", "emotion")},
+            analysis_rate=self.rate,
             calls=lc.calls_started,
             updates=self.updates.health(),
         )
         return snap
+
+
+def file_rate(source: AudioSource) -> int | None:
+    """A file source's rate, as `edge-agent replay` would analyse the file; None for other sources."""
+    if not isinstance(source, FileSource):
+        return None
+    try:
+        return probe(source.path).sample_rate
+    except AudioError:
+        return None  # the source itself reports an unreadable file when it reads it
 
 
 def make_source(cfg: StationConfig) -> AudioSource:

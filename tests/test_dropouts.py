@@ -17,6 +17,7 @@ import soxr
 
 from edge_agent.audio import Resampler, read_call
 from edge_agent.config import AnalyzerConfig, MetricsConfig
+from edge_agent.features import GATED_AFTER, CallFeatures
 from edge_agent.pipeline import Pipeline
 from tests.conftest import run_cli, write_wav
 
@@ -157,3 +158,49 @@ def test_analyze_prints_finite_json_for_a_broken_file(float_call: tuple[Path, Pa
     lines = [json.loads(x, parse_constant=lambda c: pytest.fail(f"{c} in output")) for x in res.stdout.splitlines()]
     assert lines[-1]["type"] == "call_summary" and lines[-1]["quality"]["dropout_samples"] == broken
     assert len([e for e in lines if e["type"] == "speech"]) >= 10
+
+
+def underruns(x: np.ndarray, rate: int, at: list[float]) -> np.ndarray:
+    """A copy of x with digital silence (an underrun, a dropout zeroed) of 50, 200 and 400 ms at `at` seconds."""
+    y = x.copy()
+    for t, ms in zip(at, (50, 200, 400), strict=True):
+        y[int(t * rate) : int(t * rate) + ms * rate // 1000] = 0.0
+    return y
+
+
+def test_digital_silence_in_line_noise_is_not_speech(real_calls: list[Path], tmp_path: Path) -> None:
+    """An underrun hands the pipeline zeros in the middle of a line's noise. Taken for the noise floor they made
+    the noise that follows read as speech for seconds (the live capture test saw 0.8 s of agent speech in its
+    lead-in); skipped by the floor and leakage estimates, the dead air stays dead air."""
+    truth = json.loads(real_calls[0].with_suffix(".json").read_text())
+    d0, d1 = max(((d["start"], d["end"]) for d in truth["dead_air"]), key=lambda d: d[1] - d[0])
+    assert d1 - d0 > 6.5
+    x, rate = sf.read(real_calls[0], dtype="float32")
+    gaps = [d0 + 1.0, d0 + 3.0, d0 + 5.0]
+    path = write_wav(tmp_path / "underruns.wav", underruns(x, rate, gaps), rate, "FLOAT")
+    for events in (analyse(real_calls[0]), analyse(path)):
+        heard = [e for e in events if e["type"] == "speech" and d0 + 0.3 < e["start"] < d1 - 0.3]
+        assert not [e for e in heard if e["end"] - e["start"] >= 0.5], heard
+        dead = [e for e in events if e["type"] == "dead_air" and e["start"] < d1 and e["end"] > d0]
+        assert dead and max(min(e["end"], d1) - max(e["start"], d0) for e in dead) > 0.8 * (d1 - d0), dead
+
+
+def test_a_gated_line_keeps_zero_as_its_floor() -> None:
+    """A headset's noise gate, or a line's silence suppression, sends zeros between words: once a channel has had
+    more than GATED_AFTER frames of them, they are its floor again, so its speech stands far above it."""
+    rng = np.random.default_rng(5)
+    frames = 160
+    noise = (0.003 * rng.standard_normal(frames * 100)).astype(np.float32)  # 1 s of line noise (-50 dBFS)
+    zeros = np.zeros(frames * 50, np.float32)  # 0.5 s of digital silence
+    feats = CallFeatures()
+    floors = []
+    for _ in range(10):  # 5 s of zeros in all
+        for part in (noise, zeros):
+            block = np.stack([part, part], axis=1)
+            feats.process(block)
+            floors.append(float(feats.floor[0]._last.mean()))  # the floor in force at the block's end
+    # the first underruns are skipped: the floor holds the noise's level through them
+    assert floors[1] > -70 and floors[3] > -70
+    # after GATED_AFTER frames of zeros the line counts as gated and its floor comes down to the zeros
+    assert floors[-1] < -90, floors
+    assert GATED_AFTER < 10 * len(zeros) // frames

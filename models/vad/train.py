@@ -34,6 +34,8 @@ log = logging.getLogger("models.vad.train")
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared"
 HIDDEN = (96, 48)
+# names how cached per-call features were computed (models.vad.dataset.frame_features); change it with them
+FEATURES_TAG = "callfeatures-v3-floor-takes-zeros"
 
 
 def frame_f1(p: npt.NDArray[np.float32], y: npt.NDArray[np.bool_], threshold: float = 0.5) -> list[float]:
@@ -132,7 +134,8 @@ def cached_features(
     narrow = (rng.random() < 0.25, rng.random() < 0.5) if band_limit else (False, False)
     if cache.exists():
         with np.load(cache) as z:
-            if z["x"].shape[1] == N_MODEL_FEATURES:  # a cache from an older feature set is recomputed
+            # a cache from an older feature set, or from features computed another way, is recomputed
+            if z["x"].shape[1] == N_MODEL_FEATURES and "tag" in z and str(z["tag"]) == FEATURES_TAG:
                 return z["x"], z["y"]
     truth = json.loads(wav.with_suffix(".json").read_text())
     x, _ = sf.read(wav, dtype="float32")
@@ -144,7 +147,7 @@ def cached_features(
             x[:, ch] = soxr.resample(soxr.resample(x[:, ch], 16000, 8000), 8000, 16000)[: len(x)]
     f = frame_features([x], gain)
     y = truth_frames(truth, len(f))
-    np.savez(cache, x=f, y=y)
+    np.savez(cache, x=f, y=y, tag=FEATURES_TAG)
     return f, y
 
 
