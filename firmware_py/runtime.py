@@ -114,7 +114,17 @@ class Station:
         self.updates = StationUpdates(cfg.updates, cfg.state_dir)
         self.rate: int | None = None
         """Hz the source captured at when last seen between calls, which the pipeline follows (None: not known yet)."""
-        self.lifecycle = self._new_lifecycle(cfg, None)
+        try:
+            self.lifecycle = self._new_lifecycle(cfg, None)
+        except LOAD_ERRORS as exc:
+            if not self.remote_doc or not self.base_doc:
+                raise
+            # a remote config saved before configs were load-checked (or whose weights have gone since) would stop
+            # the station at every restart: fall back to the config file, which the hub can then fix remotely
+            log.error("the persisted remote config does not load (%s): starting on the config file alone", exc)
+            self.cfg = cfg = station_config.validate(self.base_doc, "config")
+            self.remote_doc = {}
+            self.lifecycle = self._new_lifecycle(cfg, None)
         self.models = model_refs(self.lifecycle.pipeline)
         self.notifier = notifier or Notifier()
         self.indicators = Indicators(

@@ -16,6 +16,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+from edge_agent.speech_model import ModelError
 from edge_agent.updates import sign
 from firmware_py import config as station_config
 from firmware_py.runtime import REMOTE_FILE, Station
@@ -86,3 +87,25 @@ def test_config_naming_weights_that_do_not_load_is_refused(
         assert station.cfg.lifecycle.end_silence_s == 42 and (station.cfg.state_dir / REMOTE_FILE).exists()
     finally:
         station.stop(drain_s=0)
+
+
+def test_a_saved_remote_config_that_does_not_load_falls_back_to_the_config_file(tmp_path: Path) -> None:
+    """A remote config saved before configs were load-checked (or whose weights were deleted since) must not stop
+    the station at every restart: it starts on its own config file and says why."""
+    d = doc(tmp_path, "mqtt://127.0.0.1:1", local_api={"enabled": False}, lifecycle={"auto": False})
+    base = station_config.validate(d, "test")
+    base.state_dir.mkdir(parents=True, exist_ok=True)
+    saved = {"analyzer": {"vad": {"type": "model", "weights": str(tmp_path / "gone.npz")}}}
+    (base.state_dir / REMOTE_FILE).write_text(yaml.safe_dump(saved))
+    merged = station_config.validate({**d, **saved}, "saved")  # what load_with_remote hands the station
+    station = Station(merged, base_doc=d, source=FileSource(seat_noise(tmp_path / "noise.wav"), loop=True))
+    try:
+        assert station.cfg.analyzer.vad == base.analyzer.vad and station.remote_doc == {}
+        assert station.models["activity"].name == WIDE
+        station.start()
+        assert wait_until(lambda: station.blocks >= 3, 10)
+    finally:
+        station.stop(drain_s=0)
+    # without a config file to fall back to, the error is the station's to report, not to hide
+    with pytest.raises(ModelError, match=r"gone\.npz"):
+        Station(merged, source=FileSource(seat_noise(tmp_path / "noise2.wav"), loop=True))
