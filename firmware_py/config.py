@@ -162,6 +162,21 @@ def load(path: str | Path, env: dict[str, str] | None = None) -> StationConfig:
     return validate(parse_document(text, p.suffix, str(p)), str(p), env)
 
 
+def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` laid on `base` key by key, into nested sections: a signed config that sets
+    `analyzer.emotion.anger_alert` changes that value, not the seat's whole local `analyzer` section. A section
+    whose `type` differs (`vad: {type: webrtc}` over a model VAD) replaces the base's: its other keys belong to
+    another kind. Neither argument is changed."""
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(value, dict) and isinstance(old, dict) and value.get("type", old.get("type")) == old.get("type"):
+            out[key] = merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
 def save_atomically(path: Path, data: dict[str, Any]) -> None:
     """Write a config document so that a crash leaves either the old file or the new one, never half."""
     write_atomically(path, yaml.safe_dump(data, sort_keys=False).encode())

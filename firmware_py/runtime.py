@@ -294,8 +294,8 @@ class Station:
             raise ConfigError(
                 f"config: {', '.join(bad)} cannot be changed remotely (only {', '.join(REMOTE_SECTIONS)})"
             )
-        remote = {**self.remote_doc, **config}
-        new = station_config.validate({**self.base_doc, **remote}, "remote config")
+        remote = station_config.merge(self.remote_doc, config)
+        new = station_config.validate(station_config.merge(self.base_doc, remote), "remote config")
         # a config that names weights which do not load must be refused here, before it is saved: applied, it
         # would stop the analysis thread, and persisted, stop the station at every restart
         self._check_loads(new)
@@ -478,7 +478,7 @@ def load_with_remote(path: str | Path) -> tuple[StationConfig, dict[str, Any]]:
     if remote.exists():
         update = parse_document(remote.read_text(), ".yaml", str(remote))
         try:
-            cfg = station_config.validate({**doc, **update}, str(remote))
+            cfg = station_config.validate(station_config.merge(doc, update), str(remote))
         except ConfigError as exc:
             log.error("ignoring the persisted remote config: %s", exc)
     return cfg, doc

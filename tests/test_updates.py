@@ -218,6 +218,41 @@ def test_station_config_updates_and_no_keys(
     assert load_with_remote(tmp_path / "station.yaml")[0].lifecycle.end_silence_s == 42  # persisted
 
 
+def test_a_signed_config_changes_only_the_keys_it_names(
+    tmp_path: Path,
+    keys: tuple[Path, Path],
+    desk_audio: tuple[Path, float],  # noqa: F811
+) -> None:
+    """The hub's tone page sends `analyzer.emotion.anger_alert` alone: the seat's own analyzer settings stay, and
+    so do earlier remote values; a section of another `type` replaces the local one whole."""
+    desk, _ = desk_audio
+    key = load_private_key(keys[0])
+    local = {"dead_air": {"min_silence_s": 7.5}, "emotion": {"enabled": True, "min_speech_s": 2.5}}
+    d = doc(
+        tmp_path,
+        "mqtt://127.0.0.1:1",
+        local_api={"enabled": False},
+        updates={"public_keys": [str(keys[1])]},
+        analyzer=local,
+    )
+    station = station_for(d, desk)
+    try:
+        alert = b"analyzer:\n  emotion:\n    anger_alert: 0.73\n"
+        assert station._execute(command(sign("config", "station", "1", alert, key), alert), "mqtt") is None
+        a = station.cfg.analyzer
+        assert a.emotion.anger_alert == 0.73 and a.emotion.min_speech_s == 2.5 and a.dead_air.min_silence_s == 7.5
+        vad = b"analyzer:\n  vad:\n    type: webrtc\n"
+        assert station._execute(command(sign("config", "station", "2", vad, key), vad), "mqtt") is None
+        a = station.cfg.analyzer
+        assert a.vad.type == "webrtc" and a.emotion.anger_alert == 0.73 and a.dead_air.min_silence_s == 7.5
+    finally:
+        station.stop(drain_s=0)
+    (tmp_path / "station.yaml").write_text(json.dumps(d))
+    restarted = load_with_remote(tmp_path / "station.yaml")[0].analyzer  # the same merge from the saved file
+    assert restarted.emotion.anger_alert == 0.73 and restarted.dead_air.min_silence_s == 7.5
+    assert restarted.vad.type == "webrtc"
+
+
 def hub_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "hub.cli", *args], capture_output=True, text=True, cwd=ROOT)
 
