@@ -2,6 +2,7 @@
 
     qa-hub serve --broker mqtt://HOST:PORT --db URL --http HOST:PORT [--tz Asia/Shanghai]
                  [--share GROUP --client-id UNIQUE [--no-http]]   (scale-out workers, docs/scale.md)
+                 [--update-key KEY --update-broker mqtts://hub-admin@HOST:PORT]   (tone page's send, docs/hub.md)
     qa-hub user create NAME --role admin|reviewer|lead|agent [--agent-id A] [--team-id T]   (password: stdin/prompt)
     qa-hub scorecard import FILE [--no-activate]
     qa-hub rescore NAME VERSION [--since YYYY-MM-DD]
@@ -18,6 +19,7 @@ on stderr with exit status 2.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import getpass
 import logging
 import os
@@ -26,12 +28,15 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from urllib.parse import urlsplit
 
 from hub import backup, updates
 from hub.db import StorageError
 from hub.scorecard import DEFAULT_SCORECARD, ScorecardError, load
 from hub.scores import Scorer, get_scorecard, import_scorecard
 from hub.storage import Store
+from hub.tone import ConfigSigner
 
 log = logging.getLogger("hub")
 
@@ -85,6 +90,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("QA_HUB_ALERT_DEAD_AIR_S", "10"),
         help="the live wall alerts on dead air at least this long (default 10 s)",
     )
+
+    s.add_argument(
+        "--update-key",
+        default=os.environ.get("QA_HUB_UPDATE_KEY"),
+        help="the update signing key: with it an admin may send a site's fitted anger alert threshold to its"
+        " stations from the dashboard (docs/updates.md: a key on the hub server is a choice, not the default)",
+    )
+    s.add_argument(
+        "--update-broker",
+        default=os.environ.get("QA_HUB_UPDATE_BROKER"),
+        help="with --update-key: mqtt[s]://hub-admin@HOST:PORT (password: QA_HUB_UPDATE_PASSWORD)",
+    )
+    s.add_argument("--update-ca-certs", default=os.environ.get("QA_HUB_UPDATE_CA_CERTS"), help="the site CA")
 
     u = sub.add_parser("user", help="users").add_subparsers(dest="action", required=True)
     uc = u.add_parser("create")
@@ -149,6 +167,7 @@ def serve(store: Store, args: argparse.Namespace) -> int:
         broker = BrokerConfig.from_url(args.broker)
     except BrokerUrlError as exc:
         raise ValueError(str(exc)) from None
+    signer = config_signer(args)
     ensure_scorecard(store)
     settle_all(store)  # running rollup totals a migration or an interrupted re-score left stale (hub/rollups.py)
     # the wall names the agent the hub holds as logged in at the seat, never the one a seat claims
@@ -174,7 +193,7 @@ def serve(store: Store, args: argparse.Namespace) -> int:
             threading.Event().wait()  # until a signal
         else:
             uvicorn.run(
-                create_app(store, board), host=host, port=port, log_level="info", access_log=False,
+                create_app(store, board, signer), host=host, port=port, log_level="info", access_log=False,
                 ssl_certfile=args.ssl_certfile, ssl_keyfile=args.ssl_keyfile,
                 proxy_headers=True, forwarded_allow_ips=args.forwarded_allow_ips,
             )  # fmt: skip
@@ -183,6 +202,26 @@ def serve(store: Store, args: argparse.Namespace) -> int:
     finally:
         ingest.stop()
     return 0
+
+
+def config_signer(args: argparse.Namespace) -> ConfigSigner | None:
+    """The key and broker `hub.tone.send` signs and publishes with, when `--update-key` is given; ValueError."""
+    if not args.update_key:
+        return None
+    if not args.update_broker:
+        raise ValueError("--update-key needs --update-broker mqtt[s]://hub-admin@HOST:PORT")
+    from edge_agent.mqtt_publisher import BrokerConfig, BrokerUrlError
+
+    try:
+        broker = BrokerConfig.from_url(args.update_broker, ca_certs=args.update_ca_certs)
+    except BrokerUrlError as exc:
+        raise ValueError(str(exc)) from None
+    if broker.username is not None and urlsplit(args.update_broker).password is None:
+        # from_url took the ingest broker's password variable, which is the hub's own user's: not hub-admin's
+        broker = dataclasses.replace(broker, password=os.environ.get("QA_HUB_UPDATE_PASSWORD"))
+    if broker.username is not None and updates.HUB_USER.fullmatch(broker.username):
+        raise ValueError(f"--update-broker: {broker.username!r} is a hub ingest user: use 'hub-admin'")
+    return ConfigSigner(updates.load_private_key(Path(args.update_key)), broker)
 
 
 class _Shutdown(BaseException):  # not Exception: nothing on the way out may swallow it

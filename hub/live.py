@@ -18,6 +18,9 @@ says so when the connection drops), `in_call` (a live `call` signal or an event 
 `idle`; the device statuses come from the devices table (`sync_devices`, read at most every
 `devices_every_s` by whoever snapshots, so every hub worker's wall sees every seat's status). A call's alerts
 are one entry per kind (its count and latest moment updated as it repeats) and are cleared when the call ends;
+a customer anger alert carries how sure the station is (`confidence`, 0..1: the event's calibrated `confidence`
+when it has one, `calibrated` true, else its smoothed anger score, `calibrated` false; absent when the event has
+neither: `hub.tone.event_anger`);
 its running time counts from the earliest moment the hub can place its start (a live signal's call offset, or
 an event's end, back from when the hub heard it): the station's clock is never trusted for it.
 """
@@ -37,6 +40,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 
 from edge_agent.schema import TOPIC_PREFIX, Envelope, SchemaError, check_name
+from hub.tone import event_anger
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +224,8 @@ class LiveBoard:
         )
         if "seconds" in alert:
             old["seconds"] = max(old.get("seconds", 0.0), alert["seconds"])
+        if "confidence" in alert:  # the latest anger event's: how sure the station is now
+            old["confidence"], old["calibrated"] = alert["confidence"], alert["calibrated"]
 
     def _alerts(self, env: Envelope) -> list[dict[str, Any]]:
         f = env.fields
@@ -230,7 +236,11 @@ class LiveBoard:
             arousal = f.get("arousal")
             hot = isinstance(arousal, int | float) and arousal > 0.8 and label in ("angry", "sad")
             if party == "customer" and (label == "angry" or hot or f.get("reason") == "anger_alert"):
-                out.append({"kind": "customer_anger", "at": env.start, "event_id": env.id})
+                alert: dict[str, Any] = {"kind": "customer_anger", "at": env.start, "event_id": env.id}
+                anger = event_anger(f)
+                if anger is not None:  # how sure the station is: the wall shows it beside the alert
+                    alert["confidence"], alert["calibrated"] = anger
+                out.append(alert)
         gaps: list[tuple[float, float]] = []
         if env.type == "dead_air":
             gaps.append((env.start, env.end))

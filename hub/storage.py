@@ -1031,6 +1031,11 @@ class Store:
         with self.db.transaction():
             return self._bump(f"rejected.{outcome}")
 
+    def bump_counter(self, name: str) -> int:
+        """Add one to the counter `name` (not an ingest rejection: those are `count_reject`'s); its new value."""
+        with self.db.transaction():
+            return self._bump(name)
+
     def _bump(self, name: str, n: int = 1) -> int:
         return int(
             self.db.scalar(

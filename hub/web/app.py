@@ -10,16 +10,18 @@ from fastapi import Depends, FastAPI
 
 from hub.live import LiveBoard
 from hub.storage import Store
+from hub.tone import ConfigSigner
 from hub.web.admin_api import install_admin_api
 from hub.web.admin_pages import install_admin_pages
 from hub.web.api import install_api, install_docs
 from hub.web.deps import Hub, SafeJSONResponse, csrf_guard
 from hub.web.pages import install_pages
+from hub.web.tone_pages import install_tone_pages
 
 log = logging.getLogger(__name__)
 
 
-def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
+def create_app(store: Store, board: LiveBoard | None = None, signer: ConfigSigner | None = None) -> FastAPI:
     app = FastAPI(
         title="callqa hub",
         version="1",
@@ -33,10 +35,11 @@ def create_app(store: Store, board: LiveBoard | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
     )
-    app.state.hub = Hub(store, board)
+    app.state.hub = Hub(store, board, signer)
     install_docs(app)
     install_api(app)
     install_admin_api(app)
     install_pages(app)
     install_admin_pages(app)
+    install_tone_pages(app)
     return app

@@ -28,6 +28,7 @@ from hub.auth import Scope, User
 from hub.live import LiveBoard
 from hub.scores import Scorer
 from hub.storage import Store, zone
+from hub.tone import ConfigSigner
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +69,12 @@ class SafeJSONResponse(JSONResponse):
 
 
 class Hub:
-    """What the endpoints share: the store, the scorer and the live board."""
+    """What the endpoints share: the store, the scorer, the live board and (optionally) the config signer."""
 
-    def __init__(self, store: Store, live: LiveBoard | None = None) -> None:
+    def __init__(self, store: Store, live: LiveBoard | None = None, signer: ConfigSigner | None = None) -> None:
         self.store = store
+        self.signer = signer
+        """The update signing key and broker when this hub may sign config itself (`hub.tone.send`)."""
         self.scorer = Scorer(store)
         self.live = live or LiveBoard()
         self.guard = auth.LoginGuard()

@@ -153,6 +153,7 @@ _EN: dict[str, str] = {
     "live_legend": (
         "A seat is offline when its station's connection is gone, in a call from the call's first signal or event"
         " until it ends; alerts are one per kind per call (\u00d7n: how often) and clear when the call ends."
+        " Customer anger shows how sure the station is: its calibrated confidence, or else its anger score."
     ),
     "no_data": "No data yet",
     "bad_login": "Unknown user or wrong password",
@@ -250,6 +251,67 @@ _EN: dict[str, str] = {
     "err_points_upheld": "Corrected points go only with an upheld dispute of a single rule.",
     "err_not_open": "This dispute is no longer open.",
     "err_refused": "Not saved: this change is not allowed.",
+    "tone": "Tone",
+    "tone_hint": (
+        "What tone did you hear on this call? The live wall alerts on the customer's anger: confirm it (angry)"
+        " or reject it (another tone). The site's anger alert threshold is fitted from these labels."
+    ),
+    "tone_customer": "Customer's tone",
+    "tone_agent": "Agent's tone",
+    "tone_unlabelled": "(not labelled)",
+    "tone_neutral": "neutral",
+    "tone_happy": "happy",
+    "tone_angry": "angry",
+    "tone_sad": "sad",
+    "tone_measured": "Customer anger measured by the station",
+    "tone_alerted": "the station raised an anger alert",
+    "tone_no_score": "no anger score for this call (emotion off, or no summary yet)",
+    "submit_tone": "Save tone labels",
+    "tone_blind": "Other reviewers' labels show once yours are in. Reviewers so far:",
+    "tone_of_call": "Tone labels on this call",
+    "err_tone": "Choose the customer's tone (and, if you like, the agent's) from the list.",
+    "tone_page": "Anger alert threshold",
+    "tone_page_hint": (
+        "Per site: each labelled call's customer anger score (the highest the hub holds: the summary's thirds"
+        " and the anger events) against the reviewers' verdict (most say angry). A threshold alerts a call whose"
+        " score reaches it; the fitted threshold is the one with the best F1 among the scores seen."
+    ),
+    "tone_labelled": "Labelled calls",
+    "tone_scored": "with an anger score",
+    "tone_angry_calls": "angry by the reviewers",
+    "tone_threshold": "Threshold",
+    "tone_in_force": "In force",
+    "tone_default": "the stations' default",
+    "tone_fitted": "Fitted (best F1)",
+    "tone_observed": "Alerts the stations raised",
+    "tone_untrusted": (
+        "Too few labels to trust a fit yet: it ne"
+        "eds %(n)d labelled calls with an anger s"
+        "core, at least %(k)d angry and %(k)d not"
+        "."
+    ),
+    "tone_alerts": "Alerts",
+    "tone_precision": "Alert precision",
+    "tone_recall": "Alert recall",
+    "tone_f1": "F1",
+    "tone_send": "Send to the site's stations as signed config",
+    "tone_seat": "One seat only (a canary; blank: the whole site)",
+    "tone_send_button": "Sign and send",
+    "tone_no_signer": (
+        "This hub holds no update signing key (qa-hub serve --update-key): sign and publish it from the admin's"
+        " machine with this document:"
+    ),
+    "tone_sent_list": "Sent so far",
+    "tone_version": "Version",
+    "tone_sent_by": "Sent by",
+    "tone_sent_at": "When",
+    "tone_whole_site": "whole site",
+    "tone_sent_ok": "Signed and sent.",
+    "tone_refused_forms": "Label forms refused (bad input)",
+    "tone_verdict": "Reviewers",
+    "tone_no_site": "No site yet.",
+    "live_confidence": "confidence",
+    "live_anger_score": "anger score",
 }
 
 _ZH: dict[str, str] = {
@@ -401,6 +463,7 @@ _ZH: dict[str, str] = {
     "live_legend": (
         "站点连接断开即为离线; 从通话的第一个信号或事件起到通话结束为通话中;"
         " 每通电话每类告警只显示一条 (\u00d7n: 次数), 通话结束即清除。"
+        " 客户愤怒告警附带终端的把握程度: 校准后的置信度, 否则为愤怒分数。"
     ),
     "no_data": "暂无数据",
     "bad_login": "用户名或密码错误",
@@ -496,6 +559,63 @@ _ZH: dict[str, str] = {
     "err_points_upheld": "只有单条规则的申诉成立时才能填写更正分值。",
     "err_not_open": "该申诉已不是待处理状态。",
     "err_refused": "未保存: 无权进行此操作。",
+    "tone": "语气标注",
+    "tone_hint": (
+        "您在这通电话中听到的语气是什么?实时看板依据客户愤怒发出告警:请确认(愤怒)或否"
+        "定(其他语气)。站点的愤怒告警阈值由这些标注拟合。"
+    ),
+    "tone_customer": "客户语气",
+    "tone_agent": "坐席语气",
+    "tone_unlabelled": "(不标注)",
+    "tone_neutral": "平静",
+    "tone_happy": "愉快",
+    "tone_angry": "愤怒",
+    "tone_sad": "悲伤",
+    "tone_measured": "终端测得的客户愤怒",
+    "tone_alerted": "终端已发出愤怒告警",
+    "tone_no_score": "本通话没有愤怒分数(情绪分析已关闭, 或尚无通话摘要)",
+    "submit_tone": "保存语气标注",
+    "tone_blind": "提交您的标注后才显示其他复核员的标注。已标注人数:",
+    "tone_of_call": "本通话的语气标注",
+    "err_tone": "请从列表中选择客户语气(坐席语气可选)。",
+    "tone_page": "愤怒告警阈值",
+    "tone_page_hint": (
+        "按站点: 每通已标注通话的客户愤怒分数(中心所掌握的最高值: 摘要中的前后三分之"
+        "一与愤怒事件)对照复核员的判定(多数认为愤怒)。分数达到阈值即告警; 拟合阈值是"
+        "已见分数中 F1 最高的那个。"
+    ),
+    "tone_labelled": "已标注通话",
+    "tone_scored": "有愤怒分数",
+    "tone_angry_calls": "复核员判定为愤怒",
+    "tone_threshold": "阈值",
+    "tone_in_force": "当前生效",
+    "tone_default": "终端默认值",
+    "tone_fitted": "拟合值(F1 最佳)",
+    "tone_observed": "终端实际发出的告警",
+    "tone_untrusted": (
+        "标注太少, 拟合结果尚不可信: 需要 %(n)d 通有愤怒分数的已标注通话, 其中愤怒与非愤怒各至少 %(k)d 通。"
+    ),
+    "tone_alerts": "告警数",
+    "tone_precision": "告警精确率",
+    "tone_recall": "告警召回率",
+    "tone_f1": "F1",
+    "tone_send": "以签名配置发送到站点终端",
+    "tone_seat": "仅一个座席(试点; 留空: 整个站点)",
+    "tone_send_button": "签名并发送",
+    "tone_no_signer": (
+        "本中心服务器未持有更新签名密钥(qa-hub serve --update-key): 请在管理员电脑上用以下配置文档签名并发布:"
+    ),
+    "tone_sent_list": "已发送",
+    "tone_version": "版本",
+    "tone_sent_by": "发送人",
+    "tone_sent_at": "时间",
+    "tone_whole_site": "整个站点",
+    "tone_sent_ok": "已签名并发送。",
+    "tone_refused_forms": "被拒绝的标注表单(输入无效)",
+    "tone_verdict": "复核员",
+    "tone_no_site": "尚无站点。",
+    "live_confidence": "置信度",
+    "live_anger_score": "愤怒分数",
 }
 
 STRINGS: dict[str, dict[str, str]] = {"en": _EN, "zh-CN": _ZH}

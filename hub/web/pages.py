@@ -24,7 +24,7 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import aggregate, auth, calibration, reviews
+from hub import aggregate, auth, calibration, reviews, tone
 from hub.aggregate import Period
 from hub.auth import Scope, User
 from hub.scores import get_scorecard
@@ -433,7 +433,7 @@ def install_pages(app: FastAPI) -> None:
             await run_in_threadpool(change, form, hub, user)
         except workflow.FormError as exc:
             return await run_in_threadpool(call_form_refused, request, call_id, exc.key)
-        except (reviews.ReviewError, calibration.CalibrationError):
+        except (reviews.ReviewError, calibration.CalibrationError, tone.ToneError):
             return await run_in_threadpool(call_form_refused, request, call_id, "err_refused")
         return RedirectResponse(f"/calls/{quote(call_id)}?sent={anchor}#{anchor}", status_code=303)
 
@@ -462,6 +462,20 @@ def install_pages(app: FastAPI) -> None:
             return calibration.submit(hub.store, user, call_id, entered)
 
         return await call_form(request, call_id, ("admin", "reviewer", "lead"), change, "calibrate")
+
+    @app.post("/calls/{call_id}/tone", include_in_schema=False)
+    async def tone_form(request: Request, call_id: str) -> Response:
+        def change(form: Any, hub: Hub, user: User) -> object:
+            try:
+                labels = workflow.tone_labels(form)
+            except workflow.FormError as exc:
+                # counted like ingest's rejections (a counter per reason), shown on the tone page
+                n = hub.store.bump_counter(f"{tone.REFUSED_PREFIX}{exc.key}")
+                log.info("refused a tone form for %s from %s: %s (%d so far)", call_id, user.username, exc.key, n)
+                raise
+            return tone.label(hub.store, user, call_id, labels)
+
+        return await call_form(request, call_id, tone.LABEL_ROLES, change, "tone")
 
     @app.post("/reviews/{review_id}/resolve", include_in_schema=False)
     async def resolve_form(request: Request, review_id: str) -> Response:

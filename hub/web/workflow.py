@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from hub import calibration, reviews
+from hub import calibration, reviews, tone
 from hub.auth import Scope, User
 from hub.scores import get_scorecard
 from hub.storage import Store
@@ -198,6 +198,29 @@ def call_actions(store: Store, user: User, detail: dict[str, Any], lang: str) ->
         "can_calibrate": user.role in ("admin", "reviewer", "lead") and bool(rules),
         "my_disputes": [r for r in detail.get("reviews", []) if r["kind"] == "dispute" and own],
         "calibration": call_calibration(store, user, call["call_id"]) if rules else None,
+        "can_tone": user.role in tone.LABEL_ROLES,
+        "tone": call_tone(store, user, call["call_id"]) if user.role in tone.LABEL_ROLES else None,
+    }
+
+
+def call_tone(store: Store, user: User, call_id: str) -> dict[str, Any]:
+    """The call's tone for `user`: the customer anger the station measured (and whether it alerted), the
+    user's own labels and, unless blind (a QA reviewer who has not labelled it yet, as in calibration), every
+    reviewer's."""
+    events = store.call_events(call_id)
+    labels = tone.call_labels(store, call_id)
+    mine = {r["party"]: r["label"] for r in labels if r["reviewer"] == user.username}
+    blind = user.role == "reviewer" and not mine
+    by_reviewer: dict[str, dict[str, str]] = {}
+    for r in labels:
+        by_reviewer.setdefault(r["reviewer"], {})[r["party"]] = r["label"]
+    return {
+        "score": tone.anger_score(events),
+        "alerted": tone.raised_alert(events),
+        "mine": mine,
+        "blind": blind,
+        "reviewers": len(by_reviewer),
+        "by_reviewer": {} if blind else by_reviewer,
     }
 
 
@@ -249,4 +272,18 @@ def calibration_points(form: Any, known: set[str]) -> dict[str, float]:
             out[r] = p
     if not out:
         raise FormError("err_no_points")
+    return out
+
+
+def tone_labels(form: Any) -> dict[str, str]:
+    """`tone.customer` (required) and `tone.agent` (optional: blank is none) of a tone form, each a known label."""
+    out: dict[str, str] = {}
+    for party in tone.PARTIES:
+        value = form.get(f"tone.{party}")
+        s = value.strip() if isinstance(value, str) else ""
+        if not s and party != "customer":
+            continue
+        if s not in tone.LABELS:
+            raise FormError("err_tone")
+        out[party] = s
     return out
