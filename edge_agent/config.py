@@ -167,6 +167,13 @@ class EmotionConfig(_Strict):
     smoothing: float = Field(0.6, ge=0, lt=1, description="weight of the previous smoothed scores per window")
     switch_margin: float = Field(0.1, ge=0, le=1, description="score lead a new state needs over the current one")
     anger_alert: float = Field(0.6, gt=0, le=1, description="customer anger score that raises an alert event")
+    min_confidence: float | None = Field(
+        None,
+        ge=0,
+        le=1,
+        description="calibrated probability a smoothed state needs to be confident (an angry state and an anger"
+        " alert need it); default: the model card's threshold, chosen on validation speakers",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -7,6 +7,12 @@ window is scored every `hop_s` (default 2 s) of further speech, and speech in no
 which keeps the station's budget (the whole pipeline stays above 150x real time on one core). Scores are
 smoothed over windows, so one odd window does not flip a party's state; an event is emitted when the smoothed
 state changes, and for the customer when anger crosses the alert threshold on the way up.
+
+Scores are calibrated probabilities (the model card's temperature scaling). A smoothed state is confident when
+its top probability clears the card's abstention threshold (or `emotion.min_confidence`): an angry state is only
+announced, and an anger alert only raised, on confident anger, since both reach the supervisor's live wall and
+the agent's score ("stayed calm with an angry customer"); the other states are announced either way, with their
+confidence.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ import numpy.typing as npt
 
 from edge_agent.audio import FRAME
 from edge_agent.config import EmotionConfig
-from edge_agent.emotion_features import WINDOW_FRAMES, EmotionFrontend, model_input
+from edge_agent.emotion_features import WINDOW_FRAMES, EmotionFrontend
 from edge_agent.emotion_model import AROUSAL_VALENCE, CLASSES, EmotionModel
 from edge_agent.events import PARTIES, Emotion, Party
 
@@ -40,9 +46,10 @@ class PartyEmotion:
     """One party's speech windows, smoothed state and per-window history (about 0.2 KB per scored window: under
     1 MB for a four-hour call at the default hop)."""
 
-    def __init__(self, party: Party, cfg: EmotionConfig) -> None:
+    def __init__(self, party: Party, cfg: EmotionConfig, min_confidence: float = 0.0) -> None:
         self.party = party
         self.cfg = cfg
+        self.min_confidence = min_confidence
         self.hop = max(round(cfg.hop_s * FPS), 1)
         self.min_windows = max(round((cfg.min_speech_s * FPS - WINDOW_FRAMES) / self.hop) + 1, 1)
         self.frontend = EmotionFrontend()
@@ -53,6 +60,7 @@ class PartyEmotion:
         self.state: str | None = None
         self.alerted = False
         self.history: list[tuple[float, float, F32]] = []  # (start s, end s, probs)
+        self.confident: list[bool] = []  # whether the smoothed state after each window was confident
 
     def collect(self, samples: F32, own: BOOL, first_frame: int) -> list[tuple[F32, float, float]]:
         """Adds own-speech frames; returns the windows now due as (model input rows, start s, end s).
@@ -85,24 +93,29 @@ class PartyEmotion:
         self.history.append((start, end, probs))
         a = self.cfg.smoothing
         self.smooth = probs.copy() if self.smooth is None else ((1 - a) * probs + a * self.smooth).astype(np.float32)
-        label = CLASSES[int(np.argmax(self.smooth))]
+        top = int(np.argmax(self.smooth))
+        label = CLASSES[top]
+        confident = bool(self.smooth[top] >= self.min_confidence)
+        self.confident.append(confident)
         events: list[Emotion] = []
         reason: Literal["change", "anger_alert"] | None = None
         if len(self.history) < self.min_windows:
             return []  # too little speech yet to announce a state
-        if self.state is None or (
-            label != self.state
-            and self.smooth[CLASSES.index(label)] - self.smooth[CLASSES.index(self.state)] >= self.cfg.switch_margin
-        ):
+        changed = self.state is None or (
+            label != self.state and self.smooth[top] - self.smooth[CLASSES.index(self.state)] >= self.cfg.switch_margin
+        )
+        # anger is announced only when the model is sure: it alerts the supervisor and scores the agent
+        if changed and (label != "angry" or confident):
             self.state, reason = label, "change"
         anger = float(self.smooth[_ANGRY])
         if self.party == "customer":
-            if not self.alerted and anger >= self.cfg.anger_alert:
+            if not self.alerted and label == "angry" and confident and anger >= self.cfg.anger_alert:
                 self.alerted, reason = True, "anger_alert"
             elif self.alerted and anger < self.cfg.anger_alert - 0.15:
                 self.alerted = False  # re-arms once the customer has calmed down
         if reason is not None and self.state is not None:
             ar, va = self.smooth @ _AV
+            state_p = float(self.smooth[CLASSES.index(self.state)])
             events.append(
                 Emotion(
                     start,
@@ -113,6 +126,8 @@ class PartyEmotion:
                     scores={c: _r(p) for c, p in zip(CLASSES, self.smooth, strict=True)},
                     arousal=_r(ar),
                     valence=_r(va),
+                    confidence=_r(state_p),
+                    confident=state_p >= self.min_confidence,
                 )
             )
         return events
@@ -122,11 +137,15 @@ class PartyEmotion:
         return np.stack([p for _, _, p in self.history]) if self.history else np.zeros((0, len(CLASSES)), np.float32)
 
     def peak_anger(self) -> tuple[float, float] | None:
-        """(end time s, anger score) of the angriest window."""
+        """(end time s, calibrated anger) of the angriest window whose own scores are confidently angry; None
+        when no window was."""
         probs = self.probs()
         if len(probs) == 0:
             return None
-        i = int(np.argmax(probs[:, _ANGRY]))
+        sure = (probs.argmax(axis=1) == _ANGRY) & (probs[:, _ANGRY] >= self.min_confidence)
+        if not sure.any():
+            return None
+        i = int(np.argmax(np.where(sure, probs[:, _ANGRY], -1.0)))
         return self.history[i][1], float(probs[i, _ANGRY])
 
 
@@ -143,7 +162,9 @@ class EmotionTracker:
         self.reset()
 
     def reset(self) -> None:
-        self.parties = {p: PartyEmotion(p, self.cfg) for p in PARTIES}
+        c = self.cfg.min_confidence
+        self.min_confidence = self.model.calibration.window_min_confidence if c is None else c
+        self.parties = {p: PartyEmotion(p, self.cfg, self.min_confidence) for p in PARTIES}
         self.frame = 0
 
     def process(self, act: BOOL, samples: F32) -> list[Emotion]:
@@ -161,7 +182,7 @@ class EmotionTracker:
         if not pending:
             return []
         # one batched inference per block for both parties
-        probs = self.model.predict(model_input(np.stack([w for _, w, _, _ in pending])))
+        probs = self.model.predict(self.model.inputs(np.stack([w for _, w, _, _ in pending])))
         events: list[Emotion] = []
         for (state, _, s, e), pr in zip(pending, probs, strict=True):
             events += state.update(pr, s, e)
@@ -170,20 +191,25 @@ class EmotionTracker:
     def summary(self) -> dict[str, Any]:
         """The call summary's `emotion` section: in percent and positional, as it must fit a summary of 1.5 KB.
 
-        `agent` / `customer`: mean class scores over the party's scored speech (neutral, happy, angry, sad; null
-        without a scored window); arousal and valence follow from them through the card's fixed mapping.
-        `ang`: the customer's mean anger score in the first and the last third of their speech; `peak`: end time
-        (whole s) of the customer's angriest window.
+        `agent` / `customer`: mean calibrated class probabilities over the party's scored speech (neutral, happy,
+        angry, sad; null without a scored window); arousal and valence follow from them through the card's fixed
+        mapping. `conf`: the share of each party's scored windows (agent, customer) after which its smoothed state
+        was confident (null without one). `ang`: the customer's mean calibrated anger in the first and the last
+        third of their speech; `peak`: end time (whole s) of the customer's angriest confidently angry window,
+        absent when no window was.
         """
         card = self.model.card
         out: dict[str, Any] = {"model": f"{card.name}:{card.sha256[:8]}"}
         for p in PARTIES:
             probs = self.parties[p].probs()
             out[p] = _pct(probs.mean(axis=0)) if len(probs) else None
+        shares = [self.parties[p].confident for p in PARTIES]
+        out["conf"] = [round(100 * float(np.mean(c))) if c else None for c in shares]
         cust = self.parties["customer"].probs()
-        peak = self.parties["customer"].peak_anger()
-        if len(cust) and peak is not None:
+        if len(cust):
             third = max(len(cust) // 3, 1)
             out["ang"] = _pct(np.array([cust[:third, _ANGRY].mean(), cust[-third:, _ANGRY].mean()]))
+        peak = self.parties["customer"].peak_anger()
+        if peak is not None:
             out["peak"] = round(peak[0])  # whole seconds: a window is at least one
         return out

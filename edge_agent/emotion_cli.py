@@ -2,7 +2,10 @@
 
 Contract (other tools depend on it): for a mono clip of one speaker at any sample rate,
 `{"file": PATH, "label": "neutral"|"happy"|"angry"|"sad", "scores": {"neutral": p, "happy": p, "angry": p,
-"sad": p}}`; a file that cannot be read gives `{"file": PATH, "error": "..."}` and the run goes on. Exit status
+"sad": p}, "confident": true|false}`: `label` is the most likely class, `scores` are calibrated probabilities
+(the model card's temperature scaling) and `confident` says whether the top one clears the card's abstention
+threshold (chosen on validation speakers; below it, treat the label as a guess); a file that cannot be read
+gives `{"file": PATH, "error": "..."}` and the run goes on. Exit status
 0 when every file was scored, 2 when any was not.
 """
 
@@ -63,6 +66,7 @@ def score_file(model: EmotionModel, path: str) -> dict[str, Any]:
         "file": path,
         "label": CLASSES[int(np.argmax(p))],
         "scores": {c: round(float(v), 4) for c, v in zip(CLASSES, p, strict=True)},
+        "confident": model.confident(p),
     }
 
 

@@ -125,14 +125,17 @@ def speech_mask(samples: F32) -> BOOL:
     return mask
 
 
-def model_input(rows: F32) -> F32:
+def model_input(rows: F32, band_mean: bool = False) -> F32:
     """(n, WINDOW_FRAMES, ROW) frontend rows -> (n, WINDOW_FRAMES, N_INPUTS) model input.
 
     Log-mel minus each window's mean level, scaled and clipped; pitch relative to the window's median voiced pitch
     (half-octave units) and absolute (octaves re 220 Hz), both 0 on unvoiced frames; voicing as is.
+    `band_mean` (a model card's `input.band_mean`): each band minus its own mean over the window instead, which
+    also takes out the window's average spectral shape (the microphone, the room, the line, the speaker's vocal
+    tract: what differs most between corpora), from this window alone.
     """
     mel, st, r = rows[..., :N_BANDS], rows[..., N_BANDS], rows[..., N_BANDS + 1]
-    centred = mel - mel.mean(axis=(-2, -1), keepdims=True)
+    centred = mel - mel.mean(axis=(-2,) if band_mean else (-2, -1), keepdims=True)
     voiced = st > 0
     # median of the voiced frames per window (unvoiced sort last); 36 (220 Hz) when none is voiced
     srt = np.sort(np.where(voiced, st, np.inf), axis=-1)

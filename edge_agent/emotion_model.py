@@ -1,8 +1,14 @@
-"""The shipped speech-emotion model: its card (labels, input spec, per-file sha256), a backend, clip scoring.
+"""The shipped speech-emotion model: its card (labels, input spec, per-file sha256, calibration), a backend, clip
+scoring.
 
 The card `models/shipped/emotion-v1.json` names every export of the same weights (ONNX fp32, ONNX int8, TFLite)
 with its sha256; a file whose hash differs from the card is refused. The model is warmed up at load so the
 first live window does not pay for allocations.
+
+The card's `calibration` (temperature scaling fitted on validation speakers) turns the network's softmax into
+probabilities that mean what they say; `predict` and `classify_clip` return calibrated probabilities, and
+`confident` says whether the top one clears the card's abstention threshold. A card without a calibration is used
+as it is: temperature 1, always confident.
 """
 
 from __future__ import annotations
@@ -59,6 +65,47 @@ class EmotionCard:
     classes: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """From the card's `calibration`: temperatures and abstention thresholds (calibrated top probability)."""
+
+    window_temperature: float = 1.0
+    """Divides a window's log-probabilities before the softmax (what the station smooths)."""
+    clip_temperature: float = 1.0
+    """Likewise for a clip's averaged window log-probabilities (clip_probs)."""
+    window_min_confidence: float = 0.0
+    """A window's (or smoothed state's) calibrated top probability below this is not confident."""
+    clip_min_confidence: float = 0.0
+    """A clip's calibrated top probability below this is not confident (`edge-agent emotion`)."""
+
+    @classmethod
+    def from_card(cls, card: dict[str, Any], where: Path) -> Calibration:
+        c = card.get("calibration")
+        if c is None:
+            return cls()
+        try:
+            out = cls(
+                float(c["window_temperature"]),
+                float(c["clip_temperature"]),
+                float(c["window_min_confidence"]),
+                float(c["clip_min_confidence"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise EmotionModelError(f"{where}: calibration is not usable ({exc!r})") from None
+        if min(out.window_temperature, out.clip_temperature) <= 0:
+            raise EmotionModelError(f"{where}: calibration temperatures must be positive")
+        return out
+
+
+def calibrate(probs: F32, temperature: float) -> F32:
+    """Softmax of log-probabilities / temperature, per row: the same top class, a truer confidence."""
+    if temperature == 1.0 or len(probs) == 0:
+        return np.asarray(probs, np.float32)
+    z = np.log(np.clip(probs, 1e-7, 1.0)) / temperature
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return np.asarray(e / e.sum(axis=-1, keepdims=True), np.float32)
+
+
 def shipped_dir() -> Path:
     return Path(str(resources.files("models.shipped")))
 
@@ -106,19 +153,39 @@ class EmotionModel:
         except BackendError as exc:
             raise EmotionModelError(str(exc)) from None
         self.card = EmotionCard(card["name"], entry["file"], digest, classes)
+        self.calibration = Calibration.from_card(card, card_path)
+        self.band_mean = bool(spec.get("band_mean", False))
         self.predict(np.zeros((1, WINDOW_FRAMES, N_INPUTS), np.float32))  # warm-up
         log.debug("emotion model %s (%s, %s) loaded, sha256 %s", self.card.name, backend, precision, digest[:12])
 
-    def predict(self, windows: F32) -> F32:
-        """windows: (n, WINDOW_FRAMES, N_INPUTS) already through model_input -> (n, len(CLASSES))."""
+    def inputs(self, rows: F32) -> F32:
+        """Frontend rows (n, WINDOW_FRAMES, ROW) -> this model's input (its card's normalisation)."""
+        return model_input(rows, self.band_mean)
+
+    def predict_raw(self, windows: F32) -> F32:
+        """windows: (n, WINDOW_FRAMES, N_INPUTS) already through model_input -> (n, len(CLASSES)), the network's
+        own softmax (uncalibrated)."""
         if len(windows) == 0:
             return np.zeros((0, len(CLASSES)), np.float32)
         return self.backend.predict(windows)
 
+    def predict(self, windows: F32) -> F32:
+        """Calibrated class probabilities of each window (the card's window temperature)."""
+        return calibrate(self.predict_raw(windows), self.calibration.window_temperature)
+
+    def clip(self, window_raw: F32) -> F32:
+        """A clip's calibrated distribution from its windows' raw probabilities (predict_raw)."""
+        return calibrate(clip_probs(window_raw), self.calibration.clip_temperature)
+
     def classify_clip(self, samples: F32) -> F32:
-        """Mono 16 kHz clip of one speaker -> class probabilities over its speech (mean over windows)."""
+        """Mono 16 kHz clip of one speaker -> calibrated class probabilities over its speech."""
         mel = log_mel(samples, speech_mask(samples))
-        return clip_probs(self.predict(model_input(clip_windows(mel))))
+        return self.clip(self.predict_raw(self.inputs(clip_windows(mel))))
+
+    def confident(self, probs: F32, clip: bool = True) -> bool:
+        """Whether calibrated probabilities (of a clip, or else of a window or smoothed state) are sure enough."""
+        c = self.calibration
+        return bool(float(np.max(probs)) >= (c.clip_min_confidence if clip else c.window_min_confidence))
 
 
 def clip_probs(window_probs: F32) -> F32:

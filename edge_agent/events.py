@@ -67,6 +67,10 @@ class Emotion(Event):
     """-1 (low) .. 1 (high), from the class probabilities on a fixed circumplex mapping."""
     valence: float = 0.0
     """-1 (negative) .. 1 (positive), likewise."""
+    confidence: float = 0.0
+    """Calibrated probability of `label` (the card's temperature scaling, then smoothing), 2 decimals."""
+    confident: bool = True
+    """Whether `confidence` clears the card's abstention threshold (angry states and alerts need it)."""
 
 
 @dataclass(frozen=True)

@@ -43,9 +43,20 @@ class Activity(Event):
         d["dead_air"] = [[_r(x.start), _r(x.end)] for x in self.dead_airs]
         if self.emotions:
             # every field `analyze` prints (reason is always `change` here: alerts go on their own), so a reader
-            # gets the event back whole; [start, speaker, label] first, as older stations sent only that
+            # gets the event back whole; [start, speaker, label] first, as older stations sent only that, and the
+            # calibrated confidence last, as stations before it sent seven items
             d["emotion"] = [
-                [_r(x.start), x.speaker, x.label, _r(x.end), dict(x.scores), x.arousal, x.valence]
+                [
+                    _r(x.start),
+                    x.speaker,
+                    x.label,
+                    _r(x.end),
+                    dict(x.scores),
+                    x.arousal,
+                    x.valence,
+                    x.confidence,
+                    x.confident,
+                ]
                 for x in self.emotions
             ]
         return d
@@ -169,17 +180,22 @@ def expand_activity(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def _emotion_entry(entry: Sequence[Any], index: int) -> dict[str, Any]:
     """One batched emotion change as the `emotion` event it was. An entry of an older station has only
-    `[start, speaker, label]`: its end is its start and it has no scores."""
-    if not isinstance(entry, list | tuple) or len(entry) not in (3, 7):
-        raise ValueError("activity: an emotion entry is [start, speaker, label, end, scores, arousal, valence]")
+    `[start, speaker, label]` (its end is its start and it has no scores) or no confidence (seven items)."""
+    if not isinstance(entry, list | tuple) or len(entry) not in (3, 7, 9):
+        raise ValueError(
+            "activity: an emotion entry is [start, speaker, label, end, scores, arousal, valence, confidence,"
+            " confident]"
+        )
     start, speaker, label = entry[:3]
     e: dict[str, Any] = {"type": "emotion", "start": start, "end": start, "speaker": speaker, "label": label}
     e["reason"] = "change"
-    if len(entry) == 7:
-        end, scores, arousal, valence = entry[3:]
+    if len(entry) >= 7:
+        end, scores, arousal, valence = entry[3:7]
         if not isinstance(scores, dict):
             raise ValueError("activity: an emotion entry's scores are not an object")
         e.update(end=end, scores=scores, arousal=arousal, valence=valence)
+    if len(entry) == 9:
+        e.update(confidence=entry[7], confident=entry[8])
     e["index"] = index
     return e
 

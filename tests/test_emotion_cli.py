@@ -9,6 +9,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from edge_agent.emotion_model import DEFAULT_MODEL, shipped_dir
 from tests.conftest import run_cli, shared_or_skip, write_wav
 
 CLASSES = ["neutral", "happy", "angry", "sad"]
@@ -35,7 +36,8 @@ def test_one_line_per_file_at_any_rate_and_corrupt_files_do_not_stop_the_run(tmp
     assert set(errors) == {str(corrupt), str(missing), str(empty)}
     assert all(isinstance(e, str) and e and "\n" not in e for e in errors.values())
     for d in scored:
-        assert set(d) == {"file", "label", "scores"}
+        assert set(d) == {"file", "label", "scores", "confident"}
+        assert isinstance(d["confident"], bool)
         assert list(d["scores"]) == CLASSES
         assert abs(sum(d["scores"].values()) - 1.0) < 1e-3
         assert d["label"] == max(d["scores"], key=d["scores"].get)
@@ -49,3 +51,18 @@ def test_all_good_files_exit_zero(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     (line,) = proc.stdout.splitlines()
     assert json.loads(line)["label"] in CLASSES
+
+
+def test_confident_says_whether_the_calibrated_top_score_clears_the_cards_threshold() -> None:
+    """Real clips of a held-out actor, every emotion: `confident` is the card's threshold on the top score."""
+    card = json.loads((shipped_dir() / f"{DEFAULT_MODEL}.json").read_text())
+    threshold = card["calibration"]["clip_min_confidence"]
+    files = sorted((shared_or_skip() / "data" / "ravdess" / "Actor_13").glob("*.flac"))[::4]
+    proc = run_cli("emotion", *map(str, files))
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(lines) == len(files) >= 10
+    for d in lines:
+        top = max(d["scores"].values())
+        if abs(top - threshold) > 1e-3:  # scores are rounded to 4 decimals
+            assert d["confident"] == (top >= threshold), d

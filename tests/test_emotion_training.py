@@ -1,5 +1,6 @@
-"""The emotion recipe's arithmetic: speaker folds, training crops (no torch needed); the speaker adversary; the
-network's two members and their folding into the reference forward pass (with torch)."""
+"""The emotion recipe's arithmetic: speaker folds and splits, the corpora's labels, training crops, calibration
+fitting (no torch needed); the speaker adversary; the network's two members and their folding into the reference
+forward pass (with torch)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,12 @@ import numpy as np
 import pytest
 
 from edge_agent.emotion_features import N_INPUTS, ROW, WINDOW_FRAMES
+from edge_agent.emotion_model import calibrate
+from models.emotion.calibrate import MAX_ABSTAIN, abstain_threshold, ece, fit_temperature
 from models.emotion.crossval import FOLDS
-from models.emotion.train import TEST_SPEAKERS, crops, train_net, uar
+from models.emotion.dataset import corpus_clips, emodb_clips
+from models.emotion.train import EMODB_TEST_SPEAKERS, TEST_SPEAKERS, crops, split_speakers, train_net, uar
+from tests.conftest import shared_or_skip
 
 
 def test_folds_hold_every_actor_out_exactly_once() -> None:
@@ -89,3 +94,41 @@ def test_the_members_average_their_log_probabilities() -> None:
     np.testing.assert_allclose(both, geo / geo.sum(axis=1, keepdims=True), atol=1e-5)
     with pytest.raises(ValueError, match="unknown member"):
         build(4, member="recurrent")
+
+
+def test_emodb_labels_map_to_the_four_classes_and_the_auxiliaries() -> None:
+    """Berlin EmoDB's labels: fear and disgust train the auxiliary outputs, boredom is left out."""
+    root = shared_or_skip() / "data" / "emodb"
+    clips = emodb_clips(root)
+    labels = {c.label for c in clips}
+    assert labels == {"neutral", "happy", "angry", "sad", "fearful", "disgust"}
+    assert {c.corpus for c in clips} == {"emodb"} and len({c.speaker for c in clips}) == 10
+    assert len(clips) == 535 - 81  # all but the 81 boredom clips
+    assert {c.label for c in emodb_clips(root, aux=False)} == {"neutral", "happy", "angry", "sad"}
+
+
+def test_validation_speakers_are_drawn_per_corpus_and_never_tested() -> None:
+    root = shared_or_skip() / "data"
+    clips = corpus_clips("ravdess", root / "ravdess") + corpus_clips("emodb", root / "emodb")
+    test = [*TEST_SPEAKERS, *EMODB_TEST_SPEAKERS]
+    train, val = split_speakers(clips, test, 20261123)
+    assert not (set(train) | set(val)) & set(test) and not set(train) & set(val)
+    assert sum(s.startswith("ravdess") for s in val) == 3 and sum(s.startswith("emodb") for s in val) == 2
+    # a corpus's split does not depend on which other corpora train beside it
+    alone = split_speakers([c for c in clips if c.corpus == "ravdess"], test, 20261123)
+    assert alone[1] == [s for s in val if s.startswith("ravdess")]
+
+
+def test_temperature_and_threshold_fitting() -> None:
+    """A model twice as sure as it should be gets a temperature near 2; the threshold abstains on at most 25 %."""
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(4000, 4)) * 1.5
+    truth = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    y = np.array([rng.choice(4, p=p) for p in truth])
+    sharp = np.exp(2 * logits) / np.exp(2 * logits).sum(axis=1, keepdims=True)
+    t = fit_temperature(sharp.astype(np.float32), y)
+    assert 1.8 < t < 2.2
+    cal = calibrate(sharp.astype(np.float32), t)
+    assert ece(cal, y) < ece(sharp.astype(np.float32), y)
+    thr = abstain_threshold(cal)
+    assert 0.2 <= float(np.mean(cal.max(axis=1) < thr)) <= MAX_ABSTAIN

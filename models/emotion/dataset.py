@@ -2,9 +2,10 @@
 
 A corpus is a CSV manifest `path,speaker,label` (labels among CLASSES; paths relative to the manifest), so a
 center can retrain on speech it holds rights to. RAVDESS is read from its own labels.csv (neutral and calm are
-one class). Each clip's speech frames are found on the clean audio (standing in for the station's VAD), then the
-clip goes through the line the station hears: telephone band, 8 kHz, G.711, real noise at 0-20 dB SNR, level
-changes; features come from the station's own code (edge_agent.emotion_features).
+one class), Berlin EmoDB from its own (EMODB_MAP: boredom is left out). Each clip's speech frames are found on
+the clean audio (standing in for the station's VAD), then the clip goes through the line the station hears:
+telephone band, 8 kHz, G.711, real noise at 0-20 dB SNR, level changes; features come from the station's own
+code (edge_agent.emotion_features).
 """
 
 from __future__ import annotations
@@ -34,6 +35,18 @@ RAVDESS_MAP = {"neutral": "neutral", "calm": "neutral", "happy": "happy", "angry
 AUX_CLASSES = ("fearful", "surprised", "disgust")
 """Extra emotions trained on as auxiliary outputs (more speech per speaker); the shipped head keeps CLASSES."""
 TRAIN_CLASSES = (*CLASSES, *AUX_CLASSES)
+# EmoDB's fear and disgust train the same auxiliary outputs as RAVDESS's fearful and disgust. Boredom is dropped:
+# it is neither RAVDESS's neutral read nor sadness (mapping it to either blurs that class), and an output only one
+# corpus has would be learnt as "this is the German corpus", a corpus cue rather than a tone.
+EMODB_MAP = {
+    "neutral": "neutral",
+    "happy": "happy",
+    "angry": "angry",
+    "sad": "sad",
+    "fear": "fearful",
+    "disgust": "disgust",
+}
+CORPORA = ("ravdess", "emodb")
 _BAND = butter(6, [300.0, 3400.0], btype="bandpass", fs=LINE_RATE, output="sos")
 
 
@@ -46,6 +59,8 @@ class Clip:
     path: Path
     speaker: str
     label: str
+    corpus: str = "manifest"
+    """Which corpus the clip comes from (leave-one-corpus-out evaluation, per-corpus figures)."""
 
 
 def read_manifest(path: Path) -> list[Clip]:
@@ -68,8 +83,30 @@ def ravdess_clips(root: Path, aux: bool = True) -> list[Clip]:
     keep = {**RAVDESS_MAP, **({a: a for a in AUX_CLASSES} if aux else {})}
     with (root / "labels.csv").open(newline="") as f:
         return [
-            Clip(root / r["file"], r["speaker"], keep[r["emotion"]]) for r in csv.DictReader(f) if r["emotion"] in keep
+            Clip(root / r["file"], r["speaker"], keep[r["emotion"]], "ravdess")
+            for r in csv.DictReader(f)
+            if r["emotion"] in keep
         ]
+
+
+def emodb_clips(root: Path, aux: bool = True) -> list[Clip]:
+    """Berlin EmoDB clips of the four classes from its labels.csv, and fear/disgust as auxiliaries if `aux`."""
+    keep = {k: v for k, v in EMODB_MAP.items() if aux or v in CLASSES}
+    with (root / "labels.csv").open(newline="") as f:
+        return [
+            Clip(root / r["file"], r["speaker"], keep[r["emotion"]], "emodb")
+            for r in csv.DictReader(f)
+            if r["emotion"] in keep
+        ]
+
+
+def corpus_clips(name: str, root: Path, aux: bool = True) -> list[Clip]:
+    """The clips of one of CORPORA under `root` (its folder in ../shared/data)."""
+    if name == "ravdess":
+        return ravdess_clips(root, aux)
+    if name == "emodb":
+        return emodb_clips(root, aux)
+    raise ValueError(f"unknown corpus {name!r}; one of {CORPORA}")
 
 
 def read_mono16k(path: Path) -> F32:

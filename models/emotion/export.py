@@ -94,7 +94,8 @@ def export_int8(fp32: Path, path: Path, calib: F32) -> None:
     pre.unlink()
 
 
-def input_spec() -> dict[str, Any]:
+def input_spec(band_mean: bool = False) -> dict[str, Any]:
+    level = "each band minus its own mean over the window" if band_mean else "minus the window's mean dB"
     return {
         "sample_rate": 16000,
         "frame_ms": 10,
@@ -106,7 +107,8 @@ def input_spec() -> dict[str, Any]:
         "fmax_hz": FMAX,
         "window_frames": WINDOW_FRAMES,
         "clip_hop_frames": HOP_FRAMES,
-        "normalisation": f"minus the window's mean dB, times {INPUT_SCALE}, clipped to +-{INPUT_CLIP}",
+        "normalisation": f"{level}, times {INPUT_SCALE}, clipped to +-{INPUT_CLIP}",
+        "band_mean": band_mean,
         "tensor": ["n", WINDOW_FRAMES, N_INPUTS],
         "channels": f"{N_BANDS} log-mel, then relative pitch, absolute pitch, voicing",
         "output": "probs (n, classes), softmax",
@@ -139,7 +141,7 @@ def write_card(out: Path, name: str, files: dict[str, Path], extra: dict[str, An
         "name": name,
         "classes": list(CLASSES),
         "arousal_valence": {k: list(v) for k, v in AROUSAL_VALENCE.items()},
-        "input": input_spec(),
+        "input": input_spec(bool(old.get("input", {}).get("band_mean", False))),
         "architecture": old.get("architecture", architecture(["temporal"])),
         "files": entries,
         **extra,
