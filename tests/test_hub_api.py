@@ -241,6 +241,10 @@ CASES = [
     Case("POST", "/calls/{call}/calibration", STAFF, {"p.dead_air": "-2"}, form=True),
     Case("POST", "/reviews/{review}/resolve", ("admin", "lead1", "lead2"), {"decision": "rejected"}, (200, 400), True),
     Case("GET", "/reports/team/{team}"),
+    # tone labels and the site's anger threshold (tests/test_hub_tone.py); this hub holds no signing key: 400
+    Case("POST", "/calls/{call}/tone", STAFF, {"tone.customer": "angry"}, form=True),
+    Case("GET", "/calibration/tone", STAFF),
+    Case("POST", "/calibration/tone/sh/send", ADMIN, {"threshold": "0.5"}, (400,), True),
     # admin: directory, users, sites, scorecards (fixed ids: each change runs once per world, as the admin)
     Case("POST", "/api/teams", ADMIN, {"team_id": "tx", "name": "Team X", "site": "sh"}, (201,)),
     Case("PATCH", "/api/teams/tx", ADMIN, {"name": "Team X2", "site": "sh"}),
