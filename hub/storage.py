@@ -1031,10 +1031,10 @@ class Store:
         with self.db.transaction():
             return self._bump(f"rejected.{outcome}")
 
-    def bump_counter(self, name: str) -> int:
-        """Add one to the counter `name` (not an ingest rejection: those are `count_reject`'s); its new value."""
+    def bump_counter(self, name: str, n: int = 1) -> int:
+        """Add `n` to the counter `name` (not an ingest rejection: those are `count_reject`'s); its new value."""
         with self.db.transaction():
-            return self._bump(name)
+            return self._bump(name, n)
 
     def _bump(self, name: str, n: int = 1) -> int:
         return int(

@@ -245,6 +245,11 @@ CASES = [
     Case("POST", "/calls/{call}/tone", STAFF, {"tone.customer": "angry"}, form=True),
     Case("GET", "/calibration/tone", STAFF),
     Case("POST", "/calibration/tone/sh/send", ADMIN, {"threshold": "0.5"}, (400,), True),
+    # call outcomes (tests/test_hub_outcomes.py): QA staff import (a lead: a call of another team is unmatched)
+    Case("GET", "/outcomes", STAFF),
+    Case("POST", "/outcomes/import", STAFF, {"window_s": "120"}, (400,), True),  # no file: refused, nothing stored
+    Case("POST", "/api/outcomes/import", STAFF, {"rows": [{"call_id": "no-such-call", "csat": 4}]}, (422,)),
+    Case("GET", "/api/calls/{call}/outcomes"),
     # admin: directory, users, sites, scorecards (fixed ids: each change runs once per world, as the admin)
     Case("POST", "/api/teams", ADMIN, {"team_id": "tx", "name": "Team X", "site": "sh"}, (201,)),
     Case("PATCH", "/api/teams/tx", ADMIN, {"name": "Team X2", "site": "sh"}),

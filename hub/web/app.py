@@ -8,6 +8,7 @@ import logging
 
 from fastapi import Depends, FastAPI
 
+from hub import outcomes
 from hub.live import LiveBoard
 from hub.storage import Store
 from hub.tone import ConfigSigner
@@ -15,6 +16,8 @@ from hub.web.admin_api import install_admin_api
 from hub.web.admin_pages import install_admin_pages
 from hub.web.api import install_api, install_docs
 from hub.web.deps import Hub, SafeJSONResponse, csrf_guard
+from hub.web.limits import COUNTER, BodyLimit
+from hub.web.outcome_pages import install_outcome_pages
 from hub.web.pages import install_pages
 from hub.web.tone_pages import install_tone_pages
 
@@ -42,4 +45,12 @@ def create_app(store: Store, board: LiveBoard | None = None, signer: ConfigSigne
     install_pages(app)
     install_admin_pages(app)
     install_tone_pages(app)
+    install_outcome_pages(app)
+    # a multipart upload carries its boundaries and headers over the file's own bytes
+    upload_limit = outcomes.MAX_BYTES + 64 * 1024
+    app.add_middleware(
+        BodyLimit,
+        limits={"/outcomes/import": upload_limit, "/api/outcomes/import": upload_limit},
+        on_refuse=lambda: store.bump_counter(COUNTER),
+    )
     return app

@@ -312,6 +312,51 @@ _EN: dict[str, str] = {
     "tone_no_site": "No site yet.",
     "live_confidence": "confidence",
     "live_anger_score": "anger score",
+    "oc_nav": "Outcomes",
+    "oc_page": "Import call outcomes",
+    "oc_hint": (
+        "Upload what became of calls after they ended, from the center's survey, CRM and complaint"
+        " systems: a CSV file with a header line. Each row names its call by the CTI call id, or by seat"
+        " and time. A row that matches no call, matches more than one, or does not validate is listed"
+        " with its line and why; then nothing is imported, unless you tick “import the rows that match”."
+    ),
+    "oc_col_call_id": "the CTI's call id (the id the CTI gave the station when the call started)",
+    "oc_col_seat": (
+        "or the seat, the time the call started (ISO 8601; without an offset: the site's local time) and"
+        " optionally the site: the one call on that seat that started within %(w)g s of it"
+    ),
+    "oc_col_custom": "any other outcome of your own, a number (lower-case letters, digits and _)",
+    "oc_yes_no": "1/0, yes/no, true/false",
+    "oc_limits": "At most %(rows)d rows and %(mib)d MiB per file; split bigger exports. UTF-8 or GB18030 (Excel) text.",
+    "oc_file": "CSV file",
+    "oc_window": "Seat and time window",
+    "oc_partial": "Import the rows that match (the others are listed and counted, not imported)",
+    "oc_import": "Import",
+    "oc_result": "Result",
+    "oc_done": "Imported %(n)d of %(total)d rows (%(k)d outcomes).",
+    "oc_nothing": "Nothing was imported.",
+    "oc_unmatched": "Rows not imported",
+    "oc_first": "the first %(n)d shown",
+    "oc_line": "Line",
+    "oc_reason": "Why",
+    "oc_recent": "Latest imports",
+    "oc_when": "When",
+    "oc_by": "By",
+    "oc_rows": "Rows",
+    "oc_imported": "Imported",
+    "oc_refused_imports": "Refused imports (too big, not CSV, rows that did not match)",
+    "oc_title": "Outcomes",
+    "oc_outcome": "Outcome",
+    "oc_value": "Value",
+    "oc_source": "Imported by · when · import",
+    "oc_csat": "Customer satisfaction",
+    "oc_fcr": "Resolved at first contact",
+    "oc_complaint": "Complaint",
+    "oc_repeat": "Repeat contact within %(n)s days",
+    "oc_repeat_n": "repeat contact within N days",
+    "oc_yes": "yes",
+    "oc_no": "no",
+    "oc_none": "No outcomes imported for this call.",
 }
 
 _ZH: dict[str, str] = {
@@ -616,6 +661,50 @@ _ZH: dict[str, str] = {
     "tone_no_site": "尚无站点。",
     "live_confidence": "置信度",
     "live_anger_score": "愤怒分数",
+    "oc_nav": "通话结果",
+    "oc_page": "导入通话结果",
+    "oc_hint": (
+        "上传通话结束后的结果(来自中心的满意度调查、CRM 和投诉系统): 带表头行的 CSV 文件。每"
+        "行用 CTI 通话 ID,或座席加时间指明对应的通话。匹配不到通话、匹配到多个通话或校验不通过的"
+        "行会列出行号和原因; 此时不导入任何数据,除非勾选“只导入匹配的行”。"
+    ),
+    "oc_col_call_id": "CTI 的通话 ID(通话开始时 CTI 发给终端的 ID)",
+    "oc_col_seat": (
+        "或座席、通话开始时间(ISO 8601; 不带时区时为站点本地时间)以及可选的站点:"
+        " 该座席上开始时间在其前后 %(w)g 秒内的唯一通话"
+    ),
+    "oc_col_custom": "任何自定义结果, 取值为数字(小写字母、数字和 _)",
+    "oc_yes_no": "1/0、yes/no、true/false、是/否",
+    "oc_limits": "每个文件最多 %(rows)d 行、%(mib)d MiB; 更大的导出请拆分。UTF-8 或 GB18030(Excel)文本。",
+    "oc_file": "CSV 文件",
+    "oc_window": "座席与时间匹配窗口",
+    "oc_partial": "只导入匹配的行(其余行列出并计数, 不导入)",
+    "oc_import": "导入",
+    "oc_result": "结果",
+    "oc_done": "已导入 %(total)d 行中的 %(n)d 行(%(k)d 项结果)。",
+    "oc_nothing": "未导入任何数据。",
+    "oc_unmatched": "未导入的行",
+    "oc_first": "仅显示前 %(n)d 行",
+    "oc_line": "行号",
+    "oc_reason": "原因",
+    "oc_recent": "最近的导入",
+    "oc_when": "时间",
+    "oc_by": "导入人",
+    "oc_rows": "行数",
+    "oc_imported": "已导入",
+    "oc_refused_imports": "被拒绝的导入(文件过大、不是 CSV、有未匹配的行)",
+    "oc_title": "通话结果",
+    "oc_outcome": "结果",
+    "oc_value": "取值",
+    "oc_source": "导入人 · 时间 · 导入批次",
+    "oc_csat": "客户满意度",
+    "oc_fcr": "首次联系解决",
+    "oc_complaint": "投诉",
+    "oc_repeat": "%(n)s 天内重复来电",
+    "oc_repeat_n": "N 天内重复来电",
+    "oc_yes": "是",
+    "oc_no": "否",
+    "oc_none": "此通话尚未导入结果。",
 }
 
 STRINGS: dict[str, dict[str, str]] = {"en": _EN, "zh-CN": _ZH}

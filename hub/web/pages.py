@@ -24,7 +24,7 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import aggregate, auth, calibration, reviews, tone
+from hub import aggregate, auth, calibration, outcomes, reviews, tone
 from hub.aggregate import Period
 from hub.auth import Scope, User
 from hub.scores import get_scorecard
@@ -341,6 +341,7 @@ def install_pages(app: FastAPI) -> None:
             cal=explain.calibration_grid(detail["calibrations"]["scores"]),
             local_time=lambda iso: explain.local_time(iso, tz),
             actions=_call_actions(request, hub, user, detail),
+            outcomes=outcomes.call_outcomes(hub.store, call_id),
         )
 
     @app.get("/live", include_in_schema=False)
