@@ -245,6 +245,9 @@ CASES = [
     Case("POST", "/calls/{call}/tone", STAFF, {"tone.customer": "angry"}, form=True),
     Case("GET", "/calibration/tone", STAFF),
     Case("POST", "/calibration/tone/sh/send", ADMIN, {"threshold": "0.5"}, (400,), True),
+    Case("PUT", "/api/calls/{call}/tone", STAFF, {"customer": "angry"}),
+    Case("GET", "/api/calls/{call}/tone", STAFF),
+    Case("GET", "/api/tone/sh", STAFF),
     # call outcomes (tests/test_hub_outcomes.py): QA staff import (a lead: a call of another team is unmatched)
     Case("GET", "/outcomes", STAFF),
     Case("POST", "/outcomes/import", STAFF, {"window_s": "120"}, (400,), True),  # no file: refused, nothing stored

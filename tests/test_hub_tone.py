@@ -227,6 +227,46 @@ def test_reviewers_label_and_the_page_shows_the_fit(world: Store) -> None:
     assert '<option value="neutral" selected>' in html
 
 
+def api(store: Store, user: str) -> TestClient:
+    """A client with the user's bearer token (an API client: no cookie, no CSRF field)."""
+    c = TestClient(create_app(store))
+    r = c.post("/api/login", json={"username": user, "password": PASSWORD})
+    assert r.status_code == 200, r.text
+    c.headers["authorization"] = f"Bearer {r.json()['token']}"
+    return c
+
+
+def test_the_api_labels_and_reports_as_the_pages_do(world: Store) -> None:
+    """PUT/GET /api/calls/{id}/tone and GET /api/tone/{site}: the same labels, blindness, scope and fit as the
+    pages; a label that is not a class is refused (400) and counted, a lead of another team gets 404."""
+    rev1 = api(world, "rev1")
+    for i, pct in enumerate(SCORES):
+        body = {"customer": "angry" if pct in ANGRY else "neutral", "agent": "neutral"}
+        r = rev1.put(f"/api/calls/{call_id(i)}/tone", json=body)
+        assert r.status_code == 200 and r.json()["mine"] == body, r.text
+    time.sleep(1.1)  # labels are stamped to the second: reviewer 2's must be the later one
+    rev2 = api(world, "rev2")
+    unseen = rev2.get(f"/api/calls/{TIE_CALL}/tone").json()
+    assert unseen["blind"] and unseen["by_reviewer"] == {} and unseen["reviewers"] == 1  # blind until labelled
+    seen = rev2.put(f"/api/calls/{TIE_CALL}/tone", json={"customer": "neutral"}).json()
+    assert not seen["blind"] and seen["by_reviewer"]["rev1"]["customer"] == "angry"
+
+    t, f1, _, _ = brute_force(expected_points())
+    rep = rev2.get("/api/tone/sh").json()
+    assert rep["trusted"] and rep["at_fit"]["threshold"] == pytest.approx(t)
+    assert rep["at_fit"]["f1"] == pytest.approx(f1)
+    assert rep == json.loads(json.dumps(tone.report(world, Scope(User("rev2", "reviewer")), "sh")))
+    assert rev2.get("/api/tone/nowhere").status_code == 404
+
+    before = world.counters().get(f"{tone.REFUSED_PREFIX}api", 0)
+    r = rev2.put(f"/api/calls/{call_id(0)}/tone", json={"customer": "furious"})
+    assert r.status_code == 400 and "furious" in r.text
+    assert world.counters().get(f"{tone.REFUSED_PREFIX}api") == before + 1
+    assert rev2.put(f"/api/calls/{call_id(0)}/tone", json={"customer": "angry", "x": 1}).status_code == 422
+    assert api(world, "lead2").get(f"/api/calls/{call_id(0)}/tone").status_code == 404  # another team's call
+    assert api(world, "alice").get(f"/api/calls/{call_id(0)}/tone").status_code == 403
+
+
 def test_other_roles_cannot_label_and_bad_input_is_refused_and_counted(world: Store) -> None:
     store = world
     url = f"/calls/{call_id(0)}/tone"

@@ -16,13 +16,15 @@ from urllib.parse import quote
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from edge_agent.schema import SchemaError, check_name
 from hub import tone
 from hub.auth import Scope, User
-from hub.web.deps import Hub
+from hub.web.deps import Hub, HubDep, UserDep, require, visible_call
 from hub.web.pages import page_user, render
+from hub.web.workflow import call_tone
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +70,48 @@ def tone_view(
     )
 
 
+class ToneBody(BaseModel):
+    """A reviewer's tone labels for a call: the customer's, and the agent's if heard (one of `hub.tone.LABELS`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer: str = Field(max_length=16)
+    agent: str | None = Field(None, max_length=16)
+
+
 def install_tone_pages(app: FastAPI) -> None:
+    # the API: the same labels and report as the pages, for a QA tool that drives the hub (both roles and scope
+    # as the pages; a label that is not one of the model's classes is refused and counted like a bad form)
+    @app.put("/api/calls/{call_id}/tone", tags=["tone"])
+    def put_tone(call_id: str, body: ToneBody, hub: HubDep, user: UserDep) -> dict[str, Any]:
+        """Label the call's tone (replacing this reviewer's earlier labels); returns the call's tone as the
+        caller may see it."""
+        require(user, *tone.LABEL_ROLES)
+        visible_call(hub, user, call_id)
+        labels = {"customer": body.customer} | ({"agent": body.agent} if body.agent else {})
+        try:
+            tone.label(hub.store, user, call_id, labels)
+        except tone.ToneError as exc:
+            hub.store.bump_counter(f"{tone.REFUSED_PREFIX}api")
+            raise HTTPException(400, str(exc)) from None
+        return call_tone(hub.store, user, call_id)
+
+    @app.get("/api/calls/{call_id}/tone", tags=["tone"])
+    def get_tone(call_id: str, hub: HubDep, user: UserDep) -> dict[str, Any]:
+        """The measured customer anger, whether it alerted, the caller's labels and (unless a reviewer who has
+        not labelled the call yet) every reviewer's."""
+        require(user, *tone.LABEL_ROLES)
+        visible_call(hub, user, call_id)
+        return call_tone(hub.store, user, call_id)
+
+    @app.get("/api/tone/{site}", tags=["tone"])
+    def tone_report(site: str, hub: HubDep, user: UserDep) -> dict[str, Any]:
+        """The site's labelled calls, the fitted anger threshold and alert precision/recall at the threshold in
+        force and at the fitted one (what /calibration/tone shows)."""
+        require(user, *tone.LABEL_ROLES)
+        if site not in _sites(hub):
+            raise HTTPException(404, "no such site")
+        return tone.report(hub.store, Scope(user), site)
+
     @app.get("/calibration/tone", include_in_schema=False)
     def tone_page(request: Request, site: str | None = None) -> HTMLResponse:
         hub, user = page_user(request)
