@@ -206,11 +206,12 @@ class CallFeatures:
                 stage.reset()
         self._silent = [0, 0]
 
-    def _dropouts(self, ch: int, band: F32) -> npt.NDArray[np.bool_]:
+    def _dropouts(self, ch: int, band: F32) -> npt.NDArray[np.bool_] | None:
         """Frames of digital silence that are dropouts (skipped by the floor and leakage estimates): all of
-        them until the channel has had GATED_AFTER such frames, none after (it is gated: zero is its floor)."""
+        them until the channel has had GATED_AFTER such frames, none after (it is gated: zero is its floor).
+        None when this instance does not skip them (training)."""
         if not self.skip_dropouts:
-            return np.zeros(len(band), bool)
+            return None
         silent = band < SILENT_DB
         seen = self._silent[ch] + np.cumsum(silent)
         self._silent[ch] = int(seen[-1]) if len(seen) else self._silent[ch]

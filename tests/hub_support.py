@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
 
 from edge_agent.events import CallSummary, DeadAir, Event, Speech, TalkOver
 from edge_agent.schema import Envelope, envelope
@@ -30,6 +31,7 @@ from hub import auth
 from hub.scorecard import DEFAULT_SCORECARD, load
 from hub.scores import Scorer, import_scorecard
 from hub.storage import Store
+from hub.web.app import create_app
 from tests.broker import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -224,3 +226,13 @@ def ingest(store: Store, envs: list[Envelope], score: bool = True) -> None:
         store.add(e, e.to_json())
     if score:
         Scorer(store).score_pending()
+
+
+def api_client(store: Store, user: str, password: str) -> TestClient:
+    """A client of the hub app on `store` logged in as `user` with a bearer token (an API client: no cookie, no
+    CSRF field)."""
+    c = TestClient(create_app(store))
+    r = c.post("/api/login", json={"username": user, "password": password})
+    assert r.status_code == 200, r.text
+    c.headers["authorization"] = f"Bearer {r.json()['token']}"
+    return c

@@ -76,7 +76,14 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     store.set_status("sh", "s01", status="offline")
     create_user(store, "admin", PASSWORD, "admin")
     create_user(store, "alice", PASSWORD, "agent", agent_id="a1")
-    board = LiveBoard()
+    with served(store) as h:
+        yield h
+
+
+@contextmanager
+def served(store: Store, board: LiveBoard | None = None) -> Iterator[Hub]:
+    """`serving` as a Hub (with a live board of its own unless given one); the store is closed afterwards."""
+    board = board or LiveBoard()
     try:
         with serving(store, board) as url:
             yield Hub(url, store, board)

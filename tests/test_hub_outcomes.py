@@ -20,10 +20,9 @@ from hub.auth import User, create_user
 from hub.scorecard import DEFAULT_SCORECARD, load
 from hub.scores import import_scorecard
 from hub.storage import Store
-from hub.web.app import create_app
 from hub.web.limits import COUNTER, DEFAULT_LIMIT
-from tests.hub_support import Station, ingest
-from tests.test_hub_browser import PASSWORD, Hub, browser, login, serving, shot  # noqa: F401 - browser: fixture
+from tests.hub_support import Station, api_client, ingest
+from tests.test_hub_browser import PASSWORD, Hub, browser, login, served, shot  # noqa: F401 - browser: fixture
 
 USERS = {  # name: (role, agent, team)
     "admin": ("admin", None, None),
@@ -79,11 +78,7 @@ def stored(store: Store) -> list[tuple[Any, ...]]:
 
 
 def session(store: Store, user: str) -> TestClient:
-    c = TestClient(create_app(store))
-    r = c.post("/api/login", json={"username": user, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    c.headers["authorization"] = f"Bearer {r.json()['token']}"
-    return c
+    return api_client(store, user, PASSWORD)
 
 
 @pytest.fixture(scope="module")
@@ -328,17 +323,10 @@ def test_outcomes_on_postgresql(pg_dsn: str) -> None:
 
 @pytest.fixture(scope="module")
 def outcome_hub(base: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    from hub.live import LiveBoard
-
     path = tmp_path_factory.mktemp("outcomes-browser") / "hub.sqlite"
     path.write_bytes(base.read_bytes())
-    store = Store(path, default_tz="Asia/Shanghai")
-    board = LiveBoard()
-    try:
-        with serving(store, board) as url:
-            yield Hub(url, store, board)
-    finally:
-        store.close()
+    with served(Store(path, default_tz="Asia/Shanghai")) as h:
+        yield h
 
 
 @pytest.mark.parametrize(

@@ -38,8 +38,8 @@ from hub.storage import Store
 from hub.updates import keygen, load_private_key
 from hub.web.app import create_app
 from tests.broker import Mosquitto, mosquitto  # noqa: F401 - the fixture
-from tests.hub_support import SUMMARY, Station, ingest
-from tests.test_hub_browser import PASSWORD, Hub, browser, login, serving, shot  # noqa: F401 - browser: fixture
+from tests.hub_support import SUMMARY, Station, api_client, ingest
+from tests.test_hub_browser import PASSWORD, Hub, browser, login, served, shot  # noqa: F401 - browser: fixture
 from tests.test_station import doc, station_for
 
 USERS = {  # name: (role, agent, team)
@@ -228,12 +228,7 @@ def test_reviewers_label_and_the_page_shows_the_fit(world: Store) -> None:
 
 
 def api(store: Store, user: str) -> TestClient:
-    """A client with the user's bearer token (an API client: no cookie, no CSRF field)."""
-    c = TestClient(create_app(store))
-    r = c.post("/api/login", json={"username": user, "password": PASSWORD})
-    assert r.status_code == 200, r.text
-    c.headers["authorization"] = f"Bearer {r.json()['token']}"
-    return c
+    return api_client(store, user, PASSWORD)
 
 
 def test_the_api_labels_and_reports_as_the_pages_do(world: Store) -> None:
@@ -479,11 +474,8 @@ def tone_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     st = Station("sh", "s09")
     board.update(anger_event(st, "LIVE1", confidence=0.83))
     board.update(anger_event(Station("sh", "s08"), "LIVE2", scores={"angry": 0.64}))
-    try:
-        with serving(store, board) as url:
-            yield Hub(url, store, board)
-    finally:
-        store.close()
+    with served(store, board) as h:
+        yield h
 
 
 @pytest.mark.parametrize(("lang", "angry", "confidence", "score"),

@@ -210,7 +210,7 @@ def call_tone(store: Store, user: User, call_id: str) -> dict[str, Any]:
     events = store.call_events(call_id)
     labels = tone.call_labels(store, call_id)
     mine = {r["party"]: r["label"] for r in labels if r["reviewer"] == user.username}
-    blind = user.role == "reviewer" and not mine
+    blind = calibration.blind(user, bool(mine))
     by_reviewer: dict[str, dict[str, str]] = {}
     for r in labels:
         by_reviewer.setdefault(r["reviewer"], {})[r["party"]] = r["label"]
