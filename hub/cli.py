@@ -11,6 +11,7 @@
     qa-hub agent set ID --name N [--team T]
     qa-hub update keygen --out DIR   |   qa-hub update publish ...   (signed station updates, docs/updates.md)
     qa-hub backup OUT [--keep N]   |   qa-hub restore IN   (the database, deploy/hub/README.md)
+    qa-hub validity rebuild   |   qa-hub validity report --version V [--scorecard S --outcome O --csv]   (issue 22)
 
 `--db` (or `QA_HUB_DB`) is a SQLite path (default `hub.sqlite`) or a `postgresql://` DSN. Errors are one line
 on stderr with exit status 2.
@@ -31,7 +32,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from hub import backup, updates
+from hub import backup, updates, validity
 from hub.db import StorageError
 from hub.scorecard import DEFAULT_SCORECARD, ScorecardError, load
 from hub.scores import Scorer, get_scorecard, import_scorecard
@@ -123,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     updates.add_parser(sub)
     backup.add_parser(sub)
+    validity.add_parser(sub)
 
     for what in ("site", "team", "agent"):
         d = sub.add_parser(what, help=f"{what}s").add_subparsers(dest="action", required=True)
@@ -256,6 +258,8 @@ def run(args: argparse.Namespace) -> int:
             store.put_site(args.id, args.name, args.site_tz)
         elif args.cmd == "team":
             store.put_team(args.id, args.name, args.site)
+        elif args.cmd == "validity":
+            return validity.run_cli(store, args, sys.stdout)
         elif args.cmd == "agent":
             store.put_agent(args.id, args.name, args.team)
         return 0

@@ -10,10 +10,13 @@
 3. Starts the hub on SQLite (`DIR/hub.sqlite`): ingest, scoring with the shipped scorecard, the API and the
    dashboard; creates a site, two teams (stations alternate between them), their agents and the demo users
    (printed): an admin, a lead per team, two QA reviewers, an agent per team.
-4. Backfills `--history-days` of past calls (other real-speech calls of three lengths, speakers and line noises,
-   so scores spread; analysed only while a station still has to send its past) through each station's outbox,
-   so the dashboard opens on trends, not on an empty page. Once they are scored, puts disputes (open, rejected,
-   upheld), an override and two reviewers' calibrations in flight (`seed_reviews`), once per demo directory.
+4. Backfills `--history-days` of past calls (`HISTORY`: 32 or more other real-speech calls of four lengths, speakers and
+   line noises, so scores spread and different rules fire together; analysed only while a station still has to
+   send its past, one process per core) through each station's outbox, so the dashboard opens on trends, not on
+   an empty page. Once they are scored, gives every scored call simulated outcomes with planted rules, labelled
+   as simulated (`seed_outcomes`, hub/simulated_outcomes.py: what /validity should recover), and puts disputes
+   (open, rejected, upheld), an override and two reviewers' calibrations in flight (`seed_reviews`), each once
+   per demo directory.
 5. Starts N stations, each the real station runtime (firmware_py/runtime.py: outbox, hub-confirmed MQTT
    delivery, health, live signals) analysing its call file at real time over and over, one call per pass, the
    way a CTI integration would start and end calls.
@@ -32,6 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +47,15 @@ SITE = "demo"
 TEAMS = (("team-a", "Team A"), ("team-b", "Team B"))
 NOISES = ("babble", "car", "restaurant", "street", "train", "station", "airport", "exhibition")
 # past calls in batches of different lengths (x --minutes), seeds and line noises, so their scores spread
-HISTORY = ((0.5, 9, NOISES[:3]), (1.5, 11, NOISES[3:6]), (3.0, 13, NOISES[5:]))
+HISTORY = ((0.5, 9, NOISES[:3]), (1.0, 10, NOISES[2:5]), (1.5, 11, NOISES[3:6]), (3.0, 13, NOISES[5:]))
+HISTORY_CALLS = 8
+"""Distinct past calls per batch (at least; one per station where there are more): the simulated outcomes'
+validity report separates rules only across calls where different rules fire, and every backfilled day
+repeats these calls, so their number, not the days', is what varies which rules fire together."""
+HISTORY_DAYS = 28
+"""`--history-days`: 4 weeks, about 350 past calls with 4 stations, enough for the validity report to recover
+every planted rule of the simulated outcomes (with 3 weeks, 260 calls, it misses a planted one for about 1 seed
+in 20; tests/test_demo_outcomes.py)."""
 
 
 class DemoError(RuntimeError):
@@ -122,11 +134,11 @@ def seed_people(store: Any, n: int, logins: Path) -> dict[str, str]:
 
 
 def seed_reviews(store: Any, rng: random.Random) -> dict[str, int]:
-    """Disputes (open, rejected, upheld with corrected points), an override and two reviewers' calibrations on
-    scored calls, through the same domain functions the API uses, so /reviews, /calibration and the call pages
-    show work in flight on first start. Does nothing where any review or calibration exists already (an
-    earlier run, or people at work): the demo never adds to what people did."""
-    from hub import calibration, reviews
+    """Disputes (open, rejected, upheld with corrected points), an override, two reviewers' calibrations, a
+    coaching session and a kudos on scored calls, through the same domain functions the API uses, so /reviews,
+    /calibration, the call and agent pages show work in flight on first start. Does nothing where any review or
+    calibration exists already (an earlier run, or people at work): the demo never adds to what people did."""
+    from hub import calibration, coaching, reviews
     from hub.auth import get_user
 
     if store.db.scalar("SELECT (SELECT COUNT(*) FROM reviews) + (SELECT COUNT(*) FROM calibrations)"):
@@ -193,12 +205,44 @@ def seed_reviews(store: Any, rng: random.Random) -> dict[str, int]:
             points = {rule: float(p) + rng.choice(spread) for rule, p in auto.items()}
             calibration.submit(store, user(name), call_id, points)
         done["calibrated_calls"] += 1
+    # team A's lead has coached their agent on the two weakest rules of the last 4 weeks and recognised their
+    # best call, so the agent page opens on a session to acknowledge and a trend since it
+    agent, lead = agent_id(0), user("lead-a")
+    suggested = coaching.suggestion(store, lead, agent, datetime.now(UTC).date())
+    weakest = [w["rule"] for w in suggested["weakest"][:2]]
+    if weakest:
+        coaching.open_session(store, lead, agent, weakest, "Let the customer finish before answering;"
+                              " fill silences by saying what you are doing.", "Opened by the demo.")  # fmt: skip
+        done["coaching_sessions"] = 1
+    best = calls_of(agent)[-1:]
+    if best:
+        coaching.give_kudos(store, lead, best[0], "Calm and clear all the way through: a model call.")
+        done["kudos"] = 1
     return done
+
+
+def seed_outcomes(store: Any) -> int:
+    """Simulated outcomes with planted rules (hub/simulated_outcomes.py) for every scored call, imported by the
+    demo's admin and labelled as simulated, so /validity opens on a report whose truth is known; once per demo
+    directory (returns 0 where they were imported before). Returns the calls given outcomes."""
+    from hub import simulated_outcomes
+    from hub.auth import get_user
+
+    if simulated_outcomes.imported(store):
+        return 0
+    admin = get_user(store, "admin")
+    if admin is None:
+        raise DemoError("demo user admin is missing")
+    result = simulated_outcomes.import_simulated(store, admin)
+    if result.refused is not None:
+        raise DemoError(f"the simulated outcomes were refused ({result.refused})")
+    return result.imported
 
 
 def seed_when_scored(store: Any, expect: int, stop: threading.Event, stall_s: float = 30.0) -> None:
     """Once `expect` calls are scored (the backfilled past, or the first live calls), or scoring has stalled
-    for `stall_s` with some scored, put reviews and calibrations in flight (`seed_reviews`)."""
+    for `stall_s` with some scored, import simulated outcomes (`seed_outcomes`) and put reviews and
+    calibrations in flight (`seed_reviews`)."""
     last, since = -1, time.monotonic()
     while not stop.wait(1.0):
         scored = int(store.db.scalar("SELECT COUNT(*) FROM calls WHERE score IS NOT NULL") or 0)
@@ -209,6 +253,14 @@ def seed_when_scored(store: Any, expect: int, stop: threading.Event, stall_s: fl
     else:
         return
     try:
+        n = seed_outcomes(store)
+    except Exception as exc:  # the demo goes on without them; say why in one line
+        log.warning("could not import simulated outcomes: %s", exc)
+    else:
+        if n:
+            print(f"outcomes:  {n} calls given simulated outcomes (labelled simulated; which rules relate to them:"
+                  " /validity)", flush=True)  # fmt: skip
+    try:
         done = seed_reviews(store, random.Random(3))  # noqa: S311 - demo reviewers' leeway, not a secret
     except Exception as exc:  # the demo goes on without them; say why in one line
         log.warning("could not put reviews in flight: %s", exc)
@@ -217,23 +269,87 @@ def seed_when_scored(store: Any, expect: int, stop: threading.Event, stall_s: fl
         log.info("in flight: %s", ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in done.items()))
 
 
-def analyse_history(wavs: list[Path]) -> list[tuple[list[Any], dict[str, Any]]]:
-    """Each history call's wire events and the models behind them (analysed once, as fast as it goes)."""
+def history_wavs(workdir: Path, stations: int, minutes: float) -> list[Path]:
+    """The past calls' real-speech files: `HISTORY`'s batches, composed once (in parallel: each is a process)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = max(HISTORY_CALLS, stations)
+    with ThreadPoolExecutor(len(HISTORY)) as pool:
+        batches = pool.map(
+            lambda k: compose(workdir / "history" / f"b{k}", n, minutes * HISTORY[k][0], seed=HISTORY[k][1],
+                              noises=HISTORY[k][2]),
+            range(len(HISTORY)),
+        )  # fmt: skip
+        return [wav for batch in batches for wav in batch]
+
+
+def _analyse(wav: Path) -> tuple[list[Any], dict[str, Any]]:
     from edge_agent.audio import read_call
     from edge_agent.pipeline import Pipeline
     from edge_agent.wire import model_refs, to_wire
 
     pipeline = Pipeline()
-    refs = model_refs(pipeline)
-    out = []
-    for wav in wavs:
-        out.append((to_wire(pipeline.run(read_call(wav, block_seconds=2.0))), refs))
-        pipeline = Pipeline()
+    return to_wire(pipeline.run(read_call(wav, block_seconds=2.0))), model_refs(pipeline)
+
+
+def analyse_history(wavs: list[Path], workers: int | None = None) -> list[tuple[list[Any], dict[str, Any]]]:
+    """Each history call's wire events and the models behind them (analysed once, as fast as it goes: one
+    process per core, as each pipeline's models run on one thread)."""
+    n = min(len(wavs), workers or os.cpu_count() or 1)
+    if n <= 1:
+        return [_analyse(wav) for wav in wavs]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawned, not forked: the demo's hub threads (ingest, http) hold locks a forked child would inherit
+    with ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn")) as pool:
+        return list(pool.map(_analyse, wavs))
+
+
+def past_calls(
+    seat: str,
+    agent: str,
+    history: Sequence[tuple[list[Any], dict[str, Any]]],
+    days: int,
+    rng: random.Random,
+    now: float,
+) -> list[list[Any]]:
+    """A seat's past: the agent's login dated before the oldest past call, then per past call (real-speech
+    analyses from `history`, 3-6 per weekday over the last `days` days before `now`) its unsequenced
+    envelopes, each list to be queued at once. The calls are named by working day from the oldest, not by
+    date: any 28 days hold 20 weekdays, so the default past (calls, ids, and so their simulated outcomes) is the
+    same whatever day the demo first starts, and tests/test_demo_outcomes.py checks the report on that past."""
+    from edge_agent.schema import envelope
+    from edge_agent.wire import AgentLogin
+
+    # the hub attributes a call to whoever was logged in at the seat when it started, never to the agent its
+    # events name (docs/trust.md): so the agent's login goes first, dated before the oldest past call
+    first = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now - (days + 1) * 86400))
+    out = [[envelope(AgentLogin(start=0.0, end=0.0), seat=seat, site=SITE, call_id=None, agent_id=agent, ts=first)]]
+    workday = 0
+    for day in range(days, 0, -1):
+        if time.gmtime(now - day * 86400).tm_wday >= 5:
+            continue  # the centre is closed at weekends
+        workday += 1
+        for k in range(rng.randint(3, 6)):
+            events, refs = rng.choice(history)
+            end = now - day * 86400 + (9 * 3600 - now % 86400) + k * 2400 + rng.uniform(0, 600)
+            ts = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(end))
+            call_id = f"{seat}-h{workday:02d}{k}"
+            out.append(
+                [envelope(e, seat=seat, site=SITE, call_id=call_id, agent_id=agent, model=refs.get(e.type), ts=ts)
+                 for e in events]
+            )  # fmt: skip
     return out
 
 
 def agent_id(i: int) -> str:
     return f"agent{i + 1:02d}"
+
+
+def seat_pool(history: list[tuple[list[Any], dict[str, Any]]], i: int) -> list[tuple[list[Any], dict[str, Any]]]:
+    """Station `i`'s past calls come from a different slice of the pool: the agents' trends differ."""
+    return [h for k, h in enumerate(history) if (k + i) % 3 != 0] or history
 
 
 class SimulatedSeat:
@@ -263,35 +379,12 @@ class SimulatedSeat:
         self.calls = 0
 
     def backfill(self, history: list[tuple[list[Any], dict[str, Any]]], days: int, rng: random.Random) -> int:
-        """Queue past calls (real-speech analyses, dated over the last `days` days) in the station's outbox: they
-        reach the hub through the same transport as live ones, so the dashboard opens on weeks of trends."""
-        from edge_agent.schema import envelope
-        from edge_agent.wire import AgentLogin
-
-        now = time.time()
-        n = 0
-        # the hub attributes a call to whoever was logged in at the seat when it started, never to the agent its
-        # events name (docs/trust.md): so the agent's login goes first, dated before the oldest past call
-        first = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now - (days + 1) * 86400))
-        self.station.outbox.put(
-            envelope(AgentLogin(start=0.0, end=0.0), seat=self.seat, site=SITE, call_id=None, agent_id=self.agent,
-                     ts=first)
-        )  # fmt: skip
-        for day in range(days, 0, -1):
-            if time.gmtime(now - day * 86400).tm_wday >= 5:
-                continue  # the centre is closed at weekends
-            for k in range(rng.randint(3, 6)):
-                events, refs = rng.choice(history)
-                end = now - day * 86400 + (9 * 3600 - now % 86400) + k * 2400 + rng.uniform(0, 600)
-                ts = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(end))
-                call_id = f"{self.seat}-h{day:02d}{k}"
-                self.station.outbox.put_many(
-                    envelope(e, seat=self.seat, site=SITE, call_id=call_id, agent_id=self.agent,
-                             model=refs.get(e.type), ts=ts)
-                    for e in events
-                )  # fmt: skip
-                n += 1
-        return n
+        """Queue past calls (`past_calls`) in the station's outbox: they reach the hub through the same transport
+        as live ones, so the dashboard opens on weeks of trends. Returns the number of calls."""
+        batches = past_calls(self.seat, self.agent, history, days, rng, time.time())
+        for envs in batches:
+            self.station.outbox.put_many(envs)
+        return len(batches) - 1
 
     def start(self) -> None:
         from edge_agent.commands import Login
@@ -361,22 +454,18 @@ def run(args: argparse.Namespace) -> int:
             i for i in range(args.stations) if not (workdir / "stations" / f"seat{i + 1:02d}" / "backfilled").exists()
         ]
         if args.history_days and to_backfill:  # analysed only while some station still has to send its past
-            hist_wavs = [
-                wav
-                for k, (scale, seed, noises) in enumerate(HISTORY)
-                for wav in compose(workdir / "history" / f"b{k}", max(2, args.stations), args.minutes * scale,
-                                   seed=seed, noises=noises)
-            ]  # fmt: skip
+            t0 = time.monotonic()
+            hist_wavs = history_wavs(workdir, args.stations, args.minutes)
+            t1 = time.monotonic()
             log.info("analysing %d real-speech calls for %d days of history", len(hist_wavs), args.history_days)
             history = analyse_history(hist_wavs)
+            log.info("history: composed in %.0f s, analysed in %.0f s", t1 - t0, time.monotonic() - t1)
         rng = random.Random(7)  # noqa: S311 - which past call goes on which day, not a secret
         backfilled = 0
         for i, wav in enumerate(wavs):
             seat = SimulatedSeat(i, wav, broker.url, workdir / "stations")
             if history and not (workdir / "stations" / seat.seat / "backfilled").exists():
-                # each agent's calls from a different slice of the pool: their trends differ
-                pool = [h for k, h in enumerate(history) if (k + i) % 3 != 0] or history
-                backfilled += seat.backfill(pool, args.history_days, rng)
+                backfilled += seat.backfill(seat_pool(history, i), args.history_days, rng)
                 (workdir / "stations" / seat.seat / "backfilled").touch()
             seat.start()
             seats.append(seat)
@@ -425,6 +514,12 @@ def _host_port(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def _days(text: str) -> int:
+    if not text.isdigit() or int(text) > 365:
+        raise argparse.ArgumentTypeError(f"{text[:20]!r}: a whole number of days, 0-365")
+    return int(text)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="callqa-demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stations", type=int, default=4, choices=range(1, 33), metavar="N")
@@ -433,7 +528,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--dir", default="demo", help="where the calls, the hub database and the outboxes go")
     ap.add_argument("--broker", choices=("auto", "mosquitto", "embedded"), default="auto")
     ap.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
-    ap.add_argument("--history-days", type=int, default=21, help="past calls per agent over this many days (0: none)")
+    ap.add_argument("--history-days", type=_days, default=HISTORY_DAYS, metavar="DAYS",
+                    help="past calls per agent over this many days, 0-365 (0: none)")  # fmt: skip
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(

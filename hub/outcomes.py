@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hub import validity
 from hub.auth import User
 from hub.scores import audit, now_iso
 from hub.storage import Store, zone
@@ -476,6 +477,8 @@ def import_rows(
             (import_id, user.username, at, source, (filename or "")[:200] or None, len(rows), len(matched),
              len(problems), int(partial)),
         )  # fmt: skip
+        # the rule validity cells of the calls' scored versions trade each old value for the new one, here
+        validity.on_outcomes_written(store, [(v[0], v[1], v[2]) for v in values])
         store.db.executemany(
             "INSERT INTO call_outcomes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (call_id, name) DO UPDATE SET"
             " value = excluded.value, lo = excluded.lo, hi = excluded.hi, window_days = excluded.window_days,"

@@ -27,7 +27,7 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
-from hub import rollups
+from hub import rollups, validity
 from hub.db import StorageError
 from hub.scorecard import Scorecard, ScorecardError, digest, parse
 from hub.scoring import CallScore, call_view, score_call
@@ -102,13 +102,16 @@ class ScoreRow:
     """Per rule: id, points, occurrences (`call_rules`)."""
     error: str = ""
     """Set (and nothing else): the call could not be scored, and why (`failure`)."""
+    length_bin: int = validity.LENGTH_UNKNOWN
+    anger: int = validity.ANGER_UNKNOWN
+    """The call's stratum in the rule validity report (`hub.validity.stratum`), from its summary."""
 
     @classmethod
     def failure(cls, call_id: str, error: str) -> ScoreRow:
         return cls(call_id, "", 0, 0.0, 0.0, 0.0, False, "", "", [], error)
 
 
-def score_row(r: CallScore) -> ScoreRow:
+def score_row(r: CallScore, stratum: tuple[int, int] = (validity.LENGTH_UNKNOWN, validity.ANGER_UNKNOWN)) -> ScoreRow:
     return ScoreRow(
         r.call_id,
         r.scorecard,
@@ -120,6 +123,8 @@ def score_row(r: CallScore) -> ScoreRow:
         r.note,
         json.dumps(r.items_json(), ensure_ascii=False),
         [(i.rule, i.points, i.count) for i in r.items],
+        length_bin=stratum[0],
+        anger=stratum[1],
     )
 
 
@@ -132,7 +137,7 @@ def score_payloads(card: Scorecard, calls: Sequence[tuple[str, Sequence[str]]]) 
         try:
             view = call_view([json.loads(p) for p in payloads])
             if view is not None:
-                rows.append(score_row(score_call(call_id, card, view)))
+                rows.append(score_row(score_call(call_id, card, view), validity.stratum(view.summary)))
         except Exception as exc:  # whatever a stored event holds: it costs only its own call the score
             rows.append(ScoreRow.failure(call_id, describe(exc)))
     return rows
@@ -433,6 +438,16 @@ class Scorer:
                 params,
             )
         }
+        # the rule validity cells move with the score, in this transaction (the calls' rows are locked)
+        validity.on_scores_saved(
+            self.store,
+            [
+                validity.Covariates(
+                    r.call_id, r.scorecard, r.version, r.length_bin, r.anger, validity.fired_of(r.rules), r.score
+                )
+                for r in results
+            ],
+        )
         db.executemany("DELETE FROM call_rules WHERE call_id = ?", [(c,) for c in ids])
         db.executemany(
             "INSERT INTO call_rules VALUES (?, ?, ?, ?, ?)",

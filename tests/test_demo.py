@@ -61,6 +61,10 @@ def test_demo_scores_real_calls_and_serves_the_dashboard(tmp_path: Path) -> None
         types = {r[0] for r in db.execute("SELECT DISTINCT type FROM events")}
         agents = {r[0] for r in db.execute("SELECT DISTINCT agent_id FROM calls")}
         days = {r[0] for r in db.execute("SELECT DISTINCT day FROM calls WHERE score IS NOT NULL")}
+        simulated = db.execute(
+            "SELECT i.source, i.filename, i.rows_imported, COUNT(DISTINCT o.call_id) FROM outcome_imports i"
+            " JOIN call_outcomes o ON o.import_id = i.import_id GROUP BY i.import_id"
+        ).fetchall()
     # both stations' calls reached the hub through the broker and were scored, attributed to their agents
     assert {seat for seat, _ in scored} == {"seat01", "seat02"}, text
     assert sum(n for _, n in scored) >= 4, scored
@@ -70,6 +74,12 @@ def test_demo_scores_real_calls_and_serves_the_dashboard(tmp_path: Path) -> None
     # the backfilled past calls went through the same transport and were scored on their own days
     assert "history:" in text
     assert len(days) >= 2, days
+    # once the past was scored, the demo gave its calls simulated outcomes, labelled so (tests/test_demo_outcomes.py
+    # checks what the validity report makes of them)
+    assert len(simulated) == 1, simulated
+    source, filename, imported, calls = simulated[0]
+    assert source == "simulated" and "simulated by the demo" in filename, simulated
+    assert imported == calls >= 4 and f"outcomes:  {imported} calls given simulated outcomes" in text, text
     assert_two_teams_and_reviews_in_flight(tmp_path / "demo" / "hub.sqlite", text)
 
 
@@ -99,6 +109,14 @@ def assert_two_teams_and_reviews_in_flight(path: Path, text: str) -> None:
         assert "open" in disputes and disputes & {"rejected", "applied"}, every
         assert any(r.kind == "override" for r in every), every
         reviewers = {r[0] for r in store.db.all("SELECT DISTINCT reviewer FROM calibrations")}
+        # team A's lead coached their agent on rules that cost them points, and recognised a call of theirs
+        coached = store.db.all("SELECT s.agent_id, s.opened_by, t.rule_id FROM coaching_sessions s"
+                               " JOIN coaching_targets t ON t.session_id = s.id")  # fmt: skip
+        assert coached and {(a, b) for a, b, _ in coached} == {("agent01", "lead-a")}, coached
+        lost = {r[0] for r in store.db.all("SELECT k.rule_id FROM call_rules k JOIN calls c ON c.call_id = k.call_id"
+                                           " WHERE c.agent_id = 'agent01' AND k.points < 0")}  # fmt: skip
+        assert {rule for _, _, rule in coached} <= lost
+        assert store.db.scalar("SELECT agent_id FROM coaching_kudos") == "agent01"
         assert reviewers == {"reviewer1", "reviewer2"}, reviewers
         lead = get_user(store, "lead-a")
         assert lead is not None and lead.team_id == "team-a"

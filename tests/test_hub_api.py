@@ -15,7 +15,8 @@ import pytest
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from hub.auth import create_user
+from hub import coaching
+from hub.auth import User, create_user
 from hub.live import LiveBoard
 from hub.storage import Store
 from hub.web.app import create_app
@@ -167,6 +168,9 @@ def make_world(store: Store) -> World:
             client.put(f"/api/calibration/{call}", headers=w.h("rev"), json={"points": {"dead_air": -2}}).status_code
             == 200
         )
+    # a coaching session for an agent of each team, so session routes have something to (not) leak
+    for agent in ("agent-a1", "agent-a3"):
+        coaching.open_session(store, User("admin", "admin"), agent, ["dead_air"], "less dead air")
     return w
 
 
@@ -253,6 +257,61 @@ CASES = [
     Case("POST", "/outcomes/import", STAFF, {"window_s": "120"}, (400,), True),  # no file: refused, nothing stored
     Case("POST", "/api/outcomes/import", STAFF, {"rows": [{"call_id": "no-such-call", "csat": 4}]}, (422,)),
     Case("GET", "/api/calls/{call}/outcomes"),
+    # the rule validity report (tests/test_hub_validity.py): aggregate over the center, QA staff and leads read it
+    Case("GET", "/api/validity", STAFF),
+    Case("GET", "/api/validity/default/1?outcome=csat", STAFF),
+    # outcomes in a report's period (hub/web/report_outcomes.py): scoped like the calls, a team/agent out of scope 404
+    Case("GET", "/api/reports/outcomes?scope=center&period=month"),
+    Case("GET", "/api/reports/outcomes?scope=team&id={team}"),
+    Case("GET", "/api/reports/outcomes?scope=agent&id={agent}&period=day"),
+    Case("GET", "/validity", STAFF),  # the rule validity page (tests/test_hub_validity_pages.py)
+    # coaching (tests/test_hub_coaching.py): scoped by the session's agent; an agent acknowledges their own once (a
+    # second time 409), a session closed already answers 409, a call without an agent cannot be recognised (400)
+    Case("GET", "/coaching"),
+    Case("GET", "/coaching/agents/{agent}", STAFF),
+    Case("POST", "/coaching/agents/{agent}/sessions", STAFF, {"rules": "dead_air", "goals": "g {n}"}, form=True),
+    Case("GET", "/coaching/sessions/{coaching}"),
+    Case("POST", "/coaching/sessions/{coaching}/notes", None, {"body": "note {n}"}, form=True),
+    Case("POST", "/coaching/sessions/{coaching}/acknowledge", ("ag1", "ag3"), {}, (200, 409), True),
+    Case("POST", "/coaching/sessions/{coaching}/close", STAFF, {}, (200, 409), True),
+    Case("GET", "/coaching/tiers", STAFF),
+    Case(
+        "POST",
+        "/coaching/tiers",
+        ADMIN,
+        {
+            "level.0": "2",
+            "name_en.0": "Coach",
+            "name_zh.0": "辅导",
+            "level.1": "1",
+            "name_en.1": "Praise",
+            "name_zh.1": "表扬",
+            "min.1": "80",
+        },
+        form=True,
+    ),
+    Case("POST", "/calls/{call}/kudos", STAFF, {"note": "well done {n}"}, (200, 400), True),
+    Case("GET", "/api/coaching/tiers", STAFF),
+    Case(
+        "PUT",
+        "/api/coaching/tiers",
+        ADMIN,
+        {
+            "tiers": [
+                {"level": 2, "name_en": "C", "name_zh": "辅", "min_score": None},
+                {"level": 1, "name_en": "P", "name_zh": "表", "min_score": 75},
+            ]
+        },
+    ),
+    Case("GET", "/api/coaching/agents/{agent}/suggestion"),
+    Case("GET", "/api/coaching/agents/{agent}/recognition"),
+    Case("GET", "/api/coaching/sessions"),
+    Case("POST", "/api/coaching/agents/{agent}/sessions", STAFF, {"rules": ["dead_air"], "goals": "g {n}"}, (201,)),
+    Case("GET", "/api/coaching/sessions/{coaching}"),
+    Case("POST", "/api/coaching/sessions/{coaching}/notes", None, {"body": "note {n}"}, (201,)),
+    Case("POST", "/api/coaching/sessions/{coaching}/acknowledge", ("ag1", "ag3"), None, (200, 409)),
+    Case("POST", "/api/coaching/sessions/{coaching}/close", STAFF, {}, (200, 409)),
+    Case("POST", "/api/calls/{call}/kudos", STAFF, {"note": "well done {n}"}, (200, 400)),
     # admin: directory, users, sites, scorecards (fixed ids: each change runs once per world, as the admin)
     Case("POST", "/api/teams", ADMIN, {"team_id": "tx", "name": "Team X", "site": "sh"}, (201,)),
     Case("PATCH", "/api/teams/tx", ADMIN, {"name": "Team X2", "site": "sh"}),
@@ -316,9 +375,12 @@ def expand(case: Case, world: World) -> list[tuple[str, str | None]]:
     if "{call}" in p:
         return [(p.replace("{call}", c), a or "none") for c, a in CALLS.items()]
     if "{agent}" in p:  # a filter in the query narrows a list (target None: only the body check applies)
-        return [(p.replace("{agent}", a), None if "?" in p else a) for a in NAMES]
+        return [(p.replace("{agent}", a), None if "?" in p and "&id=" not in p else a) for a in NAMES]
     if "{team}" in p:
         return [(p.replace("{team}", t), "team:" + t) for t in ("t1", "t2")]
+    if "{coaching}" in p:
+        rows = world.store.db.all("SELECT id, agent_id FROM coaching_sessions ORDER BY id")
+        return [(p.replace("{coaching}", str(sid)), str(agent)) for sid, agent in rows]
     if "{review}" in p:
         rows = world.store.db.all("SELECT r.id, c.agent_id FROM reviews r JOIN calls c ON c.call_id = r.call_id")
         return [(p.replace("{review}", str(rid)), agent or "none") for rid, agent in rows]

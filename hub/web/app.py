@@ -15,11 +15,15 @@ from hub.tone import ConfigSigner
 from hub.web.admin_api import install_admin_api
 from hub.web.admin_pages import install_admin_pages
 from hub.web.api import install_api, install_docs
+from hub.web.coaching_pages import install_coaching_pages
 from hub.web.deps import Hub, SafeJSONResponse, csrf_guard
 from hub.web.limits import COUNTER, BodyLimit
 from hub.web.outcome_pages import install_outcome_pages
 from hub.web.pages import install_pages
+from hub.web.report_outcomes import install_outcome_reports
 from hub.web.tone_pages import install_tone_pages
+from hub.web.validity_api import install_validity_api
+from hub.web.validity_pages import install_validity_pages
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +50,10 @@ def create_app(store: Store, board: LiveBoard | None = None, signer: ConfigSigne
     install_admin_pages(app)
     install_tone_pages(app)
     install_outcome_pages(app)
+    install_validity_api(app)
+    install_validity_pages(app)
+    install_coaching_pages(app)
+    install_outcome_reports(app)
     # a multipart upload carries its boundaries and headers over the file's own bytes
     upload_limit = outcomes.MAX_BYTES + 64 * 1024
     app.add_middleware(

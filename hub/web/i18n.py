@@ -5,6 +5,120 @@ from __future__ import annotations
 LANGS = ("en", "zh-CN")
 
 _EN: dict[str, str] = {
+    # coaching (hub/coaching.py, hub/web/coaching_pages.py)
+    "co_nav": "Coaching",
+    "co_title": "Coaching sessions",
+    "co_hint": (
+        "Tiered coaching: pick an agent to see their score band for the period, the rules that cost them the"
+        " most points per call and the good practice they were credited for; open a session from it. The agent"
+        " acknowledges it, and both of you see week by week whether the targeted rules improved."
+    ),
+    "co_pick_agent": "Coach an agent",
+    "co_go": "Show",
+    "co_all": "All",
+    "co_status_open": "open",
+    "co_status_closed": "closed",
+    "co_status": "Status",
+    "co_opened": "Opened",
+    "co_by": "By",
+    "co_tier": "Tier",
+    "co_rules": "Rules worked on",
+    "co_acknowledged": "Acknowledged by the agent",
+    "co_not_ack": "not yet",
+    "co_none": "No coaching sessions yet.",
+    "co_suggestion": "Coaching suggestion",
+    "co_period": "Period ending",
+    "co_days": "days",
+    "co_mean": "Weighted mean score",
+    "co_scored": "scored calls",
+    "co_no_score": "No scored calls in this period: no tier to suggest.",
+    "co_weakest": "Weakest rules (points lost per call)",
+    "co_credited": "Credited good practice",
+    "co_per_call": "Points per call",
+    "co_fired": "Calls",
+    "co_open_session": "Open a coaching session",
+    "co_suggested": "suggested",
+    "co_target": "Rules to work on",
+    "co_at_most": "at most",
+    "co_goals": "Goals",
+    "co_notes": "Notes",
+    "co_submit_open": "Open the session",
+    "co_session": "Coaching session",
+    "co_ack_button": "I have read this: acknowledge",
+    "co_trend": "The targeted rules since the session",
+    "co_trend_hint": (
+        "Points lost per scored call on each targeted rule, in weeks counted from the day the session was"
+        " opened: the 4 weeks before it (grey) and every week since. Lower is better."
+    ),
+    "co_before": "Before",
+    "co_since": "Since",
+    "co_verdict_better": "improved",
+    "co_verdict_worse": "worse",
+    "co_verdict_same": "no change",
+    "co_followups": "Follow-up notes and comments",
+    "co_kind_followup": "Follow-up",
+    "co_kind_comment": "Agent's comment",
+    "co_add_followup": "Add a follow-up note",
+    "co_add_comment": "Add a comment",
+    "co_add": "Add",
+    "co_close": "Close the session",
+    "co_close_note": "Last note (optional)",
+    "co_closed_by": "closed by",
+    "co_sent": "Saved.",
+    "co_tiers": "Score tiers",
+    "co_tiers_hint": (
+        "The band an agent's mean score over the period falls in decides the suggested tier: lowest band first,"
+        " each from its lower bound up to the next band's. A site's own tiers replace the center's for the"
+        " agents of that site's teams."
+    ),
+    "co_site": "Site",
+    "co_center": "Whole center",
+    "co_source_site": "This site's own tiers",
+    "co_source_center": "The center's tiers",
+    "co_source_default": "The shipped default tiers (no admin has set any)",
+    "co_scale": "scorecard scale",
+    "co_level": "Tier",
+    "co_name": "Name",
+    "co_name_en": "Name (English)",
+    "co_name_zh": "Name (Chinese)",
+    "co_from": "From score",
+    "co_lowest": "lowest band",
+    "co_set_tiers": "Set the tiers",
+    "co_save_tiers": "Save the tiers",
+    "co_refused": "Refused coaching inputs so far",
+    "co_recognition": "Recognition",
+    "co_best_calls": "Best calls",
+    "co_kudos": "Kudos",
+    "co_kudos_note": "What was good",
+    "co_give_kudos": "Recognise",
+    "co_kudos_sent": "Recognised: the agent sees it on this page.",
+    "co_no_kudos": "No kudos yet.",
+    "co_err_other": "Refused: check what you entered.",
+    "co_err_role": "Your role may not do this.",
+    "co_err_no_site": "No such site.",
+    "co_err_tier_count": "Give 2 to 6 tiers, lowest band first.",
+    "co_err_tier_shape": "A tier needs a level, two names and a lower bound.",
+    "co_err_tier_level": "A tier's level is a whole number from 1 to 9.",
+    "co_err_no_name": "Every tier needs a name in both languages.",
+    "co_err_too_long": "A text is too long.",
+    "co_err_bad_text": "A text holds characters that are not allowed.",
+    "co_err_tier_first": "The lowest band has no lower bound.",
+    "co_err_tier_threshold": "Every band above the lowest needs a lower bound, a number.",
+    "co_err_tier_range": "A lower bound is outside the scorecard's scale.",
+    "co_err_tier_order": "The lower bounds must increase from band to band.",
+    "co_err_no_scorecard": "No active scorecard to coach by.",
+    "co_err_no_rules": "Choose 1 to 5 rules to work on.",
+    "co_err_bad_rule": "A chosen rule is not in the active scorecard.",
+    "co_err_no_goals": "Write the goals of the session.",
+    "co_err_bad_tier": "That tier is not one of this site's tiers.",
+    "co_err_acknowledged": "This session was acknowledged already.",
+    "co_err_closed": "This session is closed already.",
+    "co_err_no_note": "Write the note first.",
+    "co_err_too_many_notes": "This session has too many notes.",
+    "co_err_not_agent": "Only the agent acknowledges their own session.",
+    "co_err_no_agent": "This call has no agent to recognise.",
+    "co_err_no_kudos": "Say what was good about the call.",
+    "co_err_days": "The period is 7 to 182 days.",
     "title": "Call QA",
     "agents": "Agents",
     "agent": "Agent",
@@ -357,9 +471,231 @@ _EN: dict[str, str] = {
     "oc_yes": "yes",
     "oc_no": "no",
     "oc_none": "No outcomes imported for this call.",
+    # issue 22: outcomes in a report's period (hub/web/report_outcomes.py) and the rule validity page (/validity)
+    "po_title": "Outcomes in this period",
+    "po_none": "No outcomes imported for this period.",
+    "po_hint": (
+        "For the calls of this period that have each outcome: how many, and its mean (the share of yes for yes/no"
+        " outcomes)."
+        " Then, among those calls that were scored, the mean outcome of the calls with the lowest and the highest"
+        " QA scores (the bottom and top quarter; below and above the median while fewer than %(n)d calls), and the"
+        " correlation r between score and outcome (+1: higher scores always go with a higher outcome, 0: no relation)."
+        " For complaints and repeat contacts, lower is better."
+    ),
+    "po_mean": "Mean or rate",
+    "po_low": "Lowest scores",
+    "po_high": "Highest scores",
+    "po_r": "r (scored calls)",
+    "po_repeat": "Repeat contact",
+    "po_score_upto": "scores up to",
+    "po_score_from": "scores from",
+    "po_median": "halves",
+    "po_median_hint": "too few calls for quarters: the halves below and above the median score",
+    "va_nav": "Rule validity",
+    "va_title": "Do the rules predict outcomes?",
+    "va_hint": (
+        "For each rule of a scorecard version: did the calls where it fired end better or worse for the customer"
+        " than the calls where it did not, once call length and the customer's mood at the start are accounted for?"
+    ),
+    "va_simulated": "These outcomes are simulated by the demo, not measured.",
+    "va_version": "Version",
+    "va_better": "Better is",
+    "va_better_higher": "higher",
+    "va_better_lower": "lower",
+    "va_compare": "Compare with version",
+    "va_show": "Show",
+    "va_no_outcomes": (
+        "No outcomes imported for the calls of this scorecard version yet: import them on the Outcomes page."
+    ),
+    "va_what": "%(card)s version %(version)s against %(outcome)s, %(n)d calls with this outcome",
+    "va_explain": "How to read this page",
+    "va_expl_with": (
+        "With / without: the calls where the rule fired (it gave or took points) and the calls where it did not."
+        " Their mean is the outcome's average over them; for a yes/no outcome, the share of yes."
+    ),
+    "va_expl_adj": (
+        "Raw difference: mean with minus mean without, as measured. Adjusted difference: the same comparison made"
+        " only between calls of similar length and with the same customer mood at the start (calm or angry), with"
+        " the other rules held fixed, so that a rule is not blamed or credited for what long calls, an angry"
+        " caller or another rule did. The verdict is based on the adjusted difference."
+    ),
+    "va_expl_ci": (
+        "Each difference has an interval: the range the true difference lies in with %(alpha).0f %% confidence."
+        " Because %(n)d rules are tested at once, the intervals are widened (z = %(z).2f instead of 1.96) so that"
+        " a rule does not look predictive by chance. When the interval does not include 0, the difference is"
+        " unlikely to be chance."
+    ),
+    "va_expl_total": (
+        "Total score: how much the outcome changes for every 10 points of QA score, with its interval, and the"
+        " correlation r. If the total score does not predict the outcome, the scorecard as a whole is not"
+        " measuring what customers feel."
+    ),
+    "va_expl_order": "Rules are listed with those whose points disagree most with the outcomes first.",
+    "va_verdicts": "Verdicts and what to do:",
+    "va_m_predicts": "the outcome is clearly different with the rule, in the direction its points say. Keep the rule.",
+    "va_m_no_evidence": (
+        "no clear difference in the outcome between calls with and without the rule. Agents may be right to"
+        " dispute it: consider lowering its points or dropping it."
+    ),
+    "va_m_contrary": (
+        "the outcome is clearly better where the rule takes points off (or worse where it gives credit). Listen"
+        " to some of these calls, then change the rule or drop it."
+    ),
+    "va_m_too_few": "too few calls with or without the rule to tell. Wait for more outcomes.",
+    "va_m_inseparable": (
+        "the rule almost always fires together with another rule, so their effects cannot be told apart. Judge"
+        " them together."
+    ),
+    "va_act": (
+        "To change a rule: propose a new scorecard version (import it without activating it), re-score past calls"
+        " with it, then pick both versions here and compare them: each version keeps its own report."
+    ),
+    "va_admin_link": "Scorecards (admin: import and re-score)",
+    "va_v_predicts": "predicts",
+    "va_v_no_evidence": "no evidence",
+    "va_v_contrary": "contrary",
+    "va_v_too_few": "too few calls",
+    "va_v_inseparable": "inseparable",
+    "va_rules": "Rules",
+    "va_calls_with": "Calls with",
+    "va_calls_without": "Calls without",
+    "va_mean_with": "Mean with",
+    "va_mean_without": "Mean without",
+    "va_raw": "Raw difference",
+    "va_adj": "Adjusted difference",
+    "va_verdict": "Verdict",
+    "va_pp": "pp",
+    "va_inseparable_from": "fires together with",
+    "va_total": "Total score",
+    "va_slope": "Change per 10 points",
+    "va_compare_title": "Version %(a)s and version %(b)s",
+    "va_compare_none": "Version %(v)s has no report for this outcome yet: re-score past calls with it first.",
+    "va_not_in_version": "not in this version",
+    "va_strata": "Calls by length and the customer's mood at the start",
+    "va_strata_hint": "The adjusted differences compare calls within these groups only.",
+    "va_len_0": "under 2 min",
+    "va_len_1": "2\u20135 min",
+    "va_len_2": "5\u201310 min",
+    "va_len_3": "10 min or more",
+    "va_len_4": "length unknown",
+    "va_anger_0": "calm at the start",
+    "va_anger_1": "angry at the start",
+    "va_anger_2": "mood unknown",
+    "va_refused": "Refused requests (bad parameters)",
 }
 
 _ZH: dict[str, str] = {
+    # coaching (hub/coaching.py, hub/web/coaching_pages.py)
+    "co_nav": "辅导",
+    "co_title": "辅导面谈",
+    "co_hint": (
+        "分级面谈: 选择一名坐席, 查看其在该期间的分数档位、每通电话扣分最多的规则以及获得加分的良好做法;"
+        " 据此发起面谈。坐席确认后, 双方可以逐周查看目标规则是否改善。"
+    ),
+    "co_pick_agent": "辅导坐席",
+    "co_go": "查看",
+    "co_all": "全部",
+    "co_status_open": "进行中",
+    "co_status_closed": "已结束",
+    "co_status": "状态",
+    "co_opened": "发起时间",
+    "co_by": "发起人",
+    "co_tier": "档位",
+    "co_rules": "改进规则",
+    "co_acknowledged": "坐席已确认",
+    "co_not_ack": "尚未确认",
+    "co_none": "尚无辅导面谈。",
+    "co_suggestion": "辅导建议",
+    "co_period": "期间截止",
+    "co_days": "天",
+    "co_mean": "加权平均分",
+    "co_scored": "通已评分通话",
+    "co_no_score": "此期间没有已评分的通话: 无法建议档位。",
+    "co_weakest": "最弱的规则(每通扣分)",
+    "co_credited": "获得加分的良好做法",
+    "co_per_call": "每通分数",
+    "co_fired": "通话数",
+    "co_open_session": "发起辅导面谈",
+    "co_suggested": "建议",
+    "co_target": "要改进的规则",
+    "co_at_most": "最多",
+    "co_goals": "目标",
+    "co_notes": "备注",
+    "co_submit_open": "发起面谈",
+    "co_session": "辅导面谈",
+    "co_ack_button": "我已阅读: 确认",
+    "co_trend": "面谈以来的目标规则",
+    "co_trend_hint": (
+        "各目标规则每通已评分通话的扣分, 按自面谈当天起算的周: 面谈前 4 周(灰色)及之后的每一周。越低越好。"
+    ),
+    "co_before": "面谈前",
+    "co_since": "面谈后",
+    "co_verdict_better": "已改善",
+    "co_verdict_worse": "变差",
+    "co_verdict_same": "无变化",
+    "co_followups": "跟进记录与评论",
+    "co_kind_followup": "跟进",
+    "co_kind_comment": "坐席评论",
+    "co_add_followup": "添加跟进记录",
+    "co_add_comment": "添加评论",
+    "co_add": "添加",
+    "co_close": "结束面谈",
+    "co_close_note": "最后备注(可选)",
+    "co_closed_by": "结束人",
+    "co_sent": "已保存。",
+    "co_tiers": "分数档位",
+    "co_tiers_hint": (
+        "坐席在期间内的平均分落在哪个分数段, 就建议哪个档位: 最低分数段在前, 每段从其下限到下一段的下限。"
+        "站点自己的档位会替代中心的档位, 适用于该站点各团队的坐席。"
+    ),
+    "co_site": "站点",
+    "co_center": "整个中心",
+    "co_source_site": "本站点自己的档位",
+    "co_source_center": "中心的档位",
+    "co_source_default": "系统默认档位(管理员尚未设置)",
+    "co_scale": "评分表分值范围",
+    "co_level": "档位",
+    "co_name": "名称",
+    "co_name_en": "名称(英文)",
+    "co_name_zh": "名称(中文)",
+    "co_from": "起始分数",
+    "co_lowest": "最低分数段",
+    "co_set_tiers": "设置档位",
+    "co_save_tiers": "保存档位",
+    "co_refused": "已拒绝的辅导输入",
+    "co_recognition": "表扬",
+    "co_best_calls": "最佳通话",
+    "co_kudos": "点赞",
+    "co_kudos_note": "好在哪里",
+    "co_give_kudos": "表扬",
+    "co_kudos_sent": "已表扬: 坐席在此页面可以看到。",
+    "co_no_kudos": "尚无点赞。",
+    "co_err_other": "已拒绝: 请检查输入内容。",
+    "co_err_role": "您的角色无权执行此操作。",
+    "co_err_no_site": "没有该站点。",
+    "co_err_tier_count": "请设置 2 到 6 个档位, 最低分数段在前。",
+    "co_err_tier_shape": "每个档位需要级别、两种语言的名称和下限。",
+    "co_err_tier_level": "档位级别是 1 到 9 的整数。",
+    "co_err_no_name": "每个档位都需要中英文名称。",
+    "co_err_too_long": "文字过长。",
+    "co_err_bad_text": "文字中含有不允许的字符。",
+    "co_err_tier_first": "最低分数段没有下限。",
+    "co_err_tier_threshold": "最低分数段以上的每一段都需要数字下限。",
+    "co_err_tier_range": "下限超出了评分表的分值范围。",
+    "co_err_tier_order": "各段下限必须逐段递增。",
+    "co_err_no_scorecard": "没有启用的评分表, 无法辅导。",
+    "co_err_no_rules": "请选择 1 到 5 条要改进的规则。",
+    "co_err_bad_rule": "所选规则不在启用的评分表中。",
+    "co_err_no_goals": "请填写面谈目标。",
+    "co_err_bad_tier": "该档位不是本站点的档位。",
+    "co_err_acknowledged": "此面谈已确认过。",
+    "co_err_closed": "此面谈已结束。",
+    "co_err_no_note": "请先填写内容。",
+    "co_err_too_many_notes": "此面谈的记录过多。",
+    "co_err_not_agent": "只有坐席本人可以确认自己的面谈。",
+    "co_err_no_agent": "此通话没有可表扬的坐席。",
+    "co_err_no_kudos": "请说明这通电话好在哪里。",
+    "co_err_days": "期间为 7 到 182 天。",
     "title": "通话质检",
     "agents": "坐席",
     "agent": "坐席",
@@ -705,6 +1041,101 @@ _ZH: dict[str, str] = {
     "oc_yes": "是",
     "oc_no": "否",
     "oc_none": "此通话尚未导入结果。",
+    # issue 22: 周期内的通话结果(hub/web/report_outcomes.py)与规则有效性页面(/validity)
+    "po_title": "本周期的通话结果",
+    "po_none": "本周期尚未导入通话结果。",
+    "po_hint": (
+        "本周期内有各项结果的通话: 通话数及其平均值(是/否类结果为“是”的比例)。"
+        "再在其中已评分的通话里, 比较质检得分最低与最高的通话的平均结果(最低与最高的四分之一;"
+        "通话少于 %(n)d 个时按中位数分为上下两半), 以及得分与结果的相关系数 r"
+        "(+1: 得分越高结果越高, 0: 无关)。投诉与重复来电越低越好。"
+    ),
+    "po_mean": "平均值或比例",
+    "po_low": "得分最低",
+    "po_high": "得分最高",
+    "po_r": "r(已评分通话)",
+    "po_repeat": "重复来电",
+    "po_score_upto": "得分不超过",
+    "po_score_from": "得分不低于",
+    "po_median": "两半",
+    "po_median_hint": "通话太少, 无法分四等份: 按中位数分为上下两半",
+    "va_nav": "规则有效性",
+    "va_title": "规则能否预测通话结果?",
+    "va_hint": (
+        "对某个评分卡版本的每条规则: 在考虑通话时长和客户开场情绪之后,"
+        " 规则触发的通话与未触发的通话相比, 客户的结果是更好还是更差?"
+    ),
+    "va_simulated": "这些通话结果是演示程序模拟的, 并非实际测量。",
+    "va_version": "版本",
+    "va_better": "更好的方向",
+    "va_better_higher": "越高越好",
+    "va_better_lower": "越低越好",
+    "va_compare": "与版本比较",
+    "va_show": "显示",
+    "va_no_outcomes": "此评分卡版本的通话尚未导入结果: 请在“通话结果”页面导入。",
+    "va_what": "%(card)s 版本 %(version)s 对照 %(outcome)s, 共 %(n)d 个有此结果的通话",
+    "va_explain": "如何阅读本页",
+    "va_expl_with": (
+        "触发 / 未触发: 规则触发(加分或扣分)的通话, 与未触发的通话。"
+        "平均值为这些通话的结果均值; 是/否类结果为“是”的比例。"
+    ),
+    "va_expl_adj": (
+        "原始差异: 触发时的平均值减去未触发时的平均值。"
+        "调整后差异: 只在时长相近、客户开场情绪相同(平静或愤怒)的通话之间比较,"
+        "并保持其他规则不变, 以免把长通话、愤怒的客户或其他规则造成的影响算到这条规则上。结论依据调整后差异。"
+    ),
+    "va_expl_ci": (
+        "每个差异都附有区间: 真实差异以 %(alpha).0f %% 的置信度落在其中。由于同时检验 %(n)d 条规则,"
+        "区间已相应放宽(z = %(z).2f, 而不是 1.96), 以免某条规则因偶然显得有预测力。"
+        "区间不包含 0 时, 差异不太可能是偶然的。"
+    ),
+    "va_expl_total": (
+        "总分: 质检得分每增加 10 分, 结果变化多少, 附区间和相关系数 r。"
+        "如果总分不能预测结果, 说明整张评分卡没有衡量到客户的感受。"
+    ),
+    "va_expl_order": "规则按其分值与结果的分歧程度排列, 分歧最大的在前。",
+    "va_verdicts": "结论及处理建议:",
+    "va_m_predicts": "有该规则时结果明显不同, 且方向与其分值一致。保留该规则。",
+    "va_m_no_evidence": "有无该规则, 结果没有明显差别。坐席的异议可能有道理: 考虑降低其分值或删除该规则。",
+    "va_m_contrary": "该规则扣分的通话结果反而明显更好(或加分的通话更差)。先听一些这样的通话, 再修改或删除该规则。",
+    "va_m_too_few": "触发或未触发该规则的通话太少, 无法判断。等待更多结果。",
+    "va_m_inseparable": "该规则几乎总与另一条规则同时触发, 无法区分各自的影响。请把它们放在一起判断。",
+    "va_act": (
+        "修改规则的步骤: 提出新的评分卡版本(导入但不启用), 用它重新评分过去的通话,"
+        " 然后在此选择两个版本进行比较: 每个版本都有自己的报告。"
+    ),
+    "va_admin_link": "评分卡(管理员: 导入与重新评分)",
+    "va_v_predicts": "有预测力",
+    "va_v_no_evidence": "无证据",
+    "va_v_contrary": "相反",
+    "va_v_too_few": "通话太少",
+    "va_v_inseparable": "无法区分",
+    "va_rules": "规则",
+    "va_calls_with": "触发的通话",
+    "va_calls_without": "未触发的通话",
+    "va_mean_with": "触发时平均",
+    "va_mean_without": "未触发时平均",
+    "va_raw": "原始差异",
+    "va_adj": "调整后差异",
+    "va_verdict": "结论",
+    "va_pp": "个百分点",
+    "va_inseparable_from": "与之同时触发",
+    "va_total": "总分",
+    "va_slope": "每 10 分的变化",
+    "va_compare_title": "版本 %(a)s 与版本 %(b)s",
+    "va_compare_none": "版本 %(v)s 尚无此结果的报告: 请先用它重新评分过去的通话。",
+    "va_not_in_version": "此版本中没有",
+    "va_strata": "按通话时长和客户开场情绪分组的通话数",
+    "va_strata_hint": "调整后差异只在这些组内部比较通话。",
+    "va_len_0": "2 分钟以下",
+    "va_len_1": "2\u20135 分钟",
+    "va_len_2": "5\u201310 分钟",
+    "va_len_3": "10 分钟及以上",
+    "va_len_4": "时长未知",
+    "va_anger_0": "开场平静",
+    "va_anger_1": "开场愤怒",
+    "va_anger_2": "情绪未知",
+    "va_refused": "被拒绝的请求(参数错误)",
 }
 
 STRINGS: dict[str, dict[str, str]] = {"en": _EN, "zh-CN": _ZH}

@@ -24,13 +24,13 @@ from markupsafe import Markup, escape
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from hub import aggregate, auth, calibration, outcomes, reviews, tone
+from hub import aggregate, auth, calibration, coaching, outcomes, reviews, tone
 from hub.aggregate import Period
 from hub.auth import Scope, User
 from hub.scores import get_scorecard
 from hub.scoring import call_view
 from hub.storage import zone
-from hub.web import charts, explain, fleet, i18n, workflow
+from hub.web import charts, explain, fleet, i18n, report_outcomes, workflow
 from hub.web.deps import (
     Hub,
     clear_session_cookie,
@@ -292,6 +292,7 @@ def install_pages(app: FastAPI) -> None:
             stop=stop,
             coverage=aggregate.coverage(hub.store, scope, start, stop),
             hist=Markup(charts.histogram(aggregate.distribution(hub.store, scope, start, stop))),  # noqa: S704
+            **report_outcomes.page_context(hub.store, user, period, day),  # issue 22: outcomes in the period
         )
 
     @app.get("/agents/{agent_id}", include_in_schema=False)
@@ -310,6 +311,10 @@ def install_pages(app: FastAPI) -> None:
             worst=aggregate.agent_calls(hub.store, agent_id, start, stop, "worst"),
             best=aggregate.agent_calls(hub.store, agent_id, start, stop, "best"),
             recent=aggregate.agent_calls(hub.store, agent_id, start, stop, "recent", 20),
+            coaching=coaching.agent_panel(  # issue 22: sessions, their trend, recognition
+                hub.store, user, agent_id, day, page_lang(request), request.query_params.get("kudos") == "1"
+            ),
+            **report_outcomes.page_context(hub.store, user, "month", day, "agent", agent_id),  # issue 22
         )
 
     @app.get("/calls/{call_id}", include_in_schema=False)
@@ -537,6 +542,7 @@ def install_pages(app: FastAPI) -> None:
             titles=titles,
             trend_svg=Markup(charts.trend_chart(week["weekly"], width=560, height=160)),  # noqa: S704
             hist=Markup(charts.histogram(week["distribution"])),  # noqa: S704
+            **report_outcomes.page_context(hub.store, user, "week", day, "team", team_id),  # issue 22
         )
 
 
