@@ -269,11 +269,12 @@ def seed_when_scored(store: Any, expect: int, stop: threading.Event, stall_s: fl
         log.info("in flight: %s", ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in done.items()))
 
 
-def history_wavs(workdir: Path, stations: int, minutes: float) -> list[Path]:
-    """The past calls' real-speech files: `HISTORY`'s batches, composed once (in parallel: each is a process)."""
+def history_wavs(workdir: Path, stations: int, minutes: float, per_batch: int = HISTORY_CALLS) -> list[Path]:
+    """The past calls' real-speech files: `HISTORY`'s batches of `per_batch` calls (one per station where there
+    are more), composed once (in parallel: each is a process)."""
     from concurrent.futures import ThreadPoolExecutor
 
-    n = max(HISTORY_CALLS, stations)
+    n = max(per_batch, stations)
     with ThreadPoolExecutor(len(HISTORY)) as pool:
         batches = pool.map(
             lambda k: compose(workdir / "history" / f"b{k}", n, minutes * HISTORY[k][0], seed=HISTORY[k][1],
@@ -455,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
         ]
         if args.history_days and to_backfill:  # analysed only while some station still has to send its past
             t0 = time.monotonic()
-            hist_wavs = history_wavs(workdir, args.stations, args.minutes)
+            hist_wavs = history_wavs(workdir, args.stations, args.minutes, args.history_calls)
             t1 = time.monotonic()
             log.info("analysing %d real-speech calls for %d days of history", len(hist_wavs), args.history_days)
             history = analyse_history(hist_wavs)
@@ -530,6 +531,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--seconds", type=float, default=None, help="stop after this long (default: until Ctrl-C)")
     ap.add_argument("--history-days", type=_days, default=HISTORY_DAYS, metavar="DAYS",
                     help="past calls per agent over this many days, 0-365 (0: none)")  # fmt: skip
+    ap.add_argument("--history-calls", type=int, default=HISTORY_CALLS, choices=range(1, 33), metavar="N",
+                    help=f"distinct real-speech past calls per length, 1-32 (default {HISTORY_CALLS}; fewer start"
+                    " faster, but the validity report then has fewer different calls to tell rules apart)")  # fmt: skip
     ap.add_argument("-v", "--verbose", action="store_true")
     args = ap.parse_args(argv)
     logging.basicConfig(

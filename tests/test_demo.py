@@ -19,7 +19,7 @@ from tests.broker import free_port
 
 def demo_command(workdir: Path, port: int) -> list[str]:
     cmd = [str(Path(sys.executable).parent / "callqa-demo"), "--dir", str(workdir), "--stations", "2",
-           "--minutes", "0.5", "--seconds", "75", "--history-days", "3", "--broker", "embedded",
+           "--minutes", "0.5", "--seconds", "75", "--history-days", "3", "--history-calls", "2", "--broker", "embedded",
            "--http", f"127.0.0.1:{port}"]  # fmt: skip
     if os.geteuid() == 0 and shutil.which("unshare") and shutil.which("ip"):
         return ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "demo", *cmd]

@@ -32,3 +32,7 @@ CREATE TABLE IF NOT EXISTS validity_cells (
 -- a hub without scores has nothing to rebuild: the hooks keep both tables from the first score on. A hub with
 -- scores gets them rebuilt by the first report (or qa-hub validity rebuild), which sets this counter
 INSERT INTO counters (name, value) SELECT 'validity_built', 1 WHERE NOT EXISTS (SELECT 1 FROM scores)
+;
+-- the outcomes' (name, call_id) index was for a report that read one outcome across every call, the cells above
+-- replaced that scan, no query reads by name any more, and the index cost every import a second b-tree write
+DROP INDEX IF EXISTS call_outcomes_name
