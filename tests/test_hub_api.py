@@ -245,6 +245,7 @@ CASES = [
     Case("POST", "/calls/{call}/calibration", STAFF, {"p.dead_air": "-2"}, form=True),
     Case("POST", "/reviews/{review}/resolve", ("admin", "lead1", "lead2"), {"decision": "rejected"}, (200, 400), True),
     Case("GET", "/reports/team/{team}"),
+    Case("GET", "/reports/outcomes"),  # every role, scoped (tests/test_hub_period_reports.py)
     # tone labels and the site's anger threshold (tests/test_hub_tone.py); this hub holds no signing key: 400
     Case("POST", "/calls/{call}/tone", STAFF, {"tone.customer": "angry"}, form=True),
     Case("GET", "/calibration/tone", STAFF),

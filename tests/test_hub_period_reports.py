@@ -295,7 +295,11 @@ def test_the_pages_show_the_outcomes_of_their_period(world: Store, lang: str, ti
     c = client(world, "lead1")
     api = c.get(f"/api/reports/outcomes?scope=center&{Q}").json()
     want = {o["name"]: o for o in api["outcomes"]}
-    page = _section(c.get(f"/agents?{Q}&lang={lang}").text)
+    # the agents overview links to the period's outcomes on their own page (it stays as cheap as before)
+    overview = c.get(f"/agents?{Q}&lang={lang}").text
+    assert 'id="period-outcomes"' not in overview
+    assert f'href="/reports/outcomes?period=week&amp;end={END.isoformat()}"' in overview
+    page = _section(c.get(f"/reports/outcomes?{Q}&lang={lang}").text)
     assert title in page and csat in page and f"n={want['csat']['scored']}" in page
     assert f"{want['csat']['r']:+.2f}" in page and f"{want['csat']['mean']:.2f}" in page
     assert f"{100 * want['fcr']['mean']:.0f} %" in page  # a yes/no outcome as a rate
@@ -308,4 +312,4 @@ def test_the_pages_show_the_outcomes_of_their_period(world: Store, lang: str, ti
     a1 = next(o for o in agent_api["outcomes"] if o["name"] == "csat")
     assert f"{a1['r']:+.2f}" in agent and f"n={a1['scored']}" in agent
     assert "scope=agent&amp;period=month&amp;end=2026-01-11&amp;id=a1" in agent  # the JSON link: the same numbers
-    assert none in _section(c.get(f"/agents?end=2025-06-01&lang={lang}").text)
+    assert none in _section(c.get(f"/reports/outcomes?end=2025-06-01&lang={lang}").text)

@@ -473,6 +473,7 @@ _EN: dict[str, str] = {
     "oc_none": "No outcomes imported for this call.",
     # issue 22: outcomes in a report's period (hub/web/report_outcomes.py) and the rule validity page (/validity)
     "po_title": "Outcomes in this period",
+    "po_relation": "and how they relate to the QA score",
     "po_none": "No outcomes imported for this period.",
     "po_hint": (
         "For the calls of this period that have each outcome: how many, and its mean (the share of yes for yes/no"
@@ -1043,6 +1044,7 @@ _ZH: dict[str, str] = {
     "oc_none": "此通话尚未导入结果。",
     # issue 22: 周期内的通话结果(hub/web/report_outcomes.py)与规则有效性页面(/validity)
     "po_title": "本周期的通话结果",
+    "po_relation": "及其与质检分数的关系",
     "po_none": "本周期尚未导入通话结果。",
     "po_hint": (
         "本周期内有各项结果的通话: 通话数及其平均值(是/否类结果为“是”的比例)。"
