@@ -7,6 +7,7 @@ server as the `postgres` user, which initdb requires. Each test gets a fresh dat
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
@@ -14,7 +15,7 @@ import shutil
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -111,30 +112,71 @@ def pg_server() -> Iterator[PgServer]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.fixture
-def pg_dsn(pg_server: PgServer) -> Iterator[str]:
+@contextlib.contextmanager
+def pg_database(server: PgServer) -> Iterator[str]:
+    """A fresh database on the private server, dropped afterwards: its DSN."""
     import psycopg
 
     name = f"t_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+    with psycopg.connect(server.dsn(), autocommit=True) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     try:
-        yield pg_server.dsn(name)
+        yield server.dsn(name)
     finally:
-        with psycopg.connect(pg_server.dsn(), autocommit=True) as conn:
+        with psycopg.connect(server.dsn(), autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def pg_dsn(pg_server: PgServer) -> Iterator[str]:
+    with pg_database(pg_server) as dsn:
+        yield dsn
+
+
+@contextlib.contextmanager
+def backend_store(request: pytest.FixtureRequest, directory: Path) -> Iterator[Store]:
+    """A fresh store on the backend `request.param` names ("sqlite": a file in `directory`; "postgres": a database
+    of its own), with the shipped scorecard active; for module-scoped fixtures, which `hub_store` cannot serve."""
+    with contextlib.ExitStack() as stack:
+        if request.param == "sqlite":
+            url = str(directory / "hub.sqlite")
+        else:
+            url = stack.enter_context(pg_database(request.getfixturevalue("pg_server")))
+        s = Store(url, default_tz="Asia/Shanghai")
+        stack.callback(s.close)
+        import_scorecard(s, load(DEFAULT_SCORECARD)[1])
+        yield s
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def hub_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A fresh store on each backend, with the shipped scorecard active."""
-    url = str(tmp_path / "hub.sqlite") if request.param == "sqlite" else request.getfixturevalue("pg_dsn")
-    s = Store(url, default_tz="Asia/Shanghai")
-    import_scorecard(s, load(DEFAULT_SCORECARD)[1])
-    try:
+    with backend_store(request, tmp_path) as s:
         yield s
+
+
+def populated_file(directory: Path, populate: Callable[[Store], object]) -> Path:
+    """A SQLite hub file in `directory` with the shipped scorecard, filled by `populate` once (ingesting and
+    scoring takes seconds) and checkpointed, so tests can each start from a copy (`store_copy`)."""
+    path = directory / "base.sqlite"
+    store = Store(path, default_tz="Asia/Shanghai")
+    import_scorecard(store, load(DEFAULT_SCORECARD)[1])
+    populate(store)
+    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    return path
+
+
+@contextlib.contextmanager
+def store_copy(base: Path, directory: Path) -> Iterator[Store]:
+    """A store on a copy of `base` (`populated_file`) in `directory`, closed afterwards."""
+    path = directory / "hub.sqlite"
+    path.write_bytes(base.read_bytes())
+    store = Store(path, default_tz="Asia/Shanghai")
+    try:
+        yield store
     finally:
-        s.close()
+        store.close()
 
 
 # --- known calls ------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from hub.auth import User, create_user
 from hub.live import LiveBoard
 from hub.storage import Store
 from hub.web.app import create_app
-from tests.hub_support import Station, ingest
+from tests.hub_support import Station, backend_store, ingest
 
 PASSWORD = "correct horse battery"
 ROLES = ("admin", "rev", "rev2", "lead1", "lead2", "ag1", "ag3")
@@ -73,31 +73,8 @@ def world(hub_store: Store) -> World:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def shared_world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     """One world per backend for the read-mostly isolation tests (argon2 makes building one take seconds)."""
-    import uuid
-
-    import psycopg
-
-    from hub.scorecard import DEFAULT_SCORECARD, load
-    from hub.scores import import_scorecard
-
-    name = None
-    if request.param == "sqlite":
-        url = str(tmp_path_factory.mktemp("hub") / "hub.sqlite")
-    else:
-        server = request.getfixturevalue("pg_server")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server.dsn(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url = server.dsn(name)
-    store = Store(url, default_tz="Asia/Shanghai")
-    import_scorecard(store, load(DEFAULT_SCORECARD)[1])
-    try:
+    with backend_store(request, tmp_path_factory.mktemp("hub")) as store:
         yield make_world(store)
-    finally:
-        store.close()
-        if name is not None:
-            with psycopg.connect(request.getfixturevalue("pg_server").dsn(), autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def make_world(store: Store) -> World:

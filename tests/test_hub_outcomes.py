@@ -21,7 +21,7 @@ from hub.scorecard import DEFAULT_SCORECARD, load
 from hub.scores import import_scorecard
 from hub.storage import Store
 from hub.web.limits import COUNTER, DEFAULT_LIMIT
-from tests.hub_support import Station, api_client, ingest
+from tests.hub_support import Station, api_client, ingest, populated_file, store_copy
 from tests.test_hub_browser import PASSWORD, Hub, browser, login, served, shot  # noqa: F401 - browser: fixture
 
 USERS = {  # name: (role, agent, team)
@@ -84,24 +84,13 @@ def session(store: Store, user: str) -> TestClient:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One populated SQLite file, copied per test (ingesting and scoring the calls once)."""
-    path = tmp_path_factory.mktemp("outcomes") / "base.sqlite"
-    store = Store(path, default_tz="Asia/Shanghai")
-    import_scorecard(store, load(DEFAULT_SCORECARD)[1])
-    populate(store)
-    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store.close()
-    return path
+    return populated_file(tmp_path_factory.mktemp("outcomes"), populate)
 
 
 @pytest.fixture
 def world(base: Path, tmp_path: Path) -> Iterator[Store]:
-    path = tmp_path / "hub.sqlite"
-    path.write_bytes(base.read_bytes())
-    store = Store(path, default_tz="Asia/Shanghai")
-    try:
+    with store_copy(base, tmp_path) as store:
         yield store
-    finally:
-        store.close()
 
 
 def test_api_imports_by_cti_id_and_by_seat_and_time(world: Store) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import random
 import statistics
-import uuid
 from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
@@ -19,11 +18,9 @@ from fastapi.testclient import TestClient
 from edge_agent.events import CallSummary, DeadAir, Event, Speech, TalkOver
 from hub import outcomes
 from hub.auth import create_user, get_user
-from hub.scorecard import DEFAULT_SCORECARD, load
-from hub.scores import import_scorecard
 from hub.storage import Store
 from hub.web.report_outcomes import QUARTILE_MIN, R_MIN, REFUSED_PREFIX
-from tests.hub_support import SUMMARY, Station, api_client, ingest
+from tests.hub_support import SUMMARY, Station, api_client, backend_store, ingest
 
 PASSWORD = "period report password"
 END = date(2026, 1, 11)  # a Sunday: the week is 2026-01-05 .. 2026-01-11
@@ -163,27 +160,9 @@ def check(got: dict[str, Any], want: dict[str, dict[str, Any]]) -> None:
 @pytest.fixture(scope="module", params=["sqlite", "postgres"])
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     """One populated store per backend (ingesting and scoring 74 calls once)."""
-    import psycopg
-
-    name = None
-    if request.param == "sqlite":
-        url = str(tmp_path_factory.mktemp("period") / "hub.sqlite")
-    else:
-        server = request.getfixturevalue("pg_server")
-        name = f"t_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(server.dsn(), autocommit=True) as conn:
-            conn.execute(f"CREATE DATABASE {name}")
-        url = server.dsn(name)
-    store = Store(url, default_tz="Asia/Shanghai")
-    import_scorecard(store, load(DEFAULT_SCORECARD)[1])
-    try:
+    with backend_store(request, tmp_path_factory.mktemp("period")) as store:
         populate(store)
         yield store
-    finally:
-        store.close()
-        if name is not None:
-            with psycopg.connect(request.getfixturevalue("pg_server").dsn(), autocommit=True) as conn:
-                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def client(store: Store, user: str) -> TestClient:

@@ -27,7 +27,7 @@ from hub.scorecard import DEFAULT_SCORECARD, load
 from hub.scores import Scorer, get_scorecard, import_scorecard
 from hub.storage import Store
 from hub.web.validity_pages import REFUSED_PREFIX
-from tests.hub_support import SUMMARY, Station, api_client, ingest
+from tests.hub_support import SUMMARY, Station, api_client, ingest, populated_file, store_copy
 from tests.test_hub_browser import PASSWORD, Hub, browser, login, served, shot  # noqa: F401 - browser: fixture
 
 T0 = datetime(2026, 1, 5, 1, 0, tzinfo=UTC)
@@ -101,24 +101,13 @@ def populate(store: Store) -> None:
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """One populated SQLite file (ingesting, scoring and re-scoring the calls once), copied per use."""
-    path = tmp_path_factory.mktemp("validity-pages") / "base.sqlite"
-    store = Store(path, default_tz="Asia/Shanghai")
-    import_scorecard(store, load(DEFAULT_SCORECARD)[1])
-    populate(store)
-    store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    store.close()
-    return path
+    return populated_file(tmp_path_factory.mktemp("validity-pages"), populate)
 
 
 @pytest.fixture
 def world(base: Path, tmp_path: Path) -> Iterator[Store]:
-    path = tmp_path / "hub.sqlite"
-    path.write_bytes(base.read_bytes())
-    store = Store(path, default_tz="Asia/Shanghai")
-    try:
+    with store_copy(base, tmp_path) as store:
         yield store
-    finally:
-        store.close()
 
 
 @pytest.fixture(scope="module")
