@@ -200,7 +200,6 @@ def test_live_wall_updates_over_sse(browser: object, hub: Hub) -> None:
     """The wall in Chromium, fed over SSE without a reload: the agent's name, the seat in a call with its running
     time, one deduplicated alert however often it repeats, cleared with the call's end; a station's offline
     status (the devices table) shows as offline."""
-    from selenium.webdriver.common.by import By
 
     d = browser
     login(d, hub, "admin")
@@ -209,22 +208,36 @@ def test_live_wall_updates_over_sse(browser: object, hub: Hub) -> None:
     st = Station("sh", "s05")
     angry = {"type": "emotion", "start": 30, "end": 33, "party": "customer", "label": "angry"}
 
-    def row_when(ok: Any, what: str) -> Any:
+    # The wall re-renders a seat's row on each SSE event, so a WebElement can go stale between two reads: each
+    # check reads the row's class, text and cells in one script call, a snapshot no re-render can split.
+    snapshot_js = """
+        const r = document.querySelector(arguments[0]);
+        if (!r) return null;
+        const cells = {};
+        for (const td of r.querySelectorAll('td')) for (const c of td.classList) cells[c] = td.innerText.trim();
+        return {cls: r.className, text: r.innerText, cells: cells};
+    """
+
+    def snap(seat: str) -> dict[str, Any] | None:
+        got = d.execute_script(snapshot_js, f'tr.seat[data-seat="{seat}"]')  # type: ignore[attr-defined]
+        return got if isinstance(got, dict) else None
+
+    def row_when(ok: Any, what: str) -> dict[str, Any]:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
-            rows = d.find_elements(By.CSS_SELECTOR, 'tr.seat[data-seat="sh/s05"]')  # type: ignore[attr-defined]
-            if rows and ok(rows[0]):
-                return rows[0]
+            row = snap("sh/s05")
+            if row is not None and ok(row):
+                return row
             time.sleep(0.2)
         pytest.fail(f"the live wall did not show {what}")
 
-    def cell(row: Any, name: str) -> str:
-        return str(row.find_element(By.CSS_SELECTOR, f"td.{name}").text)
+    def cell(row: dict[str, Any], name: str) -> str:
+        return str(row["cells"].get(name, ""))
 
     hub.board.update(st.env(angry, "live-1", ts(0), "a2"))
     row = row_when(lambda r: "customer anger" in cell(r, "alerts"), "the new alert")
-    assert "live-1" in row.text and cell(row, "agent") == "Bob Li"  # the name, not the id
-    assert cell(row, "state") == "in call" and "alert" in row.get_attribute("class")
+    assert "live-1" in row["text"] and cell(row, "agent") == "Bob Li"  # the name, not the id
+    assert cell(row, "state") == "in call" and "alert" in row["cls"].split()
     # the same anger twice more: still one entry, counted
     hub.board.update(st.env({**angry, "start": 50, "end": 52}, "live-1", ts(0), "a2"))
     hub.board.update(st.env({**angry, "start": 70, "end": 71}, "live-1", ts(0), "a2"))
@@ -235,10 +248,10 @@ def test_live_wall_updates_over_sse(browser: object, hub: Hub) -> None:
     # the call ends: the alert and its highlight go, the seat is idle
     hub.board.update(st.env({"type": "call_summary", "start": 0, "end": 80, "duration": 80}, "live-1", ts(0), "a2"))
     row = row_when(lambda r: cell(r, "state") == "idle", "the call's end")
-    assert cell(row, "alerts") == "" and "alert" not in row.get_attribute("class").split()
+    assert cell(row, "alerts") == "" and "alert" not in row["cls"].split()
     # s01's station reported offline (the fixture's devices table): offline on the wall
-    offline = d.find_element(By.CSS_SELECTOR, 'tr.seat[data-seat="sh/s01"]')  # type: ignore[attr-defined]
-    assert cell(offline, "state") == "offline" and "state-offline" in offline.get_attribute("class")
+    offline = snap("sh/s01")
+    assert offline is not None and cell(offline, "state") == "offline" and "state-offline" in offline["cls"].split()
     assert d.execute_script("return window.notReloaded === true")  # type: ignore[attr-defined]  # no reload
     shot(d, "live-ended")
 
