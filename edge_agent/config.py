@@ -91,6 +91,12 @@ class TalkOverConfig(_Strict):
     )
     merge_gap_s: float = Field(0.3, ge=0, le=1, description="overlap pauses up to this long join one talk-over")
     turn_gap_s: float = Field(0.35, ge=0, le=2, description="a party's pauses up to this long do not end its turn")
+    confirm_min_s: float = Field(
+        0.05,
+        ge=0,
+        le=5,
+        description="newcomer speech in the overlap that Silero VAD must also hear (model backend); 0: no check",
+    )
 
 
 class DeadAirConfig(_Strict):

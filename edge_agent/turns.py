@@ -77,6 +77,7 @@ class _Overlap:
     holder_start: int
     last_both: int
     both: int = 0
+    heard: int = 0  # overlap frames in which the newcomer's speech is also heard by the independent detector
     stopper: int | None = None  # 0 agent, 1 customer, 2 both, at the first frame after the overlap
 
 
@@ -86,6 +87,13 @@ class TalkOverDetector:
     The newcomer yielding first after speaking no longer than backchannel_max_s is a backchannel
     (the other keeps the floor); the one already speaking yielding, or a long fight, is an
     interruption.
+
+    A talk-over is a charge against a person, so it needs a second witness: where the backend runs an
+    independent detector (`heard`: Silero VAD, pooled over +-100 ms), the newcomer must be heard by it for
+    confirm_min_s of the overlap. A noise burst the model takes for speech on the
+    listener's side (a keystroke, a click) makes a short "backchannel" Silero hears nothing of; on calls with
+    noise the model never trained on, those were most of the false talk-overs. Dropped ones are counted
+    (`unconfirmed`), never silently lost.
     """
 
     def __init__(self, cfg: TalkOverConfig) -> None:
@@ -94,9 +102,13 @@ class TalkOverDetector:
         self.min_both = round(cfg.min_overlap_s * FPS)
         self.merge = round(cfg.merge_gap_s * FPS)
         self.bc_max = round(cfg.backchannel_max_s * FPS)
+        self.min_heard = round(cfg.confirm_min_s * FPS)
+        self.last_unconfirmed = 0
+        """The finished call's talk-overs dropped for want of confirmation (`finish` resets the live count)."""
         self.reset()
 
     def reset(self) -> None:
+        self.unconfirmed = 0
         self._frame = 0
         # start of each party's current turn: a run resumed within turn_gap continues the turn, so
         # a speaker's breath pause does not make them the "newcomer" when the other cuts in
@@ -108,9 +120,11 @@ class TalkOverDetector:
         # inside the same two turns is the same fight, not a new talk-over
         self._last: tuple[int, int, int] | None = None
 
-    def process(self, act: BOOL) -> list[Event]:
+    def process(self, act: BOOL, heard: BOOL | None = None) -> list[Event]:
+        """act: each party's activity (m, 2); heard: the independent detector's speech in the same frames, if any."""
         out: list[Event] = []
-        for a, c in act.tolist():
+        confirm = act if heard is None else heard
+        for (a, c), (ha, hc) in zip(act.tolist(), confirm.tolist(), strict=True):
             t = self._frame
             for ch, on in ((0, a), (1, c)):
                 if on and self._run_start[ch] is None:
@@ -134,6 +148,7 @@ class TalkOverDetector:
                     ov = self._ov
                 ov.last_both = t
                 ov.both += 1
+                ov.heard += int(hc if ov.by else ha)
                 ov.stopper = None
             elif ov is not None:
                 if ov.stopper is None:
@@ -146,8 +161,20 @@ class TalkOverDetector:
             self._frame += 1
         return out
 
+    def confirmed_overlap(self) -> tuple[float, Party] | None:
+        """(start s, by) of the overlap in progress once it is a talk-over the record will hold: long enough and,
+        where there is a second witness, heard by it. The live signal reads this, so the wall never shows a
+        talk-over that the call's record then lacks."""
+        ov = self._ov
+        if ov is None or ov.both < self.min_both or ov.heard < self.min_heard:
+            return None
+        return _t(ov.start), PARTIES[ov.by]
+
     def _close(self, ov: _Overlap) -> TalkOver | None:
         if ov.both < self.min_both:
+            return None
+        if ov.heard < self.min_heard:
+            self.unconfirmed += 1
             return None
         key = (ov.by, ov.newcomer_start, ov.holder_start)
         if key == self._last:
@@ -170,6 +197,7 @@ class TalkOverDetector:
             ev = self._close(self._ov)
             if ev is not None:
                 out.append(ev)
+        self.last_unconfirmed = self.unconfirmed
         self.reset()
         return out
 

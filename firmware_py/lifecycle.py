@@ -81,7 +81,6 @@ class CallLifecycle:
         live: Live | None = None,
     ) -> None:
         self.cfg, self.sink, self.batch_s, self.live = cfg, sink, batch_s, live
-        self.min_overlap_s = analyzer.talk_over.min_overlap_s
         self.dead_air_s = analyzer.dead_air.min_silence_s
         self.pipeline = Pipeline(analyzer)  # one model load for idle listening and calls alike
         self.agent_id = agent_id
@@ -120,8 +119,9 @@ class CallLifecycle:
                 self.end_call("silence")
 
     def _live(self, call: Call, now: float) -> None:
-        """Signal a talk-over as soon as it is one (both speaking min_overlap_s) and dead air as soon as the
-        silence is long enough, long before the batch with the full record goes out."""
+        """Signal a talk-over as soon as the detector holds it for one (both speaking min_overlap_s, the newcomer
+        heard by Silero) and dead air as soon as the silence is long enough, long before the batch with the full
+        record goes out."""
         assert self.live is not None  # noqa: S101 - checked by the caller
         agent, customer = self.pipeline.segments.open_since()
         # who holds the floor, on each change: a few dozen bytes every turn, so the wall's "now" can say it
@@ -129,13 +129,11 @@ class CallLifecycle:
         if speaking != call.live_speaking:
             call.live_speaking = speaking
             self.live({"type": "speaking", "call_id": call.call_id, "start": round(now, 2), "parties": list(speaking)})
-        if agent is not None and customer is not None:
-            start = max(agent, customer)
-            if now - start >= self.min_overlap_s and call.live_overlap != start:
-                call.live_overlap = start
-                by = "agent" if agent > customer else "customer"
-                self.live({"type": "talk_over", "call_id": call.call_id, "start": round(start, 2), "by": by})
-        elif agent is None and customer is None and call.last_speech_end > 0:
+        overlap = self.pipeline.talk_over.confirmed_overlap()
+        if overlap is not None and call.live_overlap != overlap[0]:
+            call.live_overlap, by = overlap
+            self.live({"type": "talk_over", "call_id": call.call_id, "start": round(overlap[0], 2), "by": by})
+        if agent is None and customer is None and call.last_speech_end > 0:
             start = call.last_speech_end
             if now - start >= self.dead_air_s and call.live_silence != start:
                 call.live_silence = start

@@ -3,7 +3,8 @@ the report classifies every planted rule correctly"): the demo's past calls, bui
 own real-speech compositions, analysed by the station pipeline, dated by its backfill, scored by the hub), get
 the demo's simulated outcomes through the real import, and the rule validity report (hub/validity.py) recovers
 the plan: `predicts` or `contrary` for every planted rule as its points and the plan's sign say, and no verdict
-for any rule planted as unrelated (`no_evidence`, or a `too_few` / `inseparable` the counts bear out). On both
+for the rules planted as unrelated (`no_evidence`, or a `too_few` / `inseparable` the counts bear out), but for
+at most one chance finding over the four outcomes, which the report's 5 % error rate per outcome allows. On both
 backends. The days, stations and seeds are the demo's defaults; the calls are composed at half its default
 `--minutes`, as analysing them is what takes the time (docs/hub.md has the figures at the default length)."""
 
@@ -60,9 +61,11 @@ def backfill(store: Store, history: History, tmp: Path) -> int:
     return calls
 
 
-def check(rep: dict[str, Any], points: dict[str, float]) -> list[str]:
+def check(rep: dict[str, Any], points: dict[str, float], chance: list[str]) -> list[str]:
     """Every rule of one outcome's report against the plan; returns the rules it could test (no_evidence or a
-    planted verdict), failing on any misclassification."""
+    planted verdict), failing on any planted rule misclassified. An unrelated rule called `predicts` or `contrary`
+    goes to `chance`: the report's verdicts have a family error rate of 5 % per outcome (hub/validity.py), so over
+    four outcomes about one draw in six has one such finding, and the caller bounds how many there may be."""
     outcome = rep["outcome"]
     tested = []
     for r in rep["rules"]:
@@ -78,6 +81,9 @@ def check(rep: dict[str, Any], points: dict[str, float]) -> list[str]:
             assert min(r["fired"], r["not_fired"]) < validity.MIN_CALLS, where
         elif verdict == "inseparable":
             assert r["inseparable_from"], where
+        elif verdict in ("predicts", "contrary"):
+            assert not (r["adj_lo"] <= 0 <= r["adj_hi"]), where
+            chance.append(where)
         else:
             assert verdict == "no_evidence", where
             assert r["adj_lo"] <= 0 <= r["adj_hi"], where
@@ -115,11 +121,12 @@ def test_the_report_recovers_the_planted_rules(hub_store: Store, history: Histor
     planted = {rule for rules in simulated_outcomes.PLAN.values() for rule in rules}
     assert planted <= set(points), planted - set(points)
     verdicts: dict[str, dict[str, str]] = {}
-    confounded = []
+    confounded: list[str] = []
+    chance: list[str] = []
     for outcome in simulated_outcomes.PLAN:
         rep = validity.report(store, card.name, card.version, outcome)
         assert rep["simulated"] is True and rep["calls"] == scored, rep
-        tested = check(rep, points)
+        tested = check(rep, points, chance)
         verdicts[outcome] = {r["rule_id"]: r["verdict"] for r in rep["rules"]}
         # the report tests more than the planted rules: at least three unrelated ones per outcome get a verdict
         assert len(set(tested) - set(simulated_outcomes.PLAN[outcome])) >= 3, (outcome, verdicts[outcome])
@@ -131,11 +138,14 @@ def test_the_report_recovers_the_planted_rules(hub_store: Store, history: Histor
             and r["raw_lo"] is not None
             and (r["raw_lo"] > 0 or r["raw_hi"] < 0)
         ]
+    # at most one chance finding in the whole report: two or more, at 5 % per outcome, happen about once in 70
+    # draws (a sweep of 200 seeds on the demo's calls of 2026-12-04 saw none with two; 83 % of seeds had none)
+    assert len(chance) <= 1, chance
     # the confounders matter: some unrelated rule differs between the piles of calls as such (length, anger), and
     # only the adjustment clears it
     assert confounded, verdicts
-    log.info("%s: %d past calls (%d distinct fired sets), verdicts %s; raw-only: %s", store.db.dialect, scored,
-             distinct, verdicts, confounded)  # fmt: skip
+    log.info("%s: %d past calls (%d distinct fired sets), verdicts %s; raw-only: %s; chance findings: %s",
+             store.db.dialect, scored, distinct, verdicts, confounded, chance)  # fmt: skip
 
 
 def test_planted_rules_are_rules_of_the_shipped_scorecard() -> None:

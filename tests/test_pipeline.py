@@ -59,6 +59,28 @@ def test_real_speech_calls_score_above_plain_webrtcvad(real_calls: list[Path]) -
     assert ours["kind_accuracy"] >= 0.75
 
 
+def test_a_talk_over_needs_silero_to_hear_the_newcomer(real_calls: list[Path]) -> None:
+    """The second witness is wired through the real pipeline: on real speech Silero hears the people who cut in,
+    so the check keeps every talk-over; asked for more heard overlap than any has, it drops them all, each one
+    counted in `quality.talk_overs_unconfirmed`, none silently lost."""
+    found = unchecked = dropped = 0
+    for wav in real_calls:
+        plain = events_for(wav, 1.0, AnalyzerConfig.model_validate({"talk_over": {"confirm_min_s": 0}}))
+        checked = events_for(wav, 1.0)
+        strict = events_for(wav, 1.0, AnalyzerConfig.model_validate({"talk_over": {"confirm_min_s": 5}}))
+        n_plain = sum(1 for e in plain if e["type"] == "talk_over")
+        n_checked = sum(1 for e in checked if e["type"] == "talk_over")
+        assert checked[-1]["quality"]["talk_overs_unconfirmed"] == n_plain - n_checked
+        assert plain[-1]["quality"]["talk_overs_unconfirmed"] == 0
+        assert not [e for e in strict if e["type"] == "talk_over"]
+        unchecked, found, dropped = (
+            unchecked + n_plain,
+            found + n_checked,
+            dropped + strict[-1]["quality"]["talk_overs_unconfirmed"],
+        )
+    assert found == unchecked >= 2 and dropped == unchecked
+
+
 def test_summary_reflects_the_call(real_calls: list[Path]) -> None:
     # metrics given activity the default weights get mostly right (the other calls' agents are mostly missed);
     # without the line's Silero veto, which on this call's babbly line cuts most of the customer (see above)

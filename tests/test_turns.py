@@ -84,3 +84,33 @@ def test_holder_resuming_inside_the_same_turns_is_one_talk_over() -> None:
     act = track(1200, agent=[(100, 340), (365, 600)], customer=[(300, 900)])
     evs = talk_overs(act)
     assert [(e.by, e.kind, e.start) for e in evs] == [("customer", "interruption", 3.0)]
+
+
+def confirmed_talk_overs(act: np.ndarray, heard: np.ndarray, block: int = 1000) -> tuple[list[TalkOver], int]:
+    det = TalkOverDetector(TalkOverConfig())
+    out = [e for i in range(0, len(act), block) for e in det.process(act[i : i + block], heard[i : i + block])]
+    out += det.finish()
+    return [e for e in out if isinstance(e, TalkOver)], det.last_unconfirmed
+
+
+def test_a_talk_over_the_independent_detector_does_not_hear_is_dropped_and_counted() -> None:
+    # a 0.4 s "backchannel" of the customer's (a keystroke burst the model took for speech) and a real one
+    act = track(1000, agent=[(100, 900)], customer=[(300, 340), (600, 650)])
+    heard = track(1000, agent=[(100, 900)], customer=[(600, 650)])  # Silero hears only the second
+    for block in (1000, 7):
+        evs, dropped = confirmed_talk_overs(act, heard, block)
+        assert [(e.by, e.start) for e in evs] == [("customer", 6.0)] and dropped == 1
+    # without a second witness (a backend with no independent detector) both stand
+    assert len(talk_overs(act)) == 2
+
+
+def test_only_the_newcomers_speech_confirms() -> None:
+    # Silero hears the agent, who holds the floor, throughout, but never the customer who "cut in"
+    act = track(1000, agent=[(100, 900)], customer=[(300, 400)])
+    heard = track(1000, agent=[(100, 900)], customer=[])
+    assert confirmed_talk_overs(act, heard) == ([], 1)
+    # a few heard frames are not enough: confirm_min_s (0.05 s) of the overlap must be heard
+    heard = track(1000, agent=[(100, 900)], customer=[(350, 353)])
+    assert confirmed_talk_overs(act, heard) == ([], 1)
+    heard = track(1000, agent=[(100, 900)], customer=[(350, 355)])
+    assert len(confirmed_talk_overs(act, heard)[0]) == 1
