@@ -80,8 +80,6 @@ class Pipeline:
         self.metrics = CallMetrics(self.cfg.metrics, self.cfg.dead_air.min_silence_s)
         self.self_check = SelfCheck(self.cfg.self_check)
         self._queue = _Queue()
-        # the independent detector's verdict per frame (Silero, pooled), waiting in step with the smoother
-        self._confirm: npt.NDArray[np.bool_] | None = None
         self.frames_in = 0
         if self.emotion is not None:
             self.emotion.reset()
@@ -147,9 +145,6 @@ class Pipeline:
         yield from self.finish()
 
     def _smooth(self, probs: F32) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.bool_]]:
-        if probs.shape[1] >= 6:  # a backend with an independent detector (VadBackend.process)
-            heard = probs[:, 4:6] >= 0.5
-            self._confirm = heard if self._confirm is None else np.concatenate([self._confirm, heard])
         act = self.smoother.process(probs[:, :2])
         if self.quiet_smoother is None:
             return act, act
@@ -162,12 +157,10 @@ class Pipeline:
             return []
         levels, samples = self._queue.pop(len(act))
         self.metrics.process(act, levels, samples)
-        self.self_check.process(act)
-        confirm = None
-        if self._confirm is not None:
-            confirm, self._confirm = self._confirm[: len(act)], self._confirm[len(act) :]
+        # the self-check pairs Silero's frames with the activity for its own checks; the same frames confirm talk-overs
+        silero = self.self_check.process(act)
         events: list[Event] = self.segments.process(act)
-        events += self.talk_over.process(act, confirm)
+        events += self.talk_over.process(act, silero)
         events += self.dead_air.process(heard)
         if self.emotion is not None:
             events += self.emotion.process(act, samples)

@@ -65,12 +65,15 @@ class SelfCheck:
         if probs.shape[1] >= 6:
             self._silero = np.concatenate([self._silero, probs[:, 4:6] >= 0.5])
 
-    def process(self, act: BOOL) -> None:
-        """Smoothed activity (k, 2), in order."""
+    def process(self, act: BOOL) -> BOOL | None:
+        """Smoothed activity (k, 2), in order. Returns Silero's verdict (pooled >= 0.5) on the same frames, which
+        the talk-over detector takes as its second witness; None unless every frame has its Silero column (a
+        backend without Silero gives none)."""
         n = len(act)
         if n == 0:
-            return
+            return None
         k = min(n, len(self._silero))
+        sil = None
         if k:
             sil, a = self._silero[:k], act[:k]
             self.heard += sil.sum(axis=0)
@@ -95,6 +98,7 @@ class SelfCheck:
             if on:
                 run += n - pos
             self._run[ch], self._prev[ch] = run, col[-1]
+        return sil if k == n else None
 
     def _close(self, ch: int, run: int) -> None:
         self.segments[ch] += 1
