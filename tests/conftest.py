@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,6 +24,14 @@ def shared_or_skip() -> Path:
     if not (SHARED / "tools" / "compose_calls.py").exists():
         pytest.skip("../shared (real speech and the call composer) is not beside the checkout")
     return SHARED
+
+
+def shared_scorer() -> Any:
+    """../shared/tools/score_calls.py as a module: its own definitions (`frames`, `match`), called, never copied."""
+    tools = str(shared_or_skip() / "tools")
+    if tools not in sys.path:
+        sys.path.insert(0, tools)
+    return importlib.import_module("score_calls")
 
 
 @pytest.fixture(scope="session")

@@ -38,7 +38,7 @@ from firmware_py import devices
 from firmware_py.capture import Capture, CaptureConfig
 from firmware_py.ring import FrameRing
 from tests.audio_stack import REQUIRE_ENV, PulseStack, missing
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT, run_cli, shared_scorer
 
 EXCERPT_S = 45.2  # call00 from here on: agent and customer turns with two interruptions
 LEAD_IN = (28.0, 31.0)  # seconds of call00 inside its dead air: line noise, nobody speaking
@@ -298,10 +298,9 @@ def test_live_capture_gives_the_events_analyze_gives(
 
 
 def activity(segs: list[tuple[float, float]], duration: float) -> np.ndarray:
-    act = np.zeros(int(duration * 100) + 1, bool)
-    for s0, e0 in segs:
-        act[max(0, round(s0 * 100)) : max(0, round(e0 * 100))] = True
-    return act
+    """Frames with the shared scorer's definition; live segments shifted before the call start are cut at 0."""
+    frames: np.ndarray = shared_scorer().frames([(max(s, 0.0), max(e, 0.0)) for s, e in segs], int(duration * 100) + 1)
+    return frames
 
 
 def max_boundary_error(ref: list[dict[str, Any]], live: list[dict[str, Any]], shift: float) -> float:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,15 +13,12 @@ from edge_agent.config import AnalyzerConfig
 from edge_agent.pipeline import Pipeline
 from edge_agent.speech_model import DEFAULT_MODEL, NARROWBAND_MODEL
 from edge_agent.vad import config_for_rate
-from tests.conftest import run_cli, shared_or_skip, truth
+from tests.conftest import run_cli, shared_scorer, truth
 
 
 def f1(events: list[dict], ref: list[list[float]], party: str, duration: float) -> float:  # type: ignore[type-arg]
     """A party's activity F1 with the shared scorer's own frame definition (../shared/tools, called, not copied)."""
-    tools = str(shared_or_skip() / "tools")
-    if tools not in sys.path:
-        sys.path.insert(0, tools)
-    frames = importlib.import_module("score_calls").frames
+    frames = shared_scorer().frames
     n = int(duration * 100) + 1
     a = frames(ref, n)
     b = frames([(e["start"], e["end"]) for e in events if e["type"] == "speech" and e["speaker"] == party], n)

@@ -7,6 +7,7 @@ used. Speakers are split before composing, never clips, so validation speakers a
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import subprocess
@@ -24,6 +25,7 @@ from edge_agent.audio import FRAME
 from edge_agent.features import CallFeatures
 from edge_agent.silero_stream import SileroStream
 from edge_agent.speech_model import ContextStack
+from models.vad.sources import SHARED
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +70,21 @@ def compose_into(
 
 
 def truth_frames(truth: dict[str, Any], n: int) -> npt.NDArray[np.bool_]:
-    """(n, 2) frame truth, agent then customer, from the composer's activity segments."""
-    act = truth["activity"]
-    y = np.zeros((n, 2), bool)
-    for col, who in enumerate(("agent", "customer")):
-        for s, e in act[who]:
-            y[round(s * 100) : round(e * 100), col] = True
-    return y
+    """(n, 2) frame truth, agent then customer, from the composer's activity segments, framed by the shared
+    scorer's own `frames` (../shared/tools/score_calls.py, called, never copied): the model trains on the very
+    labels the harness scores it against."""
+    frames = shared_scorer().frames
+    return np.stack([frames(truth["activity"][who], n) for who in ("agent", "customer")], axis=1)
+
+
+def shared_scorer() -> Any:
+    """../shared/tools/score_calls.py as a module (the composer's folder holds it)."""
+    tools = SHARED / "tools"
+    if not (tools / "score_calls.py").exists():
+        raise FileNotFoundError(f"{tools / 'score_calls.py'}: the shared scorer is not there (../shared beside)")
+    if str(tools) not in sys.path:
+        sys.path.insert(0, str(tools))
+    return importlib.import_module("score_calls")
 
 
 def inputs_for(blocks: Iterable[F32], gain_db: tuple[float, float] = (0.0, 0.0)) -> F32:
