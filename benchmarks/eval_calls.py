@@ -10,8 +10,9 @@ analyzer, plain webrtcvad and Silero VAD with the definitions of ../shared/tools
 never copied). `--weights SOURCE=PATH` scores that source with weights trained without it (the
 leave-one-source-out models of `python -m models.vad.train --exclude-noise SOURCE`); a source absent from the
 shipped model's training needs none. Prints per source, the mean and the worst source, the calls where we fall
-below webrtcvad, the self-check's flags against each call's real quality, then speech frame F1 on the AMI
-development and test mixes. The last line is JSON.
+below webrtcvad, the self-check's flags against each call's real quality, how well each talk-over's `confidence`
+separates true from false ones (AUC, and what a scorecard rule's `min_confidence` would keep), then speech frame
+F1 on the AMI development and test mixes. The last line is JSON.
 """
 
 from __future__ import annotations
@@ -103,6 +104,18 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         f1[k] = float(2 * (ref & hyp).sum() / max(ref.sum() + hyp.sum(), 1))
     det = [e for e in events if e.get("type") == "talk_over"]
     tp, kind = score_calls.match(det, truth["talk_over"], 0.5)
+    # each talk-over's confidence beside whether it is a true one, by the shared matcher itself: an event is true
+    # when the match without it finds one true talk-over fewer (one that another detection of the same party
+    # within 0.5 s could stand in for counts as false: rare, talk-overs are seconds apart)
+    judged = [
+        (
+            e.get("confidence"),
+            score_calls.match(det[:i] + det[i + 1 :], truth["talk_over"], 0.5)[0] < tp,
+            e.get("by"),
+            e.get("kind"),
+        )
+        for i, e in enumerate(det)
+    ]
     dead = [e for e in events if e.get("type") == "dead_air"]
     dtp, _ = score_calls.match(dead, truth["dead_air"], 1.0, key=False)
     summary = next((e for e in events if e.get("type") == "call_summary"), {})
@@ -116,6 +129,7 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         "dtp": dtp,
         "dnd": len(dead),
         "dnt": len(truth["dead_air"]),
+        "judged": judged,
         "flagged": bool(quality.get("low_confidence")),
         "reasons": quality.get("flags", []),
     }
@@ -134,6 +148,41 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, float]:
         "dead_air_precision": round(s["dtp"] / max(s["dnd"], 1), 3),
         "dead_air_recall": round(s["dtp"] / max(s["dnt"], 1), 3),
     }
+
+
+def auc(pos: list[float], neg: list[float]) -> float:
+    """Probability that a true talk-over's confidence ranks above a false one's (ties count half)."""
+    if not pos or not neg:
+        return float("nan")
+    p, n = np.asarray(pos)[:, None], np.asarray(neg)[None, :]
+    return float((p > n).mean() + 0.5 * (p == n).mean())
+
+
+CONFIDENCE_STEPS = (0.0, 0.7, 0.8, 0.85, 0.9)
+"""`min_confidence` values of a scorecard rule the harness shows the effect of."""
+
+
+def confidence_report(judged: list[tuple[Any, bool, Any, Any]]) -> dict[str, Any]:
+    """How well talk-overs' `confidence` separates true from false ones, for all and for agent interruptions (the
+    shipped scorecard's deduction), and what a rule's `min_confidence` would keep of each."""
+    out: dict[str, Any] = {}
+    for name, rows in (
+        ("all", judged),
+        ("agent_interruptions", [j for j in judged if j[2] == "agent" and j[3] == "interruption"]),
+    ):
+        rated = [(float(c), ok) for c, ok, *_ in rows if c is not None]
+        keep = {
+            f"{t:g}": {
+                "true": sum(ok for c, ok in rated if c >= t),
+                "false": sum(not ok for c, ok in rated if c >= t),
+            }
+            for t in CONFIDENCE_STEPS
+        }
+        out[name] = {
+            "auc": round(auc([c for c, ok in rated if ok], [c for c, ok in rated if not ok]), 3),
+            "kept_at_min_confidence": keep,
+        }
+    return out
 
 
 def call_f1(row: dict[str, Any]) -> float:
@@ -210,6 +259,7 @@ def main() -> None:
     per_source = dict(w.split("=", 1) for w in args.weights)
     report: dict[str, Any] = {"sources": {}, "weights": {}}
     below, flags = [], {"bad": 0, "bad_flagged": 0, "good": 0, "good_flagged": 0}
+    judged: list[tuple[Any, bool, Any, Any]] = []
     print(f"{'source':<12}{'system':<8}" + "".join(f"{c[:18]:>19}" for c in METRICS))
     for source in args.sources:
         # the composed calls are cached per draw: another seed or length is another set of calls
@@ -233,6 +283,7 @@ def main() -> None:
             key = "bad" if bad else "good"
             flags[key] += 1
             flags[f"{key}_flagged"] += int(o["flagged"])
+            judged += o["judged"]
     metrics = list(METRICS)
     for s in SYSTEMS:
         vals = [report["sources"][src][s] for src in args.sources]
@@ -242,6 +293,11 @@ def main() -> None:
         print(f"{'worst':<12}{s:<8}" + "".join(f"{report[f'worst_{s}'][c]:>19}" for c in metrics))
     report["calls_below_webrtc"] = below
     report["self_check"] = flags
+    report["talk_over_confidence"] = confidence_report(judged)
+    for name, r in report["talk_over_confidence"].items():
+        steps = r["kept_at_min_confidence"].items()
+        kept = ", ".join(f">= {t}: {k['true']} true / {k['false']} false" for t, k in steps)
+        print(f"talk-over confidence, {name}: AUC {r['auc']}; kept {kept}")
     print(f"calls below plain webrtcvad: {len(below)}")
     for line in below:
         print("  " + line)

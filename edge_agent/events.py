@@ -42,6 +42,15 @@ class TalkOver(Event):
     kind: Literal["interruption", "backchannel"] = "interruption"
     overlap: float = 0.0
     """Seconds both parties spoke inside [start, end]."""
+    confidence: float | None = None
+    """The speech model's mean probability that the newcomer spoke, over the overlap (0-1; not calibrated);
+    None where the detector was not given the probabilities."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.confidence is None:
+            del d["confidence"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -158,9 +158,9 @@ class Pipeline:
         levels, samples = self._queue.pop(len(act))
         self.metrics.process(act, levels, samples)
         # the self-check pairs Silero's frames with the activity for its own checks; the same frames confirm talk-overs
-        silero = self.self_check.process(act)
+        silero, probs = self.self_check.process(act)
         events: list[Event] = self.segments.process(act)
-        events += self.talk_over.process(act, silero)
+        events += self.talk_over.process(act, silero, probs)
         events += self.dead_air.process(heard)
         if self.emotion is not None:
             events += self.emotion.process(act, samples)

@@ -497,6 +497,8 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
         if f.get("by") not in PARTIES or f.get("kind") not in _KINDS or not _is_number(f.get("overlap")):
             raise SchemaError("talk_over: needs by (agent|customer), kind (interruption|backchannel), overlap")
         _check_call_time("talk_over overlap", f["overlap"])
+        if "confidence" in f:
+            _check_share("talk_over confidence", f["confidence"])
     elif etype == "activity":
         for party in PARTIES:
             segs = f.get(party)
@@ -509,6 +511,13 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
             entries = f.get(key, [])
             if not isinstance(entries, list) or not all(isinstance(x, list) and len(x) >= 2 for x in entries):
                 raise SchemaError(f"activity: {key} must be a list of [start, ...] entries")
+            if key == "talk_over":
+                # [start, end, by, kind, overlap] and, from newer stations, the confidence (a share)
+                if not all(len(x) in (5, 6) for x in entries):
+                    raise SchemaError("activity: a talk_over entry is [start, end, by, kind, overlap, confidence]")
+                for x in entries:
+                    if len(x) == 6:
+                        _check_share("activity talk_over confidence", x[5])
             if key == "emotion":
                 times += [x[0] for x in entries] + [x[3] for x in entries if len(x) > 3]
             else:
@@ -529,6 +538,14 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
             stats = f.get(party)
             if isinstance(stats, dict) and _is_number(stats.get("talk_time")):
                 _check_call_time(f"call_summary {party} talk_time", stats["talk_time"])
+
+
+def _check_share(what: str, v: object) -> None:
+    """A number within 0..1 (NaN fails the comparisons and is refused too)."""
+    if not _is_number(v):
+        raise SchemaError(f"{what} {v!r:.40} is not a number")
+    if not 0 <= cast(float, v) <= 1:
+        raise OutOfRange(f"{what} {v!r} is not within 0..1")
 
 
 def _check_call_time(what: str, t: float) -> None:

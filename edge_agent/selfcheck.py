@@ -49,6 +49,7 @@ class SelfCheck:
         self.missed = np.zeros(2, np.int64)  # ... that the model's activity calls silence
         self.unconfirmed = np.zeros(2, np.int64)  # activity frames Silero hears nothing of
         self._silero = np.zeros((0, 2), bool)  # Silero's frames not yet paired with activity
+        self._probs = np.zeros((0, 2), np.float32)  # the activity's own probabilities, likewise
 
     def process_probs(self, probs: F32) -> None:
         """The backend's per-frame output (any delay: activity pairs with it by frame count).
@@ -62,16 +63,21 @@ class SelfCheck:
         lo, hi = AMBIGUOUS
         act = probs[:, :2]
         self.ambiguous += ((act > lo) & (act < hi)).sum(axis=0)
+        self._probs = np.concatenate([self._probs, act.astype(np.float32)])
         if probs.shape[1] >= 6:
             self._silero = np.concatenate([self._silero, probs[:, 4:6] >= 0.5])
 
-    def process(self, act: BOOL) -> BOOL | None:
+    def process(self, act: BOOL) -> tuple[BOOL | None, F32 | None]:
         """Smoothed activity (k, 2), in order. Returns Silero's verdict (pooled >= 0.5) on the same frames, which
-        the talk-over detector takes as its second witness; None unless every frame has its Silero column (a
-        backend without Silero gives none)."""
+        the talk-over detector takes as its second witness, and the probabilities the activity was smoothed from
+        (its talk-overs' confidence); each None unless every frame has one (a backend without Silero gives no
+        verdicts)."""
         n = len(act)
         if n == 0:
-            return None
+            return None, None
+        m = min(n, len(self._probs))
+        probs = self._probs[:m] if m == n else None
+        self._probs = self._probs[m:]
         k = min(n, len(self._silero))
         sil = None
         if k:
@@ -98,7 +104,7 @@ class SelfCheck:
             if on:
                 run += n - pos
             self._run[ch], self._prev[ch] = run, col[-1]
-        return sil if k == n else None
+        return (sil if k == n else None), probs
 
     def _close(self, ch: int, run: int) -> None:
         self.segments[ch] += 1

@@ -16,6 +16,7 @@ from edge_agent.config import DeadAirConfig, TalkOverConfig
 from edge_agent.events import PARTIES, DeadAir, Event, Party, Speech, TalkOver
 
 BOOL = npt.NDArray[np.bool_]
+F32 = npt.NDArray[np.float32]
 FPS = 100  # frames per second
 
 
@@ -78,6 +79,7 @@ class _Overlap:
     last_both: int
     both: int = 0
     heard: int = 0  # overlap frames in which the newcomer's speech is also heard by the independent detector
+    mass: float = 0.0  # the newcomer's speech probability summed over the overlap frames (where known)
     stopper: int | None = None  # 0 agent, 1 customer, 2 both, at the first frame after the overlap
 
 
@@ -110,6 +112,7 @@ class TalkOverDetector:
     def reset(self) -> None:
         self.unconfirmed = 0
         self._frame = 0
+        self._known = True  # every block so far came with its probabilities
         # start of each party's current turn: a run resumed within turn_gap continues the turn, so
         # a speaker's breath pause does not make them the "newcomer" when the other cuts in
         self._run_start: list[int | None] = [None, None]
@@ -120,11 +123,16 @@ class TalkOverDetector:
         # inside the same two turns is the same fight, not a new talk-over
         self._last: tuple[int, int, int] | None = None
 
-    def process(self, act: BOOL, heard: BOOL | None = None) -> list[Event]:
-        """act: each party's activity (m, 2); heard: the independent detector's speech in the same frames, if any."""
+    def process(self, act: BOOL, heard: BOOL | None = None, probs: F32 | None = None) -> list[Event]:
+        """act: each party's activity (m, 2); heard: the independent detector's speech in the same frames, if any;
+        probs: the speech probabilities the activity was smoothed from, in the same frames, if known (they give
+        each talk-over its `confidence`)."""
         out: list[Event] = []
         confirm = act if heard is None else heard
-        for (a, c), (ha, hc) in zip(act.tolist(), confirm.tolist(), strict=True):
+        if probs is None:
+            self._known = False
+            probs = np.zeros(act.shape, np.float32)
+        for (a, c), (ha, hc), (pa, pc) in zip(act.tolist(), confirm.tolist(), probs.tolist(), strict=True):
             t = self._frame
             for ch, on in ((0, a), (1, c)):
                 if on and self._run_start[ch] is None:
@@ -149,6 +157,7 @@ class TalkOverDetector:
                 ov.last_both = t
                 ov.both += 1
                 ov.heard += int(hc if ov.by else ha)
+                ov.mass += pc if ov.by else pa
                 ov.stopper = None
             elif ov is not None:
                 if ov.stopper is None:
@@ -188,7 +197,13 @@ class TalkOverDetector:
         else:
             kind = "backchannel" if newcomer_len <= self.bc_max else "interruption"
         by: Party = PARTIES[newcomer]
-        return TalkOver(_t(ov.start), _t(ov.last_both + 1), by=by, kind=kind, overlap=round(ov.both / FPS, 2))
+        # how sure the model was that the newcomer spoke: its mean probability over the overlap. On the held-out
+        # calls of benchmarks/eval_calls.py it separates true from false talk-overs (AUC 0.80-0.90, docs/events.md),
+        # so the hub can leave an unsure one out of a deduction (scorecard `min_confidence`)
+        conf = round(ov.mass / ov.both, 2) if self._known else None
+        return TalkOver(
+            _t(ov.start), _t(ov.last_both + 1), by=by, kind=kind, overlap=round(ov.both / FPS, 2), confidence=conf
+        )
 
     def finish(self) -> list[Event]:
         out: list[Event] = []

@@ -39,7 +39,11 @@ class Activity(Event):
         d: dict[str, Any] = {"type": self.type, "start": _r(self.start), "end": _r(self.end)}
         for party in PARTIES:
             d[party] = encode_segments(self.start, self.segments.get(party, []))
-        d["talk_over"] = [[_r(t.start), _r(t.end), t.by, t.kind, _r(t.overlap)] for t in self.talk_overs]
+        # the confidence last, where known: a reader of five items (before it) keeps working
+        d["talk_over"] = [
+            [_r(t.start), _r(t.end), t.by, t.kind, _r(t.overlap), *(() if t.confidence is None else (t.confidence,))]
+            for t in self.talk_overs
+        ]
         d["dead_air"] = [[_r(x.start), _r(x.end)] for x in self.dead_airs]
         if self.emotions:
             # every field `analyze` prints (reason is always `change` here: alerts go on their own), so a reader
@@ -167,14 +171,24 @@ def expand_activity(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
             {"type": "speech", "start": s, "end": e, "speaker": party, "index": i}
             for i, (s, e) in enumerate(decode_segments(fields["start"], fields.get(party, [])))
         ]
-    out += [
-        {"type": "talk_over", "start": s, "end": e, "by": by, "kind": kind, "overlap": ov, "index": i}
-        for i, (s, e, by, kind, ov) in enumerate(fields.get("talk_over", []))
-    ]
+    out += [_talk_over_entry(entry, i) for i, entry in enumerate(fields.get("talk_over", []))]
     out += [
         {"type": "dead_air", "start": s, "end": e, "index": i} for i, (s, e) in enumerate(fields.get("dead_air", []))
     ]
     out += [_emotion_entry(entry, i) for i, entry in enumerate(fields.get("emotion", []))]
+    return out
+
+
+def _talk_over_entry(entry: Sequence[Any], index: int) -> dict[str, Any]:
+    """One batched talk-over as the `talk_over` event it was. An older station's entry has no confidence (five
+    items)."""
+    if not isinstance(entry, list | tuple) or len(entry) not in (5, 6):
+        raise ValueError("activity: a talk_over entry is [start, end, by, kind, overlap, confidence]")
+    s, e, by, kind, ov = entry[:5]
+    out: dict[str, Any] = {"type": "talk_over", "start": s, "end": e, "by": by, "kind": kind, "overlap": ov}
+    if len(entry) == 6:
+        out["confidence"] = entry[5]
+    out["index"] = index
     return out
 
 

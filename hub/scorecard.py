@@ -4,7 +4,8 @@ A scorecard is validated once when imported (unknown keys rejected, one-line err
 text and hash; `name` + `version` identify it for good, so every score names exactly the rules it was made
 with, and importing a changed document under an existing version is refused. Rule kinds:
 
-- `per_event`: points for each matching event (`event` type, field equality in `match`, `min_duration_s`),
+- `per_event`: points for each matching event (`event` type, field equality in `match`, `min_duration_s`,
+  `min_confidence`),
   optionally the first `free` occurrences free and the total capped at `cap` points (absolute);
 - `threshold`: points once when a summary metric (`agent.talk_ratio`, a dotted path) compares true
   against `value` (`op`: gt ge lt le eq ne); a metric the call lacks or left null makes the rule not
@@ -46,6 +47,13 @@ class PerEventRule(_Rule):
     event: Literal["talk_over", "dead_air", "speech", "emotion"]
     match: dict[str, str | int | float | bool] = Field(default_factory=dict, title="Field equality conditions")
     min_duration_s: float = Field(0.0, ge=0, title="Only events at least this long (end - start)")
+    min_confidence: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        title="Only events whose `confidence` is at least this (talk-overs: how sure the station's speech model was"
+        " of the newcomer); an event without one (an older station) counts",
+    )
     free: int = Field(0, ge=0, title="The first N occurrences cost nothing")
     cap: float | None = Field(None, gt=0, title="Largest total (absolute) this rule can add or take away")
 

@@ -38,6 +38,8 @@ class Evidence:
     index: int | None = None
     """Position of the entry inside its `activity` batch's list."""
     detail: str = ""
+    confidence: float | None = None
+    """The event's own confidence (a talk-over's), where the station sent one."""
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,17 @@ def _num(v: object) -> float:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
 
 
+def _confidence(e: Mapping[str, Any]) -> float | None:
+    """An event's confidence if it carries a usable one (ingest bounds it to 0..1; an older station sends none)."""
+    v = e.get("confidence")
+    return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 else None
+
+
+def _sure_enough(e: Mapping[str, Any], least: float) -> bool:
+    conf = _confidence(e)
+    return least <= 0 or conf is None or conf >= least
+
+
 def metric(summary: Mapping[str, Any], path: str) -> Any:
     node: Any = summary
     for part in path.split("."):
@@ -154,14 +167,15 @@ def _per_event(rule: PerEventRule, view: CallView) -> RuleResult:
     hits = [
         (e, start, end)
         for e, start, end in view.of_type(rule.event)
-        if end - start >= shortest and all(e.get(k) == v for k, v in match)
+        if end - start >= shortest and all(e.get(k) == v for k, v in match) and _sure_enough(e, rule.min_confidence)
     ]
     n = len(hits)
     raw = rule.points * max(0, n - rule.free)
     capped = rule.cap is not None and abs(raw) > rule.cap
     points = math.copysign(rule.cap, raw) if capped and rule.cap is not None else raw
     evidence = [
-        Evidence(str(e["event_id"]), start, end, e.get("index"), f"{end - start:.2f} s") for e, start, end in hits
+        Evidence(str(e["event_id"]), start, end, e.get("index"), f"{end - start:.2f} s", _confidence(e))
+        for e, start, end in hits
     ]
     return RuleResult(rule.id, rule.title, rule.kind, round(points, 3), n, evidence, capped=capped)
 

@@ -243,3 +243,36 @@ def test_a_scoring_process_saves_what_the_hub_process_would(hub_store: Store, tm
     finally:
         pooled.close()
         here.close()
+
+
+def test_min_confidence_leaves_unsure_talk_overs_out_and_shows_the_rest(tmp_path: Any) -> None:
+    """A rule's `min_confidence` drops talk-overs the station was unsure of; one without a confidence (an older
+    station's) still counts; the counted ones cite their confidence, and the call page says it in both languages.
+    The confidence travels in the batched wire format and back."""
+    from hub.web.explain import breakdown
+
+    evs = [
+        TalkOver(10.0, 11.0, "agent", "interruption", 1.0, confidence=0.95),
+        TalkOver(20.0, 21.0, "agent", "interruption", 1.0, confidence=0.40),
+        TalkOver(30.0, 31.0, "agent", "interruption", 1.0),  # an older station: no confidence
+        TalkOver(40.0, 41.0, "agent", "interruption", 1.0, confidence=0.80),
+    ]
+    envs = Station("sh", "s01").call("c1", TS, events=[*evs, CallSummary(0.0, 60.0, dict(SUMMARY, duration=60.0))])
+    batch = next(e for e in envs if e.type == "activity")
+    assert [len(x) for x in batch.fields["talk_over"]] == [6, 6, 5, 6]
+    text = DEFAULT_SCORECARD.read_text().replace("cap: 15\n", "cap: 15\n    min_confidence: 0.8\n", 1)
+    card = parse(text)
+    rule = card.rule("agent_interruptions")
+    assert rule is not None and getattr(rule, "min_confidence", None) == 0.8
+    it = items(score_of(envs, card))["agent_interruptions"]
+    assert [(e.start, e.confidence) for e in it.evidence] == [(10.0, 0.95), (30.0, None), (40.0, 0.8)]
+    assert (it.count, it.points) == (3, -6.0)  # the first free
+    everything = items(score_of(envs))["agent_interruptions"]
+    assert everything.count == 4 and [e.confidence for e in everything.evidence] == [0.95, 0.4, None, 0.8]
+    stored = score_of(envs, card)
+    score = {"score": stored.score, "max_score": stored.max_score, "items": stored.items_json()}
+    for lang, word in (("en", "confidence 0.95"), ("zh-CN", "置信度 0.95")):
+        rows = {r.rule: r for r in breakdown(score, card, [], lang).rows}
+        texts = [m.text for m in rows["agent_interruptions"].moments]
+        assert any(word in t for t in texts) and sum("0.8" in t for t in texts) == 1, texts
+        assert not any(("confidence" in t or "置信度" in t) for t in texts if t.startswith("30.0")), texts

@@ -54,10 +54,12 @@ def test_activity_batches_carry_every_turn_taking_event(real_envelopes: list[dic
     key = lambda e: (e["call_id"], e["type"], e["start"], e["end"])  # noqa: E731
     expanded = [x | {"call_id": b["call_id"]} for b in batches for x in expand_activity(b)]
     assert sorted(map(key, expanded)) == sorted(map(key, plain))
-    talk_overs = sorted((e["start"], e["by"], e["kind"], e["overlap"]) for e in plain if e["type"] == "talk_over")
-    assert talk_overs == sorted(
-        (x["start"], x["by"], x["kind"], x["overlap"]) for x in expanded if x["type"] == "talk_over"
-    )
+    fields = ("start", "by", "kind", "overlap", "confidence")
+    talk_overs = sorted(tuple(e[k] for k in fields) for e in plain if e["type"] == "talk_over")
+    batched = sorted(tuple(x[k] for k in fields) for x in expanded if x["type"] == "talk_over")
+    assert talk_overs and talk_overs == batched
+    # the station's model sends how sure it was of each newcomer
+    assert all(0 <= t[-1] <= 1 for t in talk_overs) and len({t[-1] for t in talk_overs}) > 1
 
 
 def test_real_envelopes_validate(validator: Draft202012Validator, real_envelopes: list[dict[str, Any]]) -> None:
@@ -99,6 +101,19 @@ def _broken(good: dict[str, Any], summary: dict[str, Any]) -> dict[str, dict[str
         "activity without customer": good | {"type": "activity", "agent": [[1.0, 2.0]]},
         "activity with a negative delta": good | {"type": "activity", "agent": [10, -120], "customer": []},
         "activity with seconds": good | {"type": "activity", "agent": [[1.0, 2.0]], "customer": []},
+        "talk_over surer than sure": good
+        | {"type": "talk_over", "by": "agent", "kind": "interruption", "overlap": 0.5, "confidence": 1.5},
+        "talk_over confidence as text": good
+        | {"type": "talk_over", "by": "agent", "kind": "interruption", "overlap": 0.5, "confidence": "high"},
+        "batched talk_over surer than sure": good
+        | {"type": "activity", "agent": [], "customer": [], "talk_over": [[1.0, 2.0, "agent", "interruption", 0.5, 2]]},
+        "batched talk_over of seven items": good
+        | {
+            "type": "activity",
+            "agent": [],
+            "customer": [],
+            "talk_over": [[1.0, 2.0, "agent", "interruption", 0.5, 0.9, 0.1]],
+        },
     }
 
 

@@ -114,3 +114,22 @@ def test_only_the_newcomers_speech_confirms() -> None:
     assert confirmed_talk_overs(act, heard) == ([], 1)
     heard = track(1000, agent=[(100, 900)], customer=[(350, 355)])
     assert len(confirmed_talk_overs(act, heard)[0]) == 1
+
+
+def test_a_talk_over_carries_how_sure_the_model_was_of_the_newcomer() -> None:
+    """`confidence` is the newcomer's mean speech probability over the overlap frames, whatever the blocks: the
+    holder's probability and frames outside the overlap do not enter it."""
+    act = track(1000, agent=[(100, 600)], customer=[(300, 400)])
+    probs = np.full((1000, 2), 0.9, np.float32)
+    probs[:, 0] = 0.2  # the holder (agent): must not count
+    probs[300:340, 1] = 0.5  # the newcomer's first 0.4 s of its 1 s overlap
+    probs[400:450, 1] = 0.0  # after the overlap: must not count
+    for block in (1000, 37, 1):
+        det = TalkOverDetector(TalkOverConfig())
+        out = [e for i in range(0, 1000, block) for e in det.process(act[i : i + block], None, probs[i : i + block])]
+        (ev,) = [e for e in out + det.finish() if isinstance(e, TalkOver)]
+        assert ev.by == "customer" and ev.confidence == round((40 * 0.5 + 60 * 0.9) / 100, 2) == 0.74
+        assert ev.to_dict()["confidence"] == 0.74
+    # without the probabilities (a caller that has none) there is no confidence, and the event does not claim one
+    (plain,) = talk_overs(act)
+    assert plain.confidence is None and "confidence" not in plain.to_dict()

@@ -60,6 +60,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "free": "first {n} free",
         "cap": "at most {c} in all",
         "min_dur": "{s} or longer",
+        "min_conf": "only at confidence {c} or more",
+        "conf": "confidence {c}",
         "found": "{n} found",
         "within": "within allowance ({n} of {free} free)",
         "capped": "capped at {c} (uncapped {raw})",
@@ -80,6 +82,8 @@ _WORDS: dict[str, dict[str, str]] = {
         "free": "前 {n} 次不扣",
         "cap": "合计最多 {c} 分",
         "min_dur": "时长 {s} 及以上",
+        "min_conf": "仅计置信度不低于 {c} 的事件",
+        "conf": "置信度 {c}",
         "found": "发现 {n} 次",
         "within": "在允许范围内 ({n}/{free} 次免扣)",
         "capped": "已达上限 {c} 分 (未封顶 {raw})",
@@ -202,6 +206,8 @@ def terms(rule: Any, lang: str) -> str:
         parts = [w["each"].format(p=_pts(rule.points))]
         if rule.min_duration_s:
             parts.append(w["min_dur"].format(s=_secs(rule.min_duration_s, lang)))
+        if rule.min_confidence:
+            parts.append(w["min_conf"].format(c=f"{rule.min_confidence:.2f}"))
         if rule.free:
             parts.append(w["free"].format(n=rule.free))
         if rule.cap is not None:
@@ -218,6 +224,10 @@ def _moment(e: Mapping[str, Any], lang: str) -> Moment:
     # the span itself, then its length or what was seen: never the stored detail verbatim (a seat's word)
     text = f"{start:.1f}\u2013{end:.1f}{unit}"
     text += f" · {words[1 if lang == 'zh-CN' else 0]}" if words else f" · {end - start:.1f}{unit}"
+    conf = e.get("confidence")
+    # a number the scorer stored (bounded at ingest); shown so an agent sees how sure the station was
+    if isinstance(conf, int | float) and not isinstance(conf, bool) and 0 <= conf <= 1:
+        text += " · " + _WORDS[lang]["conf"].format(c=f"{conf:.2f}")
     return Moment(start, end, text)
 
 
