@@ -11,7 +11,8 @@ never copied). `--weights SOURCE=PATH` scores that source with weights trained w
 leave-one-source-out models of `python -m models.vad.train --exclude-noise SOURCE`); a source absent from the
 shipped model's training needs none. Prints per source, the mean and the worst source, the calls where we fall
 below webrtcvad, the self-check's flags against each call's real quality, how well each talk-over's `confidence`
-separates true from false ones (AUC, and what a scorecard rule's `min_confidence` would keep), then speech frame
+separates true from false ones (AUC, and what a scorecard rule's `min_confidence` would keep), why the missed
+talk-overs were missed (the newcomer or the holder unheard by us, or both heard and no event), then speech frame
 F1 on the AMI development and test mixes. The last line is JSON.
 """
 
@@ -116,6 +117,7 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         )
         for i, e in enumerate(det)
     ]
+    missed = missed_causes(events, truth, det, tp, n)
     dead = [e for e in events if e.get("type") == "dead_air"]
     dtp, _ = score_calls.match(dead, truth["dead_air"], 1.0, key=False)
     summary = next((e for e in events if e.get("type") == "call_summary"), {})
@@ -130,9 +132,42 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         "dnd": len(dead),
         "dnt": len(truth["dead_air"]),
         "judged": judged,
+        "missed": missed,
         "flagged": bool(quality.get("low_confidence")),
         "reasons": quality.get("flags", []),
     }
+
+
+MISSED_CAUSES = ("newcomer unheard", "holder unheard", "both heard, no event")
+"""Why a real talk-over was missed, judged on our speech segments over its first 0.5 s."""
+
+
+def missed_causes(
+    events: list[dict[str, Any]], truth: dict[str, Any], det: list[dict[str, Any]], tp: int, n: int
+) -> dict[str, int]:
+    """Counts per cause of the truth's talk-overs no event matched (by the shared matcher: one is unmatched when
+    the match without it finds as many true talk-overs). Unheard: our segments cover under half of the party's
+    first 0.5 s of the overlap; else both were heard and no event of the right party started within 0.5 s."""
+    out = dict.fromkeys(MISSED_CAUSES, 0)
+    truths = truth["talk_over"]
+    heard = {
+        k: score_calls.frames(
+            [(e["start"], e["end"]) for e in events if e.get("type") == "speech" and e.get("speaker") == k], n
+        )
+        for k in score_calls.SPK
+    }
+    for i, t in enumerate(truths):
+        if score_calls.match(det, truths[:i] + truths[i + 1 :], 0.5)[0] < tp:
+            continue  # matched
+        s = int(t["start"] * 100)
+        holder = "customer" if t["by"] == "agent" else "agent"
+        if heard[t["by"]][s : s + 50].mean() < 0.5:
+            out["newcomer unheard"] += 1
+        elif heard[holder][s : s + 50].mean() < 0.5:
+            out["holder unheard"] += 1
+        else:
+            out["both heard, no event"] += 1
+    return out
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, float]:
@@ -273,6 +308,9 @@ def main() -> None:
         for s in SYSTEMS:
             vals = report["sources"][source][s]
             print(f"{source:<12}{s:<8}" + "".join(f"{vals[c]:>19}" for c in METRICS))
+        causes = {c: sum(r["missed"][c] for r in rows["ours"]) for c in MISSED_CAUSES}
+        report["sources"][source]["ours"]["talk_overs_missed"] = causes
+        print(f"{source:<12}ours    missed talk-overs: " + ", ".join(f"{c} {k}" for c, k in causes.items()))
         for wav, o, w in zip(wavs, rows["ours"], rows["webrtc"], strict=True):
             worse = [k for k in score_calls.SPK if o["f1"][k] < w["f1"][k] - 0.01]
             if worse or call_f1(o) < call_f1(w) - 0.01:

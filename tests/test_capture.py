@@ -169,6 +169,26 @@ def speech(real_calls: list[Path], tmp_path_factory: pytest.TempPathFactory) -> 
     }
 
 
+def lead_in_report(captured: np.ndarray, shift: float, live: list[dict[str, Any]], loud: list[Any]) -> str:
+    """What the pipeline heard before the excerpt, in one message, and the capture kept as a WAV: whether an
+    underrun handed it digital silence or the capture started late in the lead-in (this failed once in CI, stop
+    29, and passed on every rerun; the audio of a failure is what tells the two apart)."""
+    lead = captured[: int(shift * SAMPLE_RATE)]
+    frames = lead[: len(lead) // 160 * 160].reshape(-1, 160, 2)
+    zeros = (np.abs(frames).max(axis=1) == 0).sum(axis=0).tolist()
+    tenths = lead[: len(lead) // 1600 * 1600].reshape(-1, 1600, 2).astype(np.float64)
+    level = np.round(10 * np.log10(np.mean(tenths**2, axis=1) + 1e-12), 1)
+    out = Path(os.environ.get("CALLQA_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "capture"
+    out.mkdir(parents=True, exist_ok=True)
+    sf.write(out / "live-lead-in.wav", captured, SAMPLE_RATE, subtype="FLOAT")
+    (out / "live-lead-in.json").write_text(json.dumps(live))
+    return (
+        f"noise read as speech in the {shift:.2f} s lead-in: {loud}; digital-zero 10 ms frames per channel {zeros};"
+        f" dBFS per 100 ms, agent {level[:, 0].tolist()}, customer {level[:, 1].tolist()};"
+        f" capture kept in {out}"
+    )
+
+
 def first_block(cap: Capture, within: float = 15.0) -> np.ndarray:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -260,7 +280,8 @@ def test_live_capture_gives_the_events_analyze_gives(
     # captures: that is not the lead-in's. A loaded machine's playback may underrun inside the lead-in, which
     # hands the pipeline digital silence; tests/test_dropouts.py holds that this leaves line noise silence.
     noise_events = [e for e in live if e["type"] != "call_summary" and e["start"] < shift - 0.1]
-    assert not [e for e in noise_events if e["type"] != "speech" or e["end"] - e["start"] >= 0.5], noise_events
+    loud = [e for e in noise_events if e["type"] != "speech" or e["end"] - e["start"] >= 0.5]
+    assert not loud, lead_in_report(captured, shift, live, loud)
 
     def segments(events: list[dict[str, Any]], who: str, dt: float = 0.0) -> list[tuple[float, float]]:
         return sorted((e["start"] - dt, e["end"] - dt) for e in events if e["type"] == "speech" and e["speaker"] == who)
