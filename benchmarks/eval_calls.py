@@ -97,11 +97,11 @@ def analyse(pipe: Pipeline, wav: Path, rate: int = 16000) -> list[dict[str, Any]
 def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str, Any]:
     """Raw counts for one call with score_calls' definitions (frames, match and its tolerances)."""
     n = int(truth["duration"] * 100) + 1
-    f1 = {}
+    f1, heard = {}, {}
     for k in score_calls.SPK:
         ref = score_calls.frames(truth["activity"][k], n)
         segs = [(e["start"], e["end"]) for e in events if e.get("type") == "speech" and e.get("speaker") == k]
-        hyp = score_calls.frames(segs, n)
+        heard[k] = hyp = score_calls.frames(segs, n)
         f1[k] = float(2 * (ref & hyp).sum() / max(ref.sum() + hyp.sum(), 1))
     det = [e for e in events if e.get("type") == "talk_over"]
     tp, kind = score_calls.match(det, truth["talk_over"], 0.5)
@@ -117,7 +117,7 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         )
         for i, e in enumerate(det)
     ]
-    missed = missed_causes(events, truth, det, tp, n)
+    missed = missed_causes(heard, truth, det, tp)
     dead = [e for e in events if e.get("type") == "dead_air"]
     dtp, _ = score_calls.match(dead, truth["dead_air"], 1.0, key=False)
     summary = next((e for e in events if e.get("type") == "call_summary"), {})
@@ -143,19 +143,14 @@ MISSED_CAUSES = ("newcomer unheard", "holder unheard", "both heard, no event")
 
 
 def missed_causes(
-    events: list[dict[str, Any]], truth: dict[str, Any], det: list[dict[str, Any]], tp: int, n: int
+    heard: dict[str, np.ndarray], truth: dict[str, Any], det: list[dict[str, Any]], tp: int
 ) -> dict[str, int]:
     """Counts per cause of the truth's talk-overs no event matched (by the shared matcher: one is unmatched when
-    the match without it finds as many true talk-overs). Unheard: our segments cover under half of the party's
+    the match without it finds as many true talk-overs). `heard`: our speech frames per party (score_calls.frames).
+    Unheard: our segments cover under half of the party's
     first 0.5 s of the overlap; else both were heard and no event of the right party started within 0.5 s."""
     out = dict.fromkeys(MISSED_CAUSES, 0)
     truths = truth["talk_over"]
-    heard = {
-        k: score_calls.frames(
-            [(e["start"], e["end"]) for e in events if e.get("type") == "speech" and e.get("speaker") == k], n
-        )
-        for k in score_calls.SPK
-    }
     for i, t in enumerate(truths):
         if score_calls.match(det, truths[:i] + truths[i + 1 :], 0.5)[0] < tp:
             continue  # matched

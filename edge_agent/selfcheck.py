@@ -48,8 +48,9 @@ class SelfCheck:
         self.heard = np.zeros(2, np.int64)  # frames Silero hears as speech (pooled over +-100 ms)
         self.missed = np.zeros(2, np.int64)  # ... that the model's activity calls silence
         self.unconfirmed = np.zeros(2, np.int64)  # activity frames Silero hears nothing of
-        self._silero = np.zeros((0, 2), bool)  # Silero's frames not yet paired with activity
-        self._probs = np.zeros((0, 2), np.float32)  # the activity's own probabilities, likewise
+        # the backend's frames not yet paired with activity: its two activity probabilities, then Silero's two
+        # pooled ones (NaN from a backend without Silero)
+        self._rows = np.zeros((0, 4), np.float32)
 
     def process_probs(self, probs: F32) -> None:
         """The backend's per-frame output (any delay: activity pairs with it by frame count).
@@ -63,9 +64,8 @@ class SelfCheck:
         lo, hi = AMBIGUOUS
         act = probs[:, :2]
         self.ambiguous += ((act > lo) & (act < hi)).sum(axis=0)
-        self._probs = np.concatenate([self._probs, act.astype(np.float32)])
-        if probs.shape[1] >= 6:
-            self._silero = np.concatenate([self._silero, probs[:, 4:6] >= 0.5])
+        silero = probs[:, 4:6] if probs.shape[1] >= 6 else np.full((len(probs), 2), np.nan, np.float32)
+        self._rows = np.concatenate([self._rows, np.hstack([act, silero]).astype(np.float32)])
 
     def process(self, act: BOOL) -> tuple[BOOL | None, F32 | None]:
         """Smoothed activity (k, 2), in order. Returns Silero's verdict (pooled >= 0.5) on the same frames, which
@@ -75,17 +75,14 @@ class SelfCheck:
         n = len(act)
         if n == 0:
             return None, None
-        m = min(n, len(self._probs))
-        probs = self._probs[:m] if m == n else None
-        self._probs = self._probs[m:]
-        k = min(n, len(self._silero))
+        k = min(n, len(self._rows))
+        rows, self._rows = self._rows[:k], self._rows[k:]
         sil = None
-        if k:
-            sil, a = self._silero[:k], act[:k]
+        if k and not np.isnan(rows[0, 2]):
+            sil, a = rows[:, 2:4] >= 0.5, act[:k]
             self.heard += sil.sum(axis=0)
             self.missed += (sil & ~a).sum(axis=0)
             self.unconfirmed += (a & ~sil).sum(axis=0)
-            self._silero = self._silero[k:]
         self.frames += n
         self.speech += act.sum(axis=0)
         self.overlap += int((act[:, 0] & act[:, 1]).sum())
@@ -104,7 +101,9 @@ class SelfCheck:
             if on:
                 run += n - pos
             self._run[ch], self._prev[ch] = run, col[-1]
-        return (sil if k == n else None), probs
+        if k < n:
+            return None, None
+        return sil, rows[:, :2]
 
     def _close(self, ch: int, run: int) -> None:
         self.segments[ch] += 1

@@ -127,14 +127,14 @@ def _num(v: object) -> float:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) else 0.0
 
 
-def _confidence(e: Mapping[str, Any]) -> float | None:
+def event_confidence(e: Mapping[str, Any]) -> float | None:
     """An event's confidence if it carries a usable one (ingest bounds it to 0..1; an older station sends none)."""
     v = e.get("confidence")
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1 else None
 
 
 def _sure_enough(e: Mapping[str, Any], least: float) -> bool:
-    conf = _confidence(e)
+    conf = event_confidence(e)
     return least <= 0 or conf is None or conf >= least
 
 
@@ -174,7 +174,7 @@ def _per_event(rule: PerEventRule, view: CallView) -> RuleResult:
     capped = rule.cap is not None and abs(raw) > rule.cap
     points = math.copysign(rule.cap, raw) if capped and rule.cap is not None else raw
     evidence = [
-        Evidence(str(e["event_id"]), start, end, e.get("index"), f"{end - start:.2f} s", _confidence(e))
+        Evidence(str(e["event_id"]), start, end, e.get("index"), f"{end - start:.2f} s", event_confidence(e))
         for e, start, end in hits
     ]
     return RuleResult(rule.id, rule.title, rule.kind, round(points, 3), n, evidence, capped=capped)

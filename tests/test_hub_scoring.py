@@ -245,7 +245,7 @@ def test_a_scoring_process_saves_what_the_hub_process_would(hub_store: Store, tm
         here.close()
 
 
-def test_min_confidence_leaves_unsure_talk_overs_out_and_shows_the_rest(tmp_path: Any) -> None:
+def test_min_confidence_leaves_unsure_talk_overs_out_and_shows_the_rest() -> None:
     """A rule's `min_confidence` drops talk-overs the station was unsure of; one without a confidence (an older
     station's) still counts; the counted ones cite their confidence, and the call page says it in both languages.
     The confidence travels in the batched wire format and back."""

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from hub.scorecard import CalmUnderAngerRule, PerEventRule, Scorecard, ThresholdRule
+from hub.scoring import event_confidence
 
 # metric path -> (English, Chinese, unit); {v} is the measured value with its unit
 _METRICS: dict[str, tuple[str, str, str]] = {
@@ -224,9 +225,9 @@ def _moment(e: Mapping[str, Any], lang: str) -> Moment:
     # the span itself, then its length or what was seen: never the stored detail verbatim (a seat's word)
     text = f"{start:.1f}\u2013{end:.1f}{unit}"
     text += f" · {words[1 if lang == 'zh-CN' else 0]}" if words else f" · {end - start:.1f}{unit}"
-    conf = e.get("confidence")
-    # a number the scorer stored (bounded at ingest); shown so an agent sees how sure the station was
-    if isinstance(conf, int | float) and not isinstance(conf, bool) and 0 <= conf <= 1:
+    conf = event_confidence(e)
+    # shown so an agent sees how sure the station was
+    if conf is not None:
         text += " · " + _WORDS[lang]["conf"].format(c=f"{conf:.2f}")
     return Moment(start, end, text)
 
