@@ -18,7 +18,9 @@ class ModelVadConfig(_Strict):
     type: Literal["model"] = "model"
     weights: str | None = Field(None, description="path to .npz weights; default: the shipped speech model")
     silero_onnx: str | None = Field(
-        None, description="Silero VAD's sequence ONNX, an input of the model; default: the file in the silero-vad wheel"
+        None,
+        description="run Silero VAD, an input of the model, from this sequence ONNX through onnxruntime; "
+        "default: its shipped weights, run as numpy",
     )
     silero_gate: tuple[Literal["agent", "customer"], ...] = Field(
         ("customer",),

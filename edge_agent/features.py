@@ -116,6 +116,7 @@ class NoiseFloor:
 
     def reset(self) -> None:
         self._mins = np.full((self.KEEP, self._n_bands), np.inf, np.float32)
+        self._past = self._mins.min(axis=0)
         self._cur = np.full(self._n_bands, np.inf, np.float32)
         self._count = 0
         self._slot = 0
@@ -157,15 +158,16 @@ class NoiseFloor:
         i = 0
         while i < n:
             k = min(self.SUB - self._count, n - i)
-            run = np.minimum.accumulate(np.vstack([self._cur[None, :], sm[i : i + k]]), axis=0)[1:]
-            past = self._mins.min(axis=0)
-            out[i : i + k] = np.minimum(run, past)
+            run = np.minimum.accumulate(sm[i : i + k], axis=0)
+            np.minimum(run, self._cur, out=run)
+            np.minimum(run, self._past, out=out[i : i + k])
             self._cur = run[-1].copy()
             self._count += k
             i += k
             if self._count == self.SUB:
                 self._mins[self._slot] = self._cur
                 self._slot = (self._slot + 1) % self.KEEP
+                self._past = self._mins.min(axis=0)  # changes only here, so kept rather than recomputed per run
                 self._cur[:] = np.inf
                 self._count = 0
         return out

@@ -172,6 +172,7 @@ class CallMetrics:
         self.talk[1] += int(c.sum())
         self.overlap += int((a & c).sum())
         self.silence += int((~a & ~c).sum())
+        power = 10 ** (level_db.astype(np.float64) / 10)
         for ch in (0, 1):
             own = act[:, ch] & ~act[:, 1 - ch]
             self.speech_hist[ch].add(level_db[own, ch])
@@ -181,7 +182,6 @@ class CallMetrics:
             self.own_frames[ch] += int(own.sum())
             self.clipped[ch] += int((np.abs(samples[:, ch]) >= 0.999).sum())
             other_only = act[:, 1 - ch] & ~act[:, ch]
-            power = 10 ** (level_db.astype(np.float64) / 10)
             self._p_leak[ch] += float(power[other_only, ch].sum())
             self._p_src[ch] += float(power[other_only, 1 - ch].sum())
             self._n_leak[ch] += int(other_only.sum())

@@ -6,9 +6,11 @@ and that is what wrecks talk-over and dead-air detection. Silero VAD (MIT, insid
 wheel) was trained on far more voices, languages and noises than we can ship, so the model's speech is
 only believed where Silero also hears speech nearby. The model decides who; Silero vetoes "nobody".
 
-It runs the wheel's *sequence* export (`silero_vad_16k_sequence.onnx`): one ONNX call per block and
-channel instead of one per 32 ms chunk, with the LSTM state carried between blocks, so a file and the
-same audio fed in 10 ms pieces give the same probabilities, at a fraction of the per-chunk cost.
+By default it runs Silero's network as numpy (`silero_net.py`, the weights copied from the wheel into
+`models/shipped`), all windows of both channels at once with the LSTM state carried between blocks, so a
+file and the same audio fed in 10 ms pieces give the same probabilities. Given an ONNX file
+(`vad.silero_onnx`), it runs that through onnxruntime instead: the wheel's *sequence* export
+(`silero_vad_16k_sequence.onnx`), one call per block and channel.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edge_agent.audio import FRAME
+from edge_agent.silero_net import SileroNet, SileroWeightsError
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +37,7 @@ SEQUENCE_ONNX = "silero_vad_16k_sequence.onnx"
 
 
 class SileroError(Exception):
-    """The gate's ONNX file is missing or unusable."""
+    """The gate's weights or ONNX file are missing or unusable."""
 
 
 def silero_data_dir() -> Path:
@@ -46,6 +50,25 @@ def silero_data_dir() -> Path:
     raise SileroError("Silero VAD's ONNX files come with its wheel: pip install --no-deps 'silero-vad>=6.2'")
 
 
+def _onnx_session(path: Path) -> Any:
+    """An onnxruntime session on a Silero sequence ONNX (the wheel's, or one named in vad.silero_onnx)."""
+    try:
+        import onnxruntime as ort
+    except ImportError as exc:  # pragma: no cover - a core dependency
+        raise SileroError("Silero VAD's ONNX needs onnxruntime") from exc
+    if not path.exists():
+        raise SileroError(f"{path}: no such file (unset vad.silero_onnx to use the shipped Silero weights)")
+    opts = ort.SessionOptions()
+    # one thread: the station's other work and the 300x budget are per core
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3  # the export carries unused initialisers ORT warns about at load
+    try:
+        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+        raise SileroError(f"{path}: not a usable Silero sequence model ({exc})") from None
+
+
 class SileroStream:
     """Per-10 ms-frame speech probability of each channel from Silero, pooled over a window.
 
@@ -55,27 +78,19 @@ class SileroStream:
     """
 
     def __init__(self, onnx: str | None = None) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - a core dependency
-            raise SileroError("Silero VAD needs onnxruntime") from exc
-        path = Path(onnx) if onnx else silero_data_dir() / SEQUENCE_ONNX
-        if not path.exists():
-            raise SileroError(f"{path}: no such file (pip install --no-deps 'silero-vad>=6.2', or set vad.silero_onnx)")
-        opts = ort.SessionOptions()
-        # one thread: the station's other work and the 300x budget are per core
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        opts.log_severity_level = 3  # the export carries unused initialisers ORT warns about at load
-        try:
-            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-            raise SileroError(f"{path}: not a usable Silero sequence model ({exc})") from None
+        self._net: SileroNet | None = None
+        self._sess: Any = None
+        if onnx is None:
+            try:
+                self._net = SileroNet()
+            except SileroWeightsError as exc:
+                raise SileroError(str(exc)) from None
+        else:
+            self._sess = _onnx_session(Path(onnx))
         self.reset()
 
     def reset(self) -> None:
-        self._h = [np.zeros((1, 1, 128), np.float32) for _ in range(2)]
-        self._c = [np.zeros((1, 1, 128), np.float32) for _ in range(2)]
+        self._h, self._c = SileroNet.initial_state(2)
         self._ctx = np.zeros((CONTEXT, 2), np.float32)
         self._pending = np.zeros((0, 2), np.float32)
         self._frames_in = 0
@@ -103,13 +118,19 @@ class SileroStream:
 
     def _run(self, audio: F32) -> None:
         n = len(audio) // CHUNK
-        probs = np.zeros((n, 2), np.float32)
-        for ch in (0, 1):
-            frames = audio[:, ch].reshape(n, CHUNK)
-            ctx = np.vstack([self._ctx[None, :, ch], frames[:-1, -CONTEXT:]])
-            x = np.ascontiguousarray(np.concatenate([ctx, frames], axis=1), np.float32)
-            p, self._h[ch], self._c[ch] = self._sess.run(None, {"input": x, "h": self._h[ch], "c": self._c[ch]})
-            probs[:, ch] = np.asarray(p, np.float32).reshape(n)
+        frames = audio.reshape(n, CHUNK, 2).transpose(0, 2, 1)
+        ctx = np.concatenate([self._ctx.T[None], frames[:-1, :, -CONTEXT:]], axis=0)
+        windows = np.ascontiguousarray(np.concatenate([ctx, frames], axis=2), np.float32)  # (n, 2, CONTEXT + CHUNK)
+        if self._net is not None:
+            probs, self._h, self._c = self._net.run(windows, self._h, self._c)
+        else:
+            probs = np.zeros((n, 2), np.float32)
+            for ch in (0, 1):
+                p, h, c = self._sess.run(
+                    None, {"input": windows[:, ch], "h": self._h[None, ch : ch + 1], "c": self._c[None, ch : ch + 1]}
+                )
+                probs[:, ch] = np.asarray(p, np.float32).reshape(n)
+                self._h[ch], self._c[ch] = np.asarray(h).reshape(-1), np.asarray(c).reshape(-1)
         self._ctx = audio[-CONTEXT:].copy()
         self._chunks = np.vstack([self._chunks, probs])
 

@@ -246,7 +246,8 @@ def test_onnxruntime_keeps_no_files_or_device_id_under_home(tmp_path: Path) -> N
     unless ORT_DISABLE_TELEMETRY is set before it is imported; edge_agent sets it. Both ONNX models load here."""
     code = (
         "from edge_agent.pipeline import Pipeline; Pipeline(); "
-        "import onnxruntime, edge_agent.silero_stream as s; s.SileroStream(); print('loaded')"
+        "import onnxruntime, edge_agent.silero_stream as s; "
+        "s.SileroStream(str(s.silero_data_dir() / s.SEQUENCE_ONNX)); print('loaded')"
     )
     env = {k: v for k, v in os.environ.items() if k != "ORT_DISABLE_TELEMETRY"}
     env["HOME"] = str(tmp_path)

@@ -40,8 +40,9 @@ if [ -d /sys/class/gpio ] && grep -qi raspberry /proc/device-tree/model 2>/dev/n
 else
     "$PREFIX/venv/bin/pip" install -q "$SRC"
 fi
-# the default speech model's Silero VAD input: the ONNX files inside the silero-vad wheel (MIT). --no-deps: its
-# own dependencies pull in torch (hundreds of MB), and the station runs the ONNX files with onnxruntime instead
+# Silero VAD's ONNX files (MIT) for `vad.type: silero` and `vad.silero_onnx`; the default backend runs Silero's
+# shipped weights as numpy without them. --no-deps: its own dependencies pull in torch (hundreds of MB), and the
+# station runs the ONNX files with onnxruntime instead
 "$PREFIX/venv/bin/pip" install -q --no-deps 'silero-vad>=6.2'
 install -m 0644 "$SRC/README.md" "$PREFIX/README.md"
 

@@ -241,7 +241,7 @@ def main() -> None:
             "sample_rate": 16000,
             "frame_ms": 10,
             "features": "edge_agent.features.CallFeatures + edge_agent.silero_stream.SileroStream (2 columns)",
-            "silero": "silero_vad_16k_sequence.onnx from the silero-vad wheel (MIT), an input at every frame",
+            "silero": "Silero VAD v5 16 kHz (MIT; silero-vad-v5-16k.npz, copied from the wheel), every frame",
             "context_pools": [list(p) for p in POOLS],
             "inputs": N_INPUTS,
         },

@@ -1,0 +1,119 @@
+"""Silero VAD v5's 16 kHz network as numpy: the station's "is this speech at all" opinion, without onnxruntime.
+
+Why numpy: the network is small (four 3-tap convolutions over 4 STFT frames, one 128-unit LSTM), and
+onnxruntime runs each 32 ms window's convolutions as separate matrix products four columns wide, which
+made Silero half of the station's analysis time. Here the STFT is one batched rfft and each convolution
+is one matrix product over every window of both channels, so a second of stereo audio costs about a
+third of what the ONNX run did. Only the LSTM steps one window at a time.
+
+The weights are the silero-vad wheel's `silero_vad_16k_sequence.onnx`, copied unchanged into
+`models/shipped/silero-vad-v5-16k.npz` by `python -m models.silero_weights` (MIT, see the card
+`silero-vad-v5-16k.json`); `tests/test_silero_net.py` holds the two to the same probabilities on real
+speech and noise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import scipy.fft as sfft
+from numpy.lib.stride_tricks import sliding_window_view
+
+F32 = npt.NDArray[np.float32]
+
+WEIGHTS = "silero-vad-v5-16k"
+WINDOW = 576  # one 512-sample chunk and the 64 samples before it
+N_FFT, HOP, N_FRAMES = 256, 128, 4
+HIDDEN = 128
+CONVS = (("conv1", 1), ("conv2", 2), ("conv3", 2), ("conv4", 1))  # (weights, stride): kernel 3, padding 1
+
+
+class SileroWeightsError(Exception):
+    """The numpy Silero's weights are missing, corrupt or not what their card says."""
+
+
+def shipped_weights_path() -> Path:
+    return Path(str(resources.files("models.shipped").joinpath(f"{WEIGHTS}.npz")))
+
+
+class SileroNet:
+    """`run(windows, state)`: speech probability per 576-sample window for a batch of independent streams."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        path = path or shipped_weights_path()
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise SileroWeightsError(f"{path}: cannot read Silero weights ({exc.strerror})") from None
+        card_path = path.with_suffix(".json")
+        if card_path.exists():
+            want = json.loads(card_path.read_text()).get("sha256")
+            got = hashlib.sha256(raw).hexdigest()
+            if want not in (None, got):
+                raise SileroWeightsError(f"{path}: sha256 {got[:12]} does not match its card {str(want)[:12]}")
+        try:
+            with np.load(path) as z:
+                w = {k: z[k].astype(np.float32) for k in z.files}
+            self._convs = [(_taps_matrix(w[f"{name}.weight"]), w[f"{name}.bias"], stride) for name, stride in CONVS]
+            # ONNX's LSTM layout, gates in the order input, output, forget, cell
+            self._w_in = np.ascontiguousarray(w["lstm.W"][0].T)
+            self._w_rec = np.ascontiguousarray(w["lstm.R"][0].T)
+            self._b = (w["lstm.B"][0, : 4 * HIDDEN] + w["lstm.B"][0, 4 * HIDDEN :]).astype(np.float32)
+            self._w_out = w["output.weight"].reshape(HIDDEN, 1)
+            self._b_out = w["output.bias"].reshape(1)
+        except (OSError, ValueError, KeyError) as exc:
+            raise SileroWeightsError(f"{path}: not a Silero weights file ({exc})") from None
+        if self._convs[0][0].shape != (3 * (N_FFT // 2 + 1), 128) or self._w_rec.shape != (HIDDEN, 4 * HIDDEN):
+            raise SileroWeightsError(f"{path}: weights of the wrong shape for Silero VAD v5 at 16 kHz")
+        # the STFT's periodic Hann window, as the ONNX's Fourier basis carries it
+        self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+
+    @staticmethod
+    def initial_state(streams: int) -> tuple[F32, F32]:
+        return np.zeros((streams, HIDDEN), np.float32), np.zeros((streams, HIDDEN), np.float32)
+
+    def run(self, windows: F32, h: F32, c: F32) -> tuple[F32, F32, F32]:
+        """windows (n, streams, WINDOW), LSTM state h, c (streams, HIDDEN) -> (probs (n, streams), h, c)."""
+        n, streams, _ = windows.shape
+        if n == 0:
+            return np.zeros((0, streams), np.float32), h, c
+        # the ONNX pads each window by reflection before its STFT; only the right side reaches the 4 frames used
+        padded = np.concatenate([windows, windows[:, :, -2 : -HOP // 2 - 2 : -1]], axis=2)
+        frames = sliding_window_view(padded, N_FFT, axis=2)[:, :, ::HOP][:, :, :N_FRAMES]
+        spec = sfft.rfft(frames * self._window, axis=3)
+        x = np.sqrt(spec.real**2 + spec.imag**2).reshape(n * streams, N_FRAMES, -1)
+        for w, b, stride in self._convs:
+            x = _conv(x, w, b, stride)
+        # the input half of every LSTM step at once; only the recurrent half waits for the previous step
+        gates_in = (x.reshape(n, streams, HIDDEN) @ self._w_in + self._b).astype(np.float32)
+        hs = np.empty((n, streams, HIDDEN), np.float32)
+        for t in range(n):
+            g = gates_in[t] + h @ self._w_rec
+            s = 1.0 / (1.0 + np.exp(-g))
+            c = s[:, 2 * HIDDEN : 3 * HIDDEN] * c + s[:, :HIDDEN] * np.tanh(g[:, 3 * HIDDEN :])  # f*c + i*tanh(g_c)
+            h = s[:, HIDDEN : 2 * HIDDEN] * np.tanh(c)  # o*tanh(c)
+            hs[t] = h
+        logits = np.maximum(hs, 0.0) @ self._w_out + self._b_out
+        probs = 1.0 / (1.0 + np.exp(-logits[:, :, 0]))
+        return probs.astype(np.float32), h, c
+
+
+def _taps_matrix(w: F32) -> F32:
+    """(out, in, 3) -> (3*in, out), rows ordered tap by tap to match `_conv`'s column order."""
+    return np.ascontiguousarray(w.transpose(2, 1, 0).reshape(-1, w.shape[0]))
+
+
+def _conv(x: F32, w: F32, b: F32, stride: int) -> F32:
+    """x (batch, length, in) -> ReLU(conv1d(kernel 3, padding 1, stride)) as (batch, length', out)."""
+    batch, length, width = x.shape
+    padded = np.zeros((batch, length + 2, width), np.float32)
+    padded[:, 1:-1] = x
+    taps = np.concatenate([padded[:, t : t + length : stride] for t in range(3)], axis=2)
+    y = taps.reshape(-1, 3 * width) @ w + b
+    np.maximum(y, 0.0, out=y)
+    return y.reshape(batch, -1, w.shape[1])
