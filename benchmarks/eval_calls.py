@@ -120,6 +120,15 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
     missed = missed_causes(heard, truth, det, tp)
     dead = [e for e in events if e.get("type") == "dead_air"]
     dtp, _ = score_calls.match(dead, truth["dead_air"], 1.0, key=False)
+    # each dead air's confidence beside whether it is a true one, judged the same way
+    dead_judged = [
+        (
+            e.get("confidence"),
+            score_calls.match(dead[:i] + dead[i + 1 :], truth["dead_air"], 1.0, key=False)[0] < dtp,
+            float(e["end"]) - float(e["start"]),
+        )
+        for i, e in enumerate(dead)
+    ]
     summary = next((e for e in events if e.get("type") == "call_summary"), {})
     quality = summary.get("metrics", summary).get("quality", {}) if summary else {}
     return {
@@ -132,6 +141,7 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         "dnd": len(dead),
         "dnt": len(truth["dead_air"]),
         "judged": judged,
+        "dead_judged": dead_judged,
         "missed": missed,
         "flagged": bool(quality.get("low_confidence")),
         "reasons": quality.get("flags", []),
@@ -188,31 +198,35 @@ def auc(pos: list[float], neg: list[float]) -> float:
     return float((p > n).mean() + 0.5 * (p == n).mean())
 
 
-CONFIDENCE_STEPS = (0.0, 0.7, 0.8, 0.85, 0.9)
+CONFIDENCE_STEPS = (0.0, 0.7, 0.8, 0.85, 0.9, 0.95)
 """`min_confidence` values of a scorecard rule the harness shows the effect of."""
 
 
+def separation(rows: list[tuple[Any, bool]]) -> dict[str, Any]:
+    """How well events' `confidence` separates true from false ones, and what a rule's `min_confidence` would keep."""
+    rated = [(float(c), ok) for c, ok in rows if c is not None]
+    keep = {
+        f"{t:g}": {"true": sum(ok for c, ok in rated if c >= t), "false": sum(not ok for c, ok in rated if c >= t)}
+        for t in CONFIDENCE_STEPS
+    }
+    return {
+        "auc": round(auc([c for c, ok in rated if ok], [c for c, ok in rated if not ok]), 3),
+        "kept_at_min_confidence": keep,
+    }
+
+
 def confidence_report(judged: list[tuple[Any, bool, Any, Any]]) -> dict[str, Any]:
-    """How well talk-overs' `confidence` separates true from false ones, for all and for agent interruptions (the
-    shipped scorecard's deduction), and what a rule's `min_confidence` would keep of each."""
-    out: dict[str, Any] = {}
-    for name, rows in (
-        ("all", judged),
-        ("agent_interruptions", [j for j in judged if j[2] == "agent" and j[3] == "interruption"]),
-    ):
-        rated = [(float(c), ok) for c, ok, *_ in rows if c is not None]
-        keep = {
-            f"{t:g}": {
-                "true": sum(ok for c, ok in rated if c >= t),
-                "false": sum(not ok for c, ok in rated if c >= t),
-            }
-            for t in CONFIDENCE_STEPS
-        }
-        out[name] = {
-            "auc": round(auc([c for c, ok in rated if ok], [c for c, ok in rated if not ok]), 3),
-            "kept_at_min_confidence": keep,
-        }
-    return out
+    """Talk-overs' confidence for all and for agent interruptions (the shipped scorecard's deduction)."""
+    agent = [(c, ok) for c, ok, by, kind in judged if by == "agent" and kind == "interruption"]
+    return {"all": separation([(c, ok) for c, ok, *_ in judged]), "agent_interruptions": separation(agent)}
+
+
+def dead_air_report(judged: list[tuple[Any, bool, float]]) -> dict[str, Any]:
+    """Dead airs' confidence for all and for those of 5 s or more (the shipped scorecard's deduction)."""
+    return {
+        "all": separation([(c, ok) for c, ok, _ in judged]),
+        "5s_or_more": separation([(c, ok) for c, ok, d in judged if d >= 5.0 - 1e-9]),
+    }
 
 
 def call_f1(row: dict[str, Any]) -> float:
@@ -290,6 +304,7 @@ def main() -> None:
     report: dict[str, Any] = {"sources": {}, "weights": {}}
     below, flags = [], {"bad": 0, "bad_flagged": 0, "good": 0, "good_flagged": 0}
     judged: list[tuple[Any, bool, Any, Any]] = []
+    dead_judged: list[tuple[Any, bool, float]] = []
     print(f"{'source':<12}{'system':<8}" + "".join(f"{c[:18]:>19}" for c in METRICS))
     for source in args.sources:
         # the composed calls are cached per draw: another seed or length is another set of calls
@@ -306,6 +321,11 @@ def main() -> None:
         causes = {c: sum(r["missed"][c] for r in rows["ours"]) for c in MISSED_CAUSES}
         report["sources"][source]["ours"]["talk_overs_missed"] = causes
         print(f"{source:<12}ours    missed talk-overs: " + ", ".join(f"{c} {k}" for c, k in causes.items()))
+        source_dead = [j for r in rows["ours"] for j in r["dead_judged"]]
+        report["sources"][source]["ours"]["dead_air_confidence_auc"] = separation(
+            [(c, ok) for c, ok, _ in source_dead]
+        )["auc"]
+        dead_judged += source_dead
         for wav, o, w in zip(wavs, rows["ours"], rows["webrtc"], strict=True):
             worse = [k for k in score_calls.SPK if o["f1"][k] < w["f1"][k] - 0.01]
             if worse or call_f1(o) < call_f1(w) - 0.01:
@@ -327,10 +347,16 @@ def main() -> None:
     report["calls_below_webrtc"] = below
     report["self_check"] = flags
     report["talk_over_confidence"] = confidence_report(judged)
-    for name, r in report["talk_over_confidence"].items():
-        steps = r["kept_at_min_confidence"].items()
-        kept = ", ".join(f">= {t}: {k['true']} true / {k['false']} false" for t, k in steps)
-        print(f"talk-over confidence, {name}: AUC {r['auc']}; kept {kept}")
+    report["dead_air_confidence"] = dead_air_report(dead_judged)
+    for what in ("talk_over", "dead_air"):
+        for name, r in report[f"{what}_confidence"].items():
+            steps = r["kept_at_min_confidence"].items()
+            kept = ", ".join(f">= {t}: {k['true']} true / {k['false']} false" for t, k in steps)
+            print(f"{what.replace('_', '-')} confidence, {name}: AUC {r['auc']}; kept {kept}")
+    print(
+        "dead-air confidence AUC per source: "
+        + ", ".join(f"{src} {report['sources'][src]['ours']['dead_air_confidence_auc']}" for src in args.sources)
+    )
     print(f"calls below plain webrtcvad: {len(below)}")
     for line in below:
         print("  " + line)

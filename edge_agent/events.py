@@ -56,6 +56,15 @@ class TalkOver(Event):
 @dataclass(frozen=True)
 class DeadAir(Event):
     type: ClassVar[str] = "dead_air"
+    confidence: float | None = None
+    """How sure the independent detector (Silero) was that nobody spoke: one minus the mean, over the silence, of the
+    higher of the two sides' speech probabilities (0-1; not calibrated); None where it was not given them."""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = super().to_dict()
+        if self.confidence is None:
+            del d["confidence"]
+        return d
 
 
 @dataclass(frozen=True)

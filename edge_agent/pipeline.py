@@ -158,10 +158,11 @@ class Pipeline:
         levels, samples = self._queue.pop(len(act))
         self.metrics.process(act, levels, samples)
         # the self-check pairs Silero's frames with the activity for its own checks; the same frames confirm talk-overs
+        # and say how sure a dead air is
         silero, probs = self.self_check.process(act)
         events: list[Event] = self.segments.process(act)
-        events += self.talk_over.process(act, silero, probs)
-        events += self.dead_air.process(heard)
+        events += self.talk_over.process(act, None if silero is None else silero >= 0.5, probs)
+        events += self.dead_air.process(heard, silero)
         if self.emotion is not None:
             events += self.emotion.process(act, samples)
         self.metrics.add_events([e for e in events if e.type != "speech"])

@@ -499,6 +499,9 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
         _check_call_time("talk_over overlap", f["overlap"])
         if "confidence" in f:
             _check_share("talk_over confidence", f["confidence"])
+    elif etype == "dead_air":
+        if "confidence" in f:
+            _check_share("dead_air confidence", f["confidence"])
     elif etype == "activity":
         for party in PARTIES:
             segs = f.get(party)
@@ -518,6 +521,13 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
                 for x in entries:
                     if len(x) == 6:
                         _check_share("activity talk_over confidence", x[5])
+            if key == "dead_air":
+                # [start, end] and, from newer stations, the confidence (a share)
+                if not all(len(x) in (2, 3) for x in entries):
+                    raise SchemaError("activity: a dead_air entry is [start, end, confidence]")
+                for x in entries:
+                    if len(x) == 3:
+                        _check_share("activity dead_air confidence", x[2])
             if key == "emotion":
                 times += [x[0] for x in entries] + [x[3] for x in entries if len(x) > 3]
             else:

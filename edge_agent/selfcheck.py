@@ -67,19 +67,20 @@ class SelfCheck:
         silero = probs[:, 4:6] if probs.shape[1] >= 6 else np.full((len(probs), 2), np.nan, np.float32)
         self._rows = np.concatenate([self._rows, np.hstack([act, silero]).astype(np.float32)])
 
-    def process(self, act: BOOL) -> tuple[BOOL | None, F32 | None]:
-        """Smoothed activity (k, 2), in order. Returns Silero's verdict (pooled >= 0.5) on the same frames, which
-        the talk-over detector takes as its second witness, and the probabilities the activity was smoothed from
-        (its talk-overs' confidence); each None unless every frame has one (a backend without Silero gives no
-        verdicts)."""
+    def process(self, act: BOOL) -> tuple[F32 | None, F32 | None]:
+        """Smoothed activity (k, 2), in order. Returns Silero's pooled speech probability on the same frames (its
+        verdict, >= 0.5, is the talk-over detector's second witness; the probability itself each dead air's
+        confidence) and the probabilities the activity was smoothed from (its talk-overs' confidence); each None
+        unless every frame has one (a backend without Silero gives no Silero columns)."""
         n = len(act)
         if n == 0:
             return None, None
         k = min(n, len(self._rows))
         rows, self._rows = self._rows[:k], self._rows[k:]
-        sil = None
+        silero = None
         if k and not np.isnan(rows[0, 2]):
-            sil, a = rows[:, 2:4] >= 0.5, act[:k]
+            silero = rows[:, 2:4]
+            sil, a = silero >= 0.5, act[:k]
             self.heard += sil.sum(axis=0)
             self.missed += (sil & ~a).sum(axis=0)
             self.unconfirmed += (a & ~sil).sum(axis=0)
@@ -103,7 +104,7 @@ class SelfCheck:
             self._run[ch], self._prev[ch] = run, col[-1]
         if k < n:
             return None, None
-        return sil, rows[:, :2]
+        return silero, rows[:, :2]
 
     def _close(self, ch: int, run: int) -> None:
         self.segments[ch] += 1

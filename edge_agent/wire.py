@@ -44,7 +44,9 @@ class Activity(Event):
             [_r(t.start), _r(t.end), t.by, t.kind, _r(t.overlap), *(() if t.confidence is None else (t.confidence,))]
             for t in self.talk_overs
         ]
-        d["dead_air"] = [[_r(x.start), _r(x.end)] for x in self.dead_airs]
+        d["dead_air"] = [
+            [_r(x.start), _r(x.end), *(() if x.confidence is None else (x.confidence,))] for x in self.dead_airs
+        ]
         if self.emotions:
             # every field `analyze` prints (reason is always `change` here: alerts go on their own), so a reader
             # gets the event back whole; [start, speaker, label] first, as older stations sent only that, and the
@@ -172,9 +174,7 @@ def expand_activity(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
             for i, (s, e) in enumerate(decode_segments(fields["start"], fields.get(party, [])))
         ]
     out += [_talk_over_entry(entry, i) for i, entry in enumerate(fields.get("talk_over", []))]
-    out += [
-        {"type": "dead_air", "start": s, "end": e, "index": i} for i, (s, e) in enumerate(fields.get("dead_air", []))
-    ]
+    out += [_dead_air_entry(entry, i) for i, entry in enumerate(fields.get("dead_air", []))]
     out += [_emotion_entry(entry, i) for i, entry in enumerate(fields.get("emotion", []))]
     return out
 
@@ -188,6 +188,17 @@ def _talk_over_entry(entry: Sequence[Any], index: int) -> dict[str, Any]:
     out: dict[str, Any] = {"type": "talk_over", "start": s, "end": e, "by": by, "kind": kind, "overlap": ov}
     if len(entry) == 6:
         out["confidence"] = entry[5]
+    out["index"] = index
+    return out
+
+
+def _dead_air_entry(entry: Sequence[Any], index: int) -> dict[str, Any]:
+    """One batched dead air as the `dead_air` event it was. An older station's entry has no confidence (two items)."""
+    if not isinstance(entry, list | tuple) or len(entry) not in (2, 3):
+        raise ValueError("activity: a dead_air entry is [start, end, confidence]")
+    out: dict[str, Any] = {"type": "dead_air", "start": entry[0], "end": entry[1]}
+    if len(entry) == 3:
+        out["confidence"] = entry[2]
     out["index"] = index
     return out
 

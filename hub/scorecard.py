@@ -52,7 +52,8 @@ class PerEventRule(_Rule):
         ge=0,
         le=1,
         title="Only events whose `confidence` is at least this (talk-overs: how sure the station's speech model was"
-        " of the newcomer); an event without one (an older station) counts",
+        " of the newcomer; dead air: how sure Silero was that nobody spoke); an event without one (an older station)"
+        " counts",
     )
     free: int = Field(0, ge=0, title="The first N occurrences cost nothing")
     cap: float | None = Field(None, gt=0, title="Largest total (absolute) this rule can add or take away")

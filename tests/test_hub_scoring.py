@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from edge_agent.audio import read_call
-from edge_agent.events import CallSummary, TalkOver
+from edge_agent.events import CallSummary, DeadAir, TalkOver
 from edge_agent.pipeline import Pipeline
 from edge_agent.schema import envelope
 from edge_agent.wire import to_wire
@@ -276,3 +276,31 @@ def test_min_confidence_leaves_unsure_talk_overs_out_and_shows_the_rest() -> Non
         texts = [m.text for m in rows["agent_interruptions"].moments]
         assert any(word in t for t in texts) and sum("0.8" in t for t in texts) == 1, texts
         assert not any(("confidence" in t or "置信度" in t) for t in texts if t.startswith("30.0")), texts
+
+
+def test_min_confidence_leaves_unsure_dead_air_out(tmp_path: Any) -> None:
+    """The same rule field works on dead air: a dead air Silero half heard speech in is left out of the deduction,
+    one from an older station (no confidence) counts, and the confidence travels in the batch and back."""
+    from hub.web.explain import breakdown
+
+    evs = [
+        DeadAir(10.0, 16.0, confidence=0.97),
+        DeadAir(20.0, 26.0, confidence=0.55),  # Silero heard speech in much of it: likely missed speech
+        DeadAir(30.0, 36.0),  # an older station: no confidence
+        DeadAir(40.0, 42.0, confidence=0.99),  # too short for the rule whatever its confidence
+    ]
+    envs = Station("sh", "s02").call("c2", TS, events=[*evs, CallSummary(0.0, 60.0, dict(SUMMARY, duration=60.0))])
+    batch = next(e for e in envs if e.type == "activity")
+    assert [len(x) for x in batch.fields["dead_air"]] == [3, 3, 2, 3]
+    text = DEFAULT_SCORECARD.read_text().replace(
+        "    min_duration_s: 5\n", "    min_duration_s: 5\n    min_confidence: 0.9\n", 1
+    )
+    card = parse(text)
+    it = items(score_of(envs, card))["dead_air"]
+    assert [(e.start, e.confidence) for e in it.evidence] == [(10.0, 0.97), (30.0, None)]
+    assert (it.count, it.points) == (2, -4.0)
+    assert items(score_of(envs))["dead_air"].count == 3  # the shipped card counts every long one
+    stored = score_of(envs, card)
+    score = {"score": stored.score, "max_score": stored.max_score, "items": stored.items_json()}
+    rows = {r.rule: r for r in breakdown(score, card, [], "en").rows}
+    assert any("confidence 0.97" in m.text for m in rows["dead_air"].moments)

@@ -60,6 +60,12 @@ def test_activity_batches_carry_every_turn_taking_event(real_envelopes: list[dic
     assert talk_overs and talk_overs == batched
     # the station's model sends how sure it was of each newcomer
     assert all(0 <= t[-1] <= 1 for t in talk_overs) and len({t[-1] for t in talk_overs}) > 1
+    # and how sure Silero was that nobody spoke in each dead air
+    dead = sorted((e["call_id"], e["start"], e["end"], e["confidence"]) for e in plain if e["type"] == "dead_air")
+    assert dead == sorted(
+        (x["call_id"], x["start"], x["end"], x["confidence"]) for x in expanded if x["type"] == "dead_air"
+    )
+    assert dead and all(0 <= d[-1] <= 1 for d in dead)
 
 
 def test_real_envelopes_validate(validator: Draft202012Validator, real_envelopes: list[dict[str, Any]]) -> None:
@@ -107,6 +113,11 @@ def _broken(good: dict[str, Any], summary: dict[str, Any]) -> dict[str, dict[str
         | {"type": "talk_over", "by": "agent", "kind": "interruption", "overlap": 0.5, "confidence": "high"},
         "batched talk_over surer than sure": good
         | {"type": "activity", "agent": [], "customer": [], "talk_over": [[1.0, 2.0, "agent", "interruption", 0.5, 2]]},
+        "dead_air surer than sure": good | {"type": "dead_air", "confidence": 1.01},
+        "batched dead_air with a negative confidence": good
+        | {"type": "activity", "agent": [], "customer": [], "dead_air": [[1.0, 5.0, -0.1]]},
+        "batched dead_air of four items": good
+        | {"type": "activity", "agent": [], "customer": [], "dead_air": [[1.0, 5.0, 0.9, 0.1]]},
         "batched talk_over of seven items": good
         | {
             "type": "activity",

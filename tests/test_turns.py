@@ -133,3 +133,27 @@ def test_a_talk_over_carries_how_sure_the_model_was_of_the_newcomer() -> None:
     # without the probabilities (a caller that has none) there is no confidence, and the event does not claim one
     (plain,) = talk_overs(act)
     assert plain.confidence is None and "confidence" not in plain.to_dict()
+
+
+def test_a_dead_air_carries_how_sure_silero_was_that_nobody_spoke() -> None:
+    """`confidence` is one minus the mean, over the silence only, of the louder side's speech probability, whatever
+    the blocks; the speech around the silence does not enter it."""
+    act = track(3000, agent=[(100, 800), (1700, 2000)], customer=[(1200, 1300), (2900, 3000)])
+    probs = np.full((3000, 2), 0.95, np.float32)  # speech everywhere: frames outside the silences must not count
+    probs[800:1200] = 0.0  # the first silence (4 s): nobody, except ...
+    probs[900:1000, 1] = 0.5  # ... one second in which Silero half heard the customer
+    probs[950:1000, 0] = 0.8  # and half a second in which it heard the agent louder still
+    probs[1300:1700] = [0.1, 0.2]  # the second silence: the louder side is the customer's 0.2
+    probs[2000:2900] = 0.0  # the third: a silence Silero agrees with throughout
+    for block in (3000, 37, 1):
+        det = DeadAirDetector(DeadAirConfig())
+        evs = [e for i in range(0, 3000, block) for e in det.process(act[i : i + block], probs[i : i + block])]
+        evs += det.finish()
+        assert [(e.start, e.end) for e in evs] == [(8.0, 12.0), (13.0, 17.0), (20.0, 29.0)]
+        first = 1 - (50 * 0.5 + 50 * 0.8) / 400
+        assert [e.confidence for e in evs] == [round(first, 2), 0.8, 1.0] == [0.84, 0.8, 1.0]
+        assert evs[0].to_dict()["confidence"] == 0.84
+    # without the probabilities (a backend without Silero) there is no confidence, and the event does not claim one
+    det = DeadAirDetector(DeadAirConfig())
+    (plain, *_) = det.process(act)
+    assert plain.confidence is None and "confidence" not in plain.to_dict()
