@@ -304,3 +304,11 @@ def test_min_confidence_leaves_unsure_dead_air_out(tmp_path: Any) -> None:
     score = {"score": stored.score, "max_score": stored.max_score, "items": stored.items_json()}
     rows = {r.rule: r for r in breakdown(score, card, [], "en").rows}
     assert any("confidence 0.97" in m.text for m in rows["dead_air"].moments)
+    # a reviewer is told where an unsure dead air more likely hides missed speech, in both languages
+    everything, shipped = score_of(envs), parse(DEFAULT_SCORECARD.read_text())
+    score = {"score": everything.score, "max_score": everything.max_score, "items": everything.items_json()}
+    for lang, doubt in (("en", "speech may have been missed"), ("zh-CN", "可能漏听了说话")):
+        texts = {
+            m.start: m.text for m in {r.rule: r for r in breakdown(score, shipped, [], lang).rows}["dead_air"].moments
+        }
+        assert doubt in texts[20.0] and not any(doubt in texts[t] for t in (10.0, 30.0)), texts

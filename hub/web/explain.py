@@ -63,6 +63,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "min_dur": "{s} or longer",
         "min_conf": "only at confidence {c} or more",
         "conf": "confidence {c}",
+        "doubt_dead_air": "speech may have been missed here",
         "found": "{n} found",
         "within": "within allowance ({n} of {free} free)",
         "capped": "capped at {c} (uncapped {raw})",
@@ -85,6 +86,7 @@ _WORDS: dict[str, dict[str, str]] = {
         "min_dur": "时长 {s} 及以上",
         "min_conf": "仅计置信度不低于 {c} 的事件",
         "conf": "置信度 {c}",
+        "doubt_dead_air": "此处可能漏听了说话",
         "found": "发现 {n} 次",
         "within": "在允许范围内 ({n}/{free} 次免扣)",
         "capped": "已达上限 {c} 分 (未封顶 {raw})",
@@ -217,7 +219,12 @@ def terms(rule: Any, lang: str) -> str:
     return w["once"].format(p=_pts(float(getattr(rule, "points", 0.0))))
 
 
-def _moment(e: Mapping[str, Any], lang: str) -> Moment:
+# a dead air whose confidence is under this is more often speech the station missed than real silence: of those
+# under 0.9 on the held-out calls of benchmarks/eval_calls.py, 84 % were false (57 % of all; docs/events.md)
+DEAD_AIR_DOUBT = 0.9
+
+
+def _moment(e: Mapping[str, Any], lang: str, event: str | None = None) -> Moment:
     start, end = _num(e.get("start")), _num(e.get("end"))
     unit = "秒" if lang == "zh-CN" else " s"
     detail = e.get("detail")
@@ -229,6 +236,8 @@ def _moment(e: Mapping[str, Any], lang: str) -> Moment:
     # shown so an agent sees how sure the station was
     if conf is not None:
         text += " · " + _WORDS[lang]["conf"].format(c=f"{conf:.2f}")
+        if event == "dead_air" and conf < DEAD_AIR_DOUBT:
+            text += " · " + _WORDS[lang]["doubt_dead_air"]
     return Moment(start, end, text)
 
 
@@ -256,7 +265,8 @@ def breakdown(
         applicable = item.get("applicable", True) is not False
         effective = _num(item.get("effective_points", auto))
         count = int(_num(item.get("count")))
-        moments = [_moment(e, lang) for e in item.get("evidence") or [] if isinstance(e, Mapping)]
+        event = rule.event if isinstance(rule, PerEventRule) else None
+        moments = [_moment(e, lang, event) for e in item.get("evidence") or [] if isinstance(e, Mapping)]
         total_ev = int(_num(item.get("evidence_total", len(moments))))
         if not applicable:
             state = "not_applicable"
