@@ -105,29 +105,17 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         f1[k] = float(2 * (ref & hyp).sum() / max(ref.sum() + hyp.sum(), 1))
     det = [e for e in events if e.get("type") == "talk_over"]
     tp, kind = score_calls.match(det, truth["talk_over"], 0.5)
-    # each talk-over's confidence beside whether it is a true one, by the shared matcher itself: an event is true
-    # when the match without it finds one true talk-over fewer (one that another detection of the same party
-    # within 0.5 s could stand in for counts as false: rare, talk-overs are seconds apart)
+    # each talk-over's and each dead air's confidence beside whether it is a true one
     judged = [
-        (
-            e.get("confidence"),
-            score_calls.match(det[:i] + det[i + 1 :], truth["talk_over"], 0.5)[0] < tp,
-            e.get("by"),
-            e.get("kind"),
-        )
-        for i, e in enumerate(det)
+        (e.get("confidence"), ok, e.get("by"), e.get("kind"))
+        for e, ok in zip(det, true_ones(det, truth["talk_over"], 0.5, tp), strict=True)
     ]
     missed = missed_causes(heard, truth, det, tp)
     dead = [e for e in events if e.get("type") == "dead_air"]
     dtp, _ = score_calls.match(dead, truth["dead_air"], 1.0, key=False)
-    # each dead air's confidence beside whether it is a true one, judged the same way
     dead_judged = [
-        (
-            e.get("confidence"),
-            score_calls.match(dead[:i] + dead[i + 1 :], truth["dead_air"], 1.0, key=False)[0] < dtp,
-            float(e["end"]) - float(e["start"]),
-        )
-        for i, e in enumerate(dead)
+        (e.get("confidence"), ok, float(e["end"]) - float(e["start"]))
+        for e, ok in zip(dead, true_ones(dead, truth["dead_air"], 1.0, dtp, key=False), strict=True)
     ]
     summary = next((e for e in events if e.get("type") == "call_summary"), {})
     quality = summary.get("metrics", summary).get("quality", {}) if summary else {}
@@ -146,6 +134,15 @@ def score_call(events: list[dict[str, Any]], truth: dict[str, Any]) -> dict[str,
         "flagged": bool(quality.get("low_confidence")),
         "reasons": quality.get("flags", []),
     }
+
+
+def true_ones(
+    det: list[dict[str, Any]], truths: list[dict[str, Any]], tol: float, tp: int, key: bool = True
+) -> list[bool]:
+    """Whether each detection is a true one, by the shared matcher itself: the match without it finds one true event
+    fewer (one that another detection within `tol` could stand in for counts as false: rare, events are seconds
+    apart)."""
+    return [score_calls.match(det[:i] + det[i + 1 :], truths, tol, key=key)[0] < tp for i in range(len(det))]
 
 
 MISSED_CAUSES = ("newcomer unheard", "holder unheard", "both heard, no event")

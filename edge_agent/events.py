@@ -25,6 +25,9 @@ class Event:
         d: dict[str, Any] = {"type": self.type}
         for k, v in asdict(self).items():
             d[k] = round(v, 2) if isinstance(v, float) and k in ("start", "end") else v
+        # a detector given no probabilities claims no confidence: the field is left out, never sent as null
+        if "confidence" in d and d["confidence"] is None:
+            del d["confidence"]
         return d
 
 
@@ -46,12 +49,6 @@ class TalkOver(Event):
     """The speech model's mean probability that the newcomer spoke, over the overlap (0-1; not calibrated);
     None where the detector was not given the probabilities."""
 
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        if self.confidence is None:
-            del d["confidence"]
-        return d
-
 
 @dataclass(frozen=True)
 class DeadAir(Event):
@@ -59,12 +56,6 @@ class DeadAir(Event):
     confidence: float | None = None
     """How sure the independent detector (Silero) was that nobody spoke: one minus the mean, over the silence, of the
     higher of the two sides' speech probabilities (0-1; not calibrated); None where it was not given them."""
-
-    def to_dict(self) -> dict[str, Any]:
-        d = super().to_dict()
-        if self.confidence is None:
-            del d["confidence"]
-        return d
 
 
 @dataclass(frozen=True)

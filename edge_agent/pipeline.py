@@ -26,6 +26,7 @@ from edge_agent.events import CallSummary, Event
 from edge_agent.features import N_CHANNEL_FEATURES, N_MELS, CallFeatures
 from edge_agent.metrics import CallMetrics
 from edge_agent.selfcheck import SelfCheck
+from edge_agent.silero_stream import HEARD
 from edge_agent.turns import DeadAirDetector, SegmentTracker, TalkOverDetector
 from edge_agent.vad import Smoother, VadBackend, make_backend
 
@@ -161,7 +162,7 @@ class Pipeline:
         # and say how sure a dead air is
         silero, probs = self.self_check.process(act)
         events: list[Event] = self.segments.process(act)
-        events += self.talk_over.process(act, None if silero is None else silero >= 0.5, probs)
+        events += self.talk_over.process(act, None if silero is None else silero >= HEARD, probs)
         events += self.dead_air.process(heard, silero)
         if self.emotion is not None:
             events += self.emotion.process(act, samples)

@@ -514,20 +514,14 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
             entries = f.get(key, [])
             if not isinstance(entries, list) or not all(isinstance(x, list) and len(x) >= 2 for x in entries):
                 raise SchemaError(f"activity: {key} must be a list of [start, ...] entries")
-            if key == "talk_over":
-                # [start, end, by, kind, overlap] and, from newer stations, the confidence (a share)
-                if not all(len(x) in (5, 6) for x in entries):
-                    raise SchemaError("activity: a talk_over entry is [start, end, by, kind, overlap, confidence]")
+            if key in BATCHED_FIELDS:
+                # its fields and, from newer stations, the confidence (a share) last
+                width = len(BATCHED_FIELDS[key])
+                if not all(len(x) in (width, width + 1) for x in entries):
+                    raise SchemaError(f"activity: a {key} entry is {batched_form(key)}")
                 for x in entries:
-                    if len(x) == 6:
-                        _check_share("activity talk_over confidence", x[5])
-            if key == "dead_air":
-                # [start, end] and, from newer stations, the confidence (a share)
-                if not all(len(x) in (2, 3) for x in entries):
-                    raise SchemaError("activity: a dead_air entry is [start, end, confidence]")
-                for x in entries:
-                    if len(x) == 3:
-                        _check_share("activity dead_air confidence", x[2])
+                    if len(x) > width:
+                        _check_share(f"activity {key} confidence", x[-1])
             if key == "emotion":
                 times += [x[0] for x in entries] + [x[3] for x in entries if len(x) > 3]
             else:
@@ -548,6 +542,18 @@ def _check_fields(etype: str, f: Mapping[str, Any]) -> None:
             stats = f.get(party)
             if isinstance(stats, dict) and _is_number(stats.get("talk_time")):
                 _check_call_time(f"call_summary {party} talk_time", stats["talk_time"])
+
+
+BATCHED_FIELDS: dict[str, tuple[str, ...]] = {
+    "talk_over": ("start", "end", "by", "kind", "overlap"),
+    "dead_air": ("start", "end"),
+}
+"""The items of a batched `activity` entry of these types, in order; newer stations append the confidence."""
+
+
+def batched_form(etype: str) -> str:
+    """How a batched entry of `etype` reads, for error messages: "[start, end, confidence]"."""
+    return f"[{', '.join((*BATCHED_FIELDS[etype], 'confidence'))}]"
 
 
 def _check_share(what: str, v: object) -> None:

@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from edge_agent.config import SelfCheckConfig
 from edge_agent.events import PARTIES
+from edge_agent.silero_stream import HEARD
 
 F32 = npt.NDArray[np.float32]
 BOOL = npt.NDArray[np.bool_]
@@ -69,7 +70,7 @@ class SelfCheck:
 
     def process(self, act: BOOL) -> tuple[F32 | None, F32 | None]:
         """Smoothed activity (k, 2), in order. Returns Silero's pooled speech probability on the same frames (its
-        verdict, >= 0.5, is the talk-over detector's second witness; the probability itself each dead air's
+        verdict, >= HEARD, is the talk-over detector's second witness; the probability itself each dead air's
         confidence) and the probabilities the activity was smoothed from (its talk-overs' confidence); each None
         unless every frame has one (a backend without Silero gives no Silero columns)."""
         n = len(act)
@@ -80,7 +81,7 @@ class SelfCheck:
         silero = None
         if k and not np.isnan(rows[0, 2]):
             silero = rows[:, 2:4]
-            sil, a = silero >= 0.5, act[:k]
+            sil, a = silero >= HEARD, act[:k]
             self.heard += sil.sum(axis=0)
             self.missed += (sil & ~a).sum(axis=0)
             self.unconfirmed += (a & ~sil).sum(axis=0)

@@ -14,8 +14,7 @@ speech and noise.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import io
 from importlib import resources
 from pathlib import Path
 
@@ -23,6 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
+
+from edge_agent.model_files import read_carded
 
 F32 = npt.NDArray[np.float32]
 
@@ -46,18 +47,9 @@ class SileroNet:
 
     def __init__(self, path: Path | None = None) -> None:
         path = path or shipped_weights_path()
+        raw, _, _ = read_carded(path, SileroWeightsError, "Silero weights")
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise SileroWeightsError(f"{path}: cannot read Silero weights ({exc.strerror})") from None
-        card_path = path.with_suffix(".json")
-        if card_path.exists():
-            want = json.loads(card_path.read_text()).get("sha256")
-            got = hashlib.sha256(raw).hexdigest()
-            if want not in (None, got):
-                raise SileroWeightsError(f"{path}: sha256 {got[:12]} does not match its card {str(want)[:12]}")
-        try:
-            with np.load(path) as z:
+            with np.load(io.BytesIO(raw)) as z:
                 w = {k: z[k].astype(np.float32) for k in z.files}
             self._convs = [(_taps_matrix(w[f"{name}.weight"]), w[f"{name}.bias"], stride) for name, stride in CONVS]
             # ONNX's LSTM layout, gates in the order input, output, forget, cell

@@ -34,6 +34,9 @@ F32 = npt.NDArray[np.float32]
 CHUNK = 512  # Silero's 32 ms window at 16 kHz
 CONTEXT = 64  # samples of the previous window it sees before each one
 SEQUENCE_ONNX = "silero_vad_16k_sequence.onnx"
+HEARD = 0.5
+"""Silero's pooled probability from which a frame counts as speech it heard (its own default threshold): the
+self-check's comparison and the talk-over detector's second witness both read it."""
 
 
 class SileroError(Exception):

@@ -7,8 +7,7 @@ Weights ship in `models/shipped/` as .npz with a JSON card (input spec, sha256);
 
 from __future__ import annotations
 
-import hashlib
-import json
+import io
 import logging
 from dataclasses import dataclass
 from importlib import resources
@@ -18,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.features import N_FEATURES
+from edge_agent.model_files import read_carded
 
 log = logging.getLogger(__name__)
 
@@ -100,17 +100,9 @@ class SpeechModel:
 
     def __init__(self, weights: Path | None = None) -> None:
         path = weights or default_model_path()
+        raw, digest, card = read_carded(path, ModelError, "model weights")
         try:
-            raw = path.read_bytes()
-        except OSError as exc:
-            raise ModelError(f"{path}: cannot read model weights ({exc.strerror})") from None
-        digest = hashlib.sha256(raw).hexdigest()
-        card_path = path.with_suffix(".json")
-        card = json.loads(card_path.read_text()) if card_path.exists() else {}
-        if card.get("sha256") not in (None, digest):
-            raise ModelError(f"{path}: sha256 {digest[:12]} does not match its card {card['sha256'][:12]}")
-        try:
-            with np.load(path) as z:
+            with np.load(io.BytesIO(raw)) as z:
                 self.mean = z["mean"].astype(np.float32)
                 self.scale = z["scale"].astype(np.float32)
                 self.layers = [

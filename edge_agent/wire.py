@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 
 from edge_agent.events import PARTIES, DeadAir, Emotion, Event, Speech, TalkOver
 from edge_agent.pipeline import Pipeline
-from edge_agent.schema import ModelRef
+from edge_agent.schema import BATCHED_FIELDS, ModelRef, batched_form
 
 DEFAULT_BATCH_S = 180.0
 """Scores are made from whole calls and alerts travel on their own, so a batch may wait this long; it keeps a
@@ -39,14 +39,11 @@ class Activity(Event):
         d: dict[str, Any] = {"type": self.type, "start": _r(self.start), "end": _r(self.end)}
         for party in PARTIES:
             d[party] = encode_segments(self.start, self.segments.get(party, []))
-        # the confidence last, where known: a reader of five items (before it) keeps working
+        # the confidence last, where known: a reader of the items before it keeps working
         d["talk_over"] = [
-            [_r(t.start), _r(t.end), t.by, t.kind, _r(t.overlap), *(() if t.confidence is None else (t.confidence,))]
-            for t in self.talk_overs
+            [_r(t.start), _r(t.end), t.by, t.kind, _r(t.overlap), *_confidence(t.confidence)] for t in self.talk_overs
         ]
-        d["dead_air"] = [
-            [_r(x.start), _r(x.end), *(() if x.confidence is None else (x.confidence,))] for x in self.dead_airs
-        ]
+        d["dead_air"] = [[_r(x.start), _r(x.end), *_confidence(x.confidence)] for x in self.dead_airs]
         if self.emotions:
             # every field `analyze` prints (reason is always `change` here: alerts go on their own), so a reader
             # gets the event back whole; [start, speaker, label] first, as older stations sent only that, and the
@@ -70,6 +67,11 @@ class Activity(Event):
 
 def _r(t: float) -> float:
     return round(t, 2)
+
+
+def _confidence(conf: float | None) -> tuple[float, ...]:
+    """A batched entry's last item: its confidence where known, nothing from a detector that had none."""
+    return () if conf is None else (conf,)
 
 
 def _cs(t: float) -> int:
@@ -173,32 +175,21 @@ def expand_activity(fields: Mapping[str, Any]) -> list[dict[str, Any]]:
             {"type": "speech", "start": s, "end": e, "speaker": party, "index": i}
             for i, (s, e) in enumerate(decode_segments(fields["start"], fields.get(party, [])))
         ]
-    out += [_talk_over_entry(entry, i) for i, entry in enumerate(fields.get("talk_over", []))]
-    out += [_dead_air_entry(entry, i) for i, entry in enumerate(fields.get("dead_air", []))]
+    for etype in BATCHED_FIELDS:
+        out += [_confident_entry(etype, entry, i) for i, entry in enumerate(fields.get(etype, []))]
     out += [_emotion_entry(entry, i) for i, entry in enumerate(fields.get("emotion", []))]
     return out
 
 
-def _talk_over_entry(entry: Sequence[Any], index: int) -> dict[str, Any]:
-    """One batched talk-over as the `talk_over` event it was. An older station's entry has no confidence (five
-    items)."""
-    if not isinstance(entry, list | tuple) or len(entry) not in (5, 6):
-        raise ValueError("activity: a talk_over entry is [start, end, by, kind, overlap, confidence]")
-    s, e, by, kind, ov = entry[:5]
-    out: dict[str, Any] = {"type": "talk_over", "start": s, "end": e, "by": by, "kind": kind, "overlap": ov}
-    if len(entry) == 6:
-        out["confidence"] = entry[5]
-    out["index"] = index
-    return out
-
-
-def _dead_air_entry(entry: Sequence[Any], index: int) -> dict[str, Any]:
-    """One batched dead air as the `dead_air` event it was. An older station's entry has no confidence (two items)."""
-    if not isinstance(entry, list | tuple) or len(entry) not in (2, 3):
-        raise ValueError("activity: a dead_air entry is [start, end, confidence]")
-    out: dict[str, Any] = {"type": "dead_air", "start": entry[0], "end": entry[1]}
-    if len(entry) == 3:
-        out["confidence"] = entry[2]
+def _confident_entry(etype: str, entry: Sequence[Any], index: int) -> dict[str, Any]:
+    """One batched talk-over or dead air as the event it was. An older station's entry has no confidence (its last
+    item, schema.BATCHED_FIELDS)."""
+    names = BATCHED_FIELDS[etype]
+    if not isinstance(entry, list | tuple) or len(entry) not in (len(names), len(names) + 1):
+        raise ValueError(f"activity: a {etype} entry is {batched_form(etype)}")
+    out: dict[str, Any] = {"type": etype, **dict(zip(names, entry, strict=False))}
+    if len(entry) > len(names):
+        out["confidence"] = entry[-1]
     out["index"] = index
     return out
 
