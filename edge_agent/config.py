@@ -99,6 +99,13 @@ class TalkOverConfig(_Strict):
         le=5,
         description="newcomer speech in the overlap that Silero VAD must also hear (model backend); 0: no check",
     )
+    own_voice: tuple[Literal["agent", "customer"], ...] = Field(
+        ("agent",),
+        description=(
+            "a newcomer of these parties must be louder on their own channel than the other side's leakage explains"
+            " for at least half of the overlap; []: no check"
+        ),
+    )
 
 
 class DeadAirConfig(_Strict):

@@ -35,21 +35,28 @@ log = logging.getLogger(__name__)
 F32 = npt.NDArray[np.float32]
 
 
+OWN_VOICE_DB = 0.0
+"""A channel whose median band excess over the other side's estimated leak is at least this is a voice of its own
+there (the `talk_over.own_voice` check): at 0 dB the leak alone explains no more than the channel holds."""
+
+
 class _Queue:
-    """FIFO of per-frame rows (levels) and their samples, popped as activity catches up."""
+    """FIFO of per-frame rows (levels, own voice) and their samples, popped as activity catches up."""
 
     def __init__(self) -> None:
         self.levels = np.zeros((0, 2), np.float32)
+        self.own = np.zeros((0, 2), bool)
         self.samples = np.zeros((0, 2), np.float32)
 
-    def push(self, levels: F32, samples: F32) -> None:
+    def push(self, levels: F32, own: npt.NDArray[np.bool_], samples: F32) -> None:
         self.levels = np.vstack([self.levels, levels])
+        self.own = np.vstack([self.own, own])
         self.samples = np.vstack([self.samples, samples])
 
-    def pop(self, n: int) -> tuple[F32, F32]:
-        lv, sm = self.levels[:n], self.samples[: n * FRAME]
-        self.levels, self.samples = self.levels[n:], self.samples[n * FRAME :]
-        return lv, sm
+    def pop(self, n: int) -> tuple[F32, npt.NDArray[np.bool_], F32]:
+        lv, own, sm = self.levels[:n], self.own[:n], self.samples[: n * FRAME]
+        self.levels, self.own, self.samples = self.levels[n:], self.own[n:], self.samples[n * FRAME :]
+        return lv, own, sm
 
 
 class Pipeline:
@@ -106,8 +113,10 @@ class Pipeline:
             return []
         feats, levels, _ = self.features.process(samples)
         self.frames_in += len(feats)
-        self._queue.push(levels, samples)
-        excess = self._broadband_excess(feats) if self.backend.uses_excess else np.zeros((len(feats), 2), np.float32)
+        wanted = self.backend.uses_excess or bool(self.cfg.talk_over.own_voice)
+        excess = self._broadband_excess(feats) if wanted else np.zeros((len(feats), 2), np.float32)
+        # a channel louder than the other side's leak explains: the talk-over check of a voice of one's own
+        self._queue.push(levels, excess >= OWN_VOICE_DB, samples)
         probs = self.backend.process(samples, feats, excess)
         self.self_check.process_probs(probs)
         return self._activity(*self._smooth(probs))
@@ -156,13 +165,13 @@ class Pipeline:
         """act: each party's speech; heard: the speech dead air counts (the backend's stricter view, or act)."""
         if len(act) == 0:
             return []
-        levels, samples = self._queue.pop(len(act))
+        levels, own, samples = self._queue.pop(len(act))
         self.metrics.process(act, levels, samples)
         # the self-check pairs Silero's frames with the activity for its own checks; the same frames confirm talk-overs
         # and say how sure a dead air is
         silero, probs = self.self_check.process(act)
         events: list[Event] = self.segments.process(act)
-        events += self.talk_over.process(act, None if silero is None else silero >= HEARD, probs)
+        events += self.talk_over.process(act, None if silero is None else silero >= HEARD, probs, own)
         events += self.dead_air.process(heard, silero)
         if self.emotion is not None:
             events += self.emotion.process(act, samples)

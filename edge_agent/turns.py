@@ -79,6 +79,7 @@ class _Overlap:
     last_both: int
     both: int = 0
     heard: int = 0  # overlap frames in which the newcomer's speech is also heard by the independent detector
+    own: int = 0  # overlap frames in which the newcomer's channel rises above the other side's leakage
     mass: float = 0.0  # the newcomer's speech probability summed over the overlap frames (where known)
     stopper: int | None = None  # 0 agent, 1 customer, 2 both, at the first frame after the overlap
 
@@ -96,6 +97,12 @@ class TalkOverDetector:
     listener's side (a keystroke, a click) makes a short "backchannel" Silero hears nothing of; on calls with
     noise the model never trained on, those were most of the false talk-overs. Dropped ones are counted
     (`unconfirmed`), never silently lost.
+
+    Silero on the agent's mic also hears the customer: their voice leaks into the headset. While the customer
+    talks, that leak under keyboard noise made the model hear the agent "cut in", and Silero vouched for it. So a
+    newcomer of a party in `own_voice` (default: the agent) must also be louder on their own channel than the
+    other side's leakage explains (`own`: the median band excess over the estimated leak, `edge_agent/crosstalk.py`,
+    at least 0 dB) for at least half of the overlap: a voice of their own, not an echo of the other side.
     """
 
     def __init__(self, cfg: TalkOverConfig) -> None:
@@ -105,6 +112,7 @@ class TalkOverDetector:
         self.merge = round(cfg.merge_gap_s * FPS)
         self.bc_max = round(cfg.backchannel_max_s * FPS)
         self.min_heard = round(cfg.confirm_min_s * FPS)
+        self.own_voice = tuple(PARTIES.index(p) for p in cfg.own_voice)
         self.last_unconfirmed = 0
         """The finished call's talk-overs dropped for want of confirmation (`finish` resets the live count)."""
         self.reset()
@@ -123,16 +131,22 @@ class TalkOverDetector:
         # inside the same two turns is the same fight, not a new talk-over
         self._last: tuple[int, int, int] | None = None
 
-    def process(self, act: BOOL, heard: BOOL | None = None, probs: F32 | None = None) -> list[Event]:
+    def process(
+        self, act: BOOL, heard: BOOL | None = None, probs: F32 | None = None, own: BOOL | None = None
+    ) -> list[Event]:
         """act: each party's activity (m, 2); heard: the independent detector's speech in the same frames, if any;
         probs: the speech probabilities the activity was smoothed from, in the same frames, if known (they give
-        each talk-over its `confidence`)."""
+        each talk-over its `confidence`); own: whether each channel rises above the other side's leakage in the
+        same frames, if known (without it the `own_voice` check passes)."""
         out: list[Event] = []
         confirm = act if heard is None else heard
         if probs is None:
             self._known = False
             probs = np.zeros(act.shape, np.float32)
-        for (a, c), (ha, hc), (pa, pc) in zip(act.tolist(), confirm.tolist(), probs.tolist(), strict=True):
+        mine = act if own is None else own
+        for (a, c), (ha, hc), (pa, pc), (oa, oc) in zip(
+            act.tolist(), confirm.tolist(), probs.tolist(), mine.tolist(), strict=True
+        ):
             t = self._frame
             for ch, on in ((0, a), (1, c)):
                 if on and self._run_start[ch] is None:
@@ -157,6 +171,7 @@ class TalkOverDetector:
                 ov.last_both = t
                 ov.both += 1
                 ov.heard += int(hc if ov.by else ha)
+                ov.own += int(oc if ov.by else oa)
                 ov.mass += pc if ov.by else pa
                 ov.stopper = None
             elif ov is not None:
@@ -175,14 +190,18 @@ class TalkOverDetector:
         where there is a second witness, heard by it. The live signal reads this, so the wall never shows a
         talk-over that the call's record then lacks."""
         ov = self._ov
-        if ov is None or ov.both < self.min_both or ov.heard < self.min_heard:
+        if ov is None or ov.both < self.min_both or not self._confirmed(ov):
             return None
         return _t(ov.start), PARTIES[ov.by]
+
+    def _confirmed(self, ov: _Overlap) -> bool:
+        """Heard by the second witness, and a voice of the newcomer's own where `own_voice` asks for it."""
+        return ov.heard >= self.min_heard and (ov.by not in self.own_voice or 2 * ov.own >= ov.both)
 
     def _close(self, ov: _Overlap) -> TalkOver | None:
         if ov.both < self.min_both:
             return None
-        if ov.heard < self.min_heard:
+        if not self._confirmed(ov):
             self.unconfirmed += 1
             return None
         key = (ov.by, ov.newcomer_start, ov.holder_start)

@@ -43,7 +43,7 @@ class VadBackend(Protocol):
     """Frames between a frame entering `process` and its probability coming out."""
     name: str
     uses_excess: bool
-    """Whether `process` reads the leakage excess (the pipeline skips computing it otherwise)."""
+    """Whether `process` reads the leakage excess (else the pipeline computes it only for `talk_over.own_voice`)."""
     dead_air_view: bool
     """Whether columns 2-3 of `process`'s output are a view of their own for dead air (else dead air reads 0-1)."""
 

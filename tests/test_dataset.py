@@ -46,3 +46,27 @@ def test_frame_features_carry_silero_on_the_gained_audio(real_calls: list[Path])
     expected = np.concatenate([s.process(np.clip(x * g, -1.0, 1.0)), s.finish()])
     np.testing.assert_allclose(feats[:, N_FEATURES:], expected, atol=1e-6)
     assert not np.allclose(feats[:, N_FEATURES:], frame_features(iter([x]))[:, N_FEATURES:], atol=1e-3)
+
+
+def test_speed_copies_can_carry_soft_and_loud_utterances(tmp_path: Path) -> None:
+    """`--level-spread`: each speed-perturbed clip gets its own gain within the range, drawn the same way every time
+    (a cached folder stays valid), and the copies without it keep the clip's level."""
+    import soundfile as sf
+
+    from models.vad.sources import perturbed
+
+    shared = shared_or_skip()
+    clips = sorted((shared / "data" / "fsdd" / "recordings").iterdir())[:12]
+    assert len(clips) == 12
+    speakers = {"fsdd_x": clips}
+
+    def rms_db(paths: list[Path]) -> np.ndarray:
+        return np.array([10 * np.log10(np.mean(sf.read(str(p), dtype="float32")[0] ** 2)) for p in paths])
+
+    plain = rms_db(perturbed(speakers, [1.0], tmp_path / "a")["fsdd_x@1"])
+    spread = perturbed(speakers, [1.0], tmp_path / "b", (-15.0, 3.0), seed=5)["fsdd_x@1"]
+    gains = rms_db(spread) - plain
+    assert np.all(gains > -15.1) and np.all(gains < 3.1) and np.ptp(gains) > 6, gains
+    again = perturbed(speakers, [1.0], tmp_path / "c", (-15.0, 3.0), seed=5)["fsdd_x@1"]
+    assert all(p.read_bytes() == q.read_bytes() for p, q in zip(spread, again, strict=True))
+    assert np.allclose(rms_db(perturbed(speakers, [1.0], tmp_path / "d")["fsdd_x@1"]), plain)

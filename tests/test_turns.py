@@ -116,6 +116,39 @@ def test_only_the_newcomers_speech_confirms() -> None:
     assert len(confirmed_talk_overs(act, heard)[0]) == 1
 
 
+def test_an_agent_who_cuts_in_must_be_louder_than_the_customers_leak() -> None:
+    """The customer's voice leaks into the headset, where Silero hears it too: the agent's "interruptions" during
+    the customer's turn count only where the mic rises above that leak for at least half of the overlap."""
+    act = track(1000, agent=[(300, 400), (600, 700)], customer=[(100, 900)])
+    heard = act.copy()  # Silero on the mic hears speech throughout: the leaked customer, or the agent
+    own = track(
+        1000, agent=[(600, 650)], customer=[(100, 900)]
+    )  # above the leak: half of the second, none of the first
+    for block in (1000, 7):
+        det = TalkOverDetector(TalkOverConfig(own_voice=("agent",)))
+        out = [
+            e
+            for i in range(0, 1000, block)
+            for e in det.process(act[i : i + block], heard[i : i + block], None, own[i : i + block])
+        ]
+        evs = [e for e in [*out, *det.finish()] if isinstance(e, TalkOver)]
+        assert [(e.by, e.start) for e in evs] == [("agent", 6.0)] and det.last_unconfirmed == 1
+    # a customer who cuts in is not held to it by default (the line carries little of the agent), nor is anyone
+    # without the check or without the figures
+    swapped = act[:, ::-1].copy()
+    det = TalkOverDetector(TalkOverConfig(own_voice=("agent",)))
+    evs = [
+        e
+        for e in [*det.process(swapped, swapped, None, own[:, ::-1] & False), *det.finish()]
+        if isinstance(e, TalkOver)
+    ]
+    assert len(evs) == 2
+    for cfg, figures in ((TalkOverConfig(own_voice=()), own), (TalkOverConfig(own_voice=("agent",)), None)):
+        det = TalkOverDetector(cfg)
+        evs = [e for e in [*det.process(act, heard, None, figures), *det.finish()] if isinstance(e, TalkOver)]
+        assert len(evs) == 2
+
+
 def test_a_talk_over_carries_how_sure_the_model_was_of_the_newcomer() -> None:
     """`confidence` is the newcomer's mean speech probability over the overlap frames, whatever the blocks: the
     holder's probability and frames outside the overlap do not enter it."""

@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import subprocess
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +31,19 @@ SHARED = ROOT.parent / "shared"
 DATA = SHARED / "data"
 ASTERISK = Path("/usr/share/asterisk")
 FREEDESKTOP = Path("/usr/share/sounds/freedesktop/stereo")
-PACKAGES = (
-    "asterisk-core-sounds-en-wav",
-    "asterisk-core-sounds-es-wav",
-    "asterisk-core-sounds-fr-wav",
-    "asterisk-core-sounds-it-wav",
-    "asterisk-core-sounds-ru-wav",
-    "asterisk-moh-opsound-wav",
-    "sound-theme-freedesktop",
-)
+# the Debian packages that carry each packaged source's audio
+PACKAGES = {
+    "asterisk": tuple(f"asterisk-core-sounds-{lang}-wav" for lang in ("en", "es", "fr", "it", "ru")),
+    "moh": ("asterisk-moh-opsound-wav",),
+    "game_music": ("hyperrogue-music",),
+    "chimes": ("sound-theme-freedesktop",),
+    "phone_tones": ("sound-theme-freedesktop",),
+}
+# a second, independent set of real music recordings (a game's soundtrack by three composers, orchestral and
+# ambient, 44.1 kHz): hold music is what a caller hears most often, and one set of recordings teaches its own
+# pieces, not music; debian/copyright: these files CC BY-SA 3.0 (the game's sound effects are left out).
+# Measured and not in the default recipe (MODEL_CARD.md); `--add-noise game_music` adds it
+GAME_MUSIC = Path("/usr/share/hyperrogue/music")
 # voice talents of the Asterisk prompt packages: the English and Spanish prompts are one speaker
 ASTERISK_VOICES = {
     "en_US_f_Allison": "asterisk_allison",
@@ -90,6 +95,13 @@ SOURCES: dict[str, Source] = {
         Source("emodb", "speech", "research use", False, "../shared/data/emodb (German)"),
         Source("typing", "noise", "MIT", True, "../shared/data/noise-typing (Keystroke-Datasets, Zoom)"),
         Source("moh", "noise", "CC BY-SA 3.0", True, "Debian asterisk-moh-opsound-wav (hold music)"),
+        Source(
+            "game_music",
+            "noise",
+            "CC BY-SA 3.0",
+            True,
+            "Debian hyperrogue-music, music/*.ogg (S. Parrotte, L. Domina, W. Savino)",
+        ),
         Source("chimes", "noise", "CC BY 3.0 / CC BY-SA 3.0", True, "Debian sound-theme-freedesktop, CC files"),
         Source("phone_tones", "noise", "GPL-2+", False, "Debian sound-theme-freedesktop phone-* (evaluation)"),
         Source("generated", "noise", "generated here (no third-party rights)", True, "models/vad/noises.py"),
@@ -98,11 +110,14 @@ SOURCES: dict[str, Source] = {
 }
 COMMERCIAL_SPEECH = ("asterisk", "fsdd", "ami")
 COMMERCIAL_NOISE = ("typing", "moh", "chimes", "generated")
+# commercial sources measured and not in the default recipe (`models.vad.train --add-noise`, MODEL_CARD.md)
+OPTIONAL_NOISE = ("game_music",)
 
 
-def install_packages() -> None:
-    """Install the Debian packages that carry training audio (root on Debian; the training path only)."""
-    missing = [p for p in PACKAGES if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]  # noqa: S603,S607
+def install_packages(names: Sequence[str]) -> None:
+    """Install the Debian packages that carry these sources' audio (root on Debian; the training path only)."""
+    wanted = sorted({p for n in names for p in PACKAGES.get(n, ())})
+    missing = [p for p in wanted if subprocess.run(["dpkg", "-s", p], capture_output=True).returncode != 0]  # noqa: S603,S607
     if not missing:
         return
     if shutil.which("apt-get") is None:
@@ -223,6 +238,8 @@ def noise_files(name: str, work: Path, seed: int = 0) -> list[Path]:
         return sorted((DATA / "noise-typing").glob("*.flac"))
     if name == "moh":
         return sorted((ASTERISK / "moh").glob("*.wav"))
+    if name == "game_music":
+        return sorted(GAME_MUSIC.glob("*.ogg"))
     if name == "chimes":
         return [FREEDESKTOP / f"{n}.oga" for n in FREEDESKTOP_CC if (FREEDESKTOP / f"{n}.oga").exists()]
     if name == "phone_tones":
@@ -236,25 +253,43 @@ def noise_files(name: str, work: Path, seed: int = 0) -> list[Path]:
     raise ValueError(f"unknown noise source {name!r}")
 
 
-def perturbed(speakers: dict[str, list[Path]], factors: Sequence[float], work: Path) -> dict[str, list[Path]]:
+def perturbed(
+    speakers: dict[str, list[Path]],
+    factors: Sequence[float],
+    work: Path,
+    level_spread_db: tuple[float, float] | None = None,
+    seed: int = 0,
+) -> dict[str, list[Path]]:
     """Each speaker again at other speeds (pitch and tempo together, as Kaldi's speed perturbation): new voices.
 
     With a handful of voice talents, a speed factor of 0.9 or 1.1 moves pitch and formants by about 10 %, which
     widens the voices the model meets more than any one more clip of the same talent.
+
+    `level_spread_db` also gives each copied clip its own gain, drawn uniformly from that range: voice talents and
+    read digits keep one level from clip to clip, while a caller who turns away, drops their voice or sighs a
+    short answer is 10-20 dB under their own loud turns. The composer sets a call's SNR on the speaker's average
+    power, so such a clip sits at a much lower SNR of its own; without it the model never meets soft speech in noise.
+    Its truth does not change: the composer marks speech relative to each clip's own peak.
     """
     import soxr
 
     out: dict[str, list[Path]] = {}
+    folder = work / "perturbed"
+    if level_spread_db is not None:
+        folder = work / f"perturbed_levels_{level_spread_db[0]:g}_{level_spread_db[1]:g}"
     for factor in factors:
         for spk, paths in speakers.items():
-            dest = work / "perturbed" / f"{spk}@{factor:g}"
+            dest = folder / f"{spk}@{factor:g}"
             dest.mkdir(parents=True, exist_ok=True)
-            for i, p in enumerate(paths):
+            # one draw per speaker and factor, independent of the others, so a cached folder stays valid
+            rng = np.random.default_rng([seed, zlib.crc32(dest.name.encode())])
+            gains = rng.uniform(*level_spread_db, len(paths)) if level_spread_db is not None else np.zeros(len(paths))
+            for i, (p, gain) in enumerate(zip(paths, gains, strict=True)):
                 path = dest / f"{i:04d}.flac"
                 if not path.exists():
                     x, sr = sf.read(str(p), dtype="float32", always_2d=True)
-                    y = soxr.resample(x.mean(axis=1), sr, round(sr / factor))
-                    sf.write(path, y, sr)
+                    y = soxr.resample(x.mean(axis=1), sr, round(sr / factor)) * np.float32(10 ** (gain / 20))
+                    sf.write(path, np.clip(y, -1.0, 1.0), sr)
                 out.setdefault(f"{spk}@{factor:g}", []).append(path)
     return out
 

@@ -107,7 +107,7 @@ BUILDS = {
     "research": ((*sources.COMMERCIAL_SPEECH, "ravdess"), (*sources.COMMERCIAL_NOISE, "noizeus")),
 }
 # calls composed per noise source (three minutes each); generated noise spans six families
-CALLS_PER_SOURCE = {"typing": 20, "moh": 16, "chimes": 16, "generated": 44, "noizeus": 24}
+CALLS_PER_SOURCE = {"typing": 20, "moh": 16, "game_music": 16, "chimes": 16, "generated": 44, "noizeus": 24}
 VAL_SPEAKERS = ("fsdd_theo", "fsdd_nicolas", "asterisk_carlo")
 
 
@@ -155,6 +155,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", choices=sorted(BUILDS), default="commercial", help="which licences may go in")
     ap.add_argument("--exclude-noise", nargs="*", default=[], metavar="SOURCE", help="leave these noise sources out")
+    ap.add_argument(
+        "--add-noise",
+        nargs="*",
+        default=[],
+        choices=sources.OPTIONAL_NOISE,
+        metavar="SOURCE",
+        help=f"add these commercial noise sources to the build ({', '.join(sources.OPTIONAL_NOISE)})",
+    )
     ap.add_argument("--name", default=DEFAULT_MODEL)
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "shipped")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "vad")
@@ -162,6 +170,14 @@ def main() -> None:
     ap.add_argument("--meetings", type=Path, default=SHARED / "data" / "ami-mix", help="AMI mixes + RTTM (train split)")
     ap.add_argument(
         "--perturb", type=float, nargs="*", default=[0.9, 1.1], help="speed factors that add each speaker again"
+    )
+    ap.add_argument(
+        "--level-spread",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW_DB", "HIGH_DB"),
+        help="give each speed-perturbed clip its own gain in this range (soft and loud utterances of one speaker)",
     )
     ap.add_argument(
         "--band-limit",
@@ -176,12 +192,12 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     t0 = time.time()
     speech_names, noise_names = BUILDS[args.build]
+    noise_names = (*noise_names, *(n for n in args.add_noise if n not in noise_names))
     unknown = [n for n in args.exclude_noise if n not in noise_names]
     if unknown:
         ap.error(f"--exclude-noise: {', '.join(unknown)} not in the {args.build} build ({', '.join(noise_names)})")
     noise_names = tuple(n for n in noise_names if n not in args.exclude_noise)
-    if any(n in ("asterisk", "moh", "chimes") for n in (*speech_names, *noise_names)):
-        sources.install_packages()
+    sources.install_packages((*speech_names, *noise_names))
     work = args.work
     speakers: dict[str, list[Path]] = {}
     for name in speech_names:
@@ -189,7 +205,8 @@ def main() -> None:
     val_spk = {k: v for k, v in speakers.items() if k in VAL_SPEAKERS}
     train_spk = {k: v for k, v in speakers.items() if k not in VAL_SPEAKERS}
     if args.perturb:
-        train_spk.update(sources.perturbed(train_spk, args.perturb, work))
+        spread = (args.level_spread[0], args.level_spread[1]) if args.level_spread else None
+        train_spk.update(sources.perturbed(train_spk, args.perturb, work, spread, args.seed))
     # babble of training talkers (never the validation ones) is composed in as noise, never overlaid: a second
     # noise at 5 dB SNR made of speech would teach the model to ignore speech
     babble_clips = [p for k, v in sorted(train_spk.items()) if "@" not in k for p in v]
@@ -262,6 +279,7 @@ def main() -> None:
             ),
             "speakers": sorted(train_spk),
             "speed_perturbation": args.perturb,
+            "clip_level_spread_db": args.level_spread,
             "frames": len(x),
             "epochs": args.epochs,
             "seed": args.seed,
