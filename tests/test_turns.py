@@ -138,9 +138,7 @@ def test_an_agent_who_cuts_in_must_be_louder_than_the_customers_leak() -> None:
     swapped = act[:, ::-1].copy()
     det = TalkOverDetector(TalkOverConfig(own_voice=("agent",)))
     evs = [
-        e
-        for e in [*det.process(swapped, swapped, None, own[:, ::-1] & False), *det.finish()]
-        if isinstance(e, TalkOver)
+        e for e in [*det.process(swapped, swapped, None, np.zeros_like(own)), *det.finish()] if isinstance(e, TalkOver)
     ]
     assert len(evs) == 2
     for cfg, figures in ((TalkOverConfig(own_voice=()), own), (TalkOverConfig(own_voice=("agent",)), None)):
