@@ -51,9 +51,11 @@ class LogMel:
         self._fb = mel_filterbank()
         self._win = np.hanning(WINDOW).astype(np.float32)
         freqs = np.fft.rfftfreq(NFFT, 1.0 / SAMPLE_RATE)
-        self._band = (freqs >= FMIN) & (freqs <= FMAX)
+        band = (freqs >= FMIN) & (freqs <= FMAX)
         # a bin's mean power over the band, divided by the window's energy, reads as dBFS for white noise
-        self._band_scale = 1.0 / (float(np.sum(self._win.astype(np.float64) ** 2)) * float(self._band.sum()))
+        band_scale = 1.0 / (float(np.sum(self._win.astype(np.float64) ** 2)) * float(band.sum()))
+        # the in-band level is one more column of the filterbank: one matrix product and one log for both
+        self._bank = np.hstack([self._fb, (band * band_scale)[:, None]]).astype(np.float32)
         self._tail = np.zeros(WINDOW - FRAME, np.float32)
 
     def reset(self) -> None:
@@ -71,8 +73,8 @@ class LogMel:
         frames = sliding_window_view(buf, WINDOW)[::FRAME][:n] * self._win
         spec = sfft.rfft(frames, NFFT, axis=1)
         power = spec.real**2 + spec.imag**2
-        mel = 10.0 * np.log10(power @ self._fb + LOG_FLOOR)
-        band = 10.0 * np.log10(power[:, self._band].sum(axis=1) * self._band_scale + LOG_FLOOR)
+        db = 10.0 * np.log10(power @ self._bank + LOG_FLOOR)
+        mel, band = db[:, :N_MELS], db[:, N_MELS]
         # frame level over the hop itself (not the window) so it follows onsets sharply
         hop = samples[: n * FRAME].reshape(n, FRAME)
         level = 10.0 * np.log10(np.mean(hop * hop, axis=1) + LOG_FLOOR)
@@ -197,13 +199,13 @@ class CallFeatures:
     def __init__(self, skip_dropouts: bool = True) -> None:
         self.skip_dropouts = skip_dropouts
         self.mel = (LogMel(), LogMel())
-        self.floor = (NoiseFloor(N_MELS), NoiseFloor(N_MELS))
-        self.level_floor = (NoiseFloor(1), NoiseFloor(1))
+        # per channel: the mel bands' floors and, in the last column, the in-band level's (one tracker, same frames)
+        self.floor = (NoiseFloor(N_MELS + 1), NoiseFloor(N_MELS + 1))
         self.leak = (LeakageEstimator(N_MELS), LeakageEstimator(N_MELS))
         self._silent = [0, 0]
 
     def reset(self) -> None:
-        for group in (self.mel, self.floor, self.level_floor, self.leak):
+        for group in (self.mel, self.floor, self.leak):
             for stage in group:
                 stage.reset()
         self._silent = [0, 0]
@@ -228,8 +230,8 @@ class CallFeatures:
         for ch in (0, 1):
             mel, level, band = self.mel[ch].process(np.ascontiguousarray(samples[:, ch]))
             silent = self._dropouts(ch, band)
-            floor = self.floor[ch].process(mel, silent)
-            lfloor = self.level_floor[ch].process(band[:, None], silent)[:, 0]
+            floors = self.floor[ch].process(np.hstack([mel, band[:, None]]), silent)
+            floor, lfloor = floors[:, :N_MELS], floors[:, N_MELS]
             silents.append(silent)
             mels.append(mel)
             levels.append(level)

@@ -66,6 +66,8 @@ class PitchTracker:
         self.semitones: LevelHistogram = LevelHistogram()  # reused as a 1-semitone histogram, offset below
         self.voiced = 0
         self._lags = np.arange(int(SAMPLE_RATE / F0_MAX), int(SAMPLE_RATE / F0_MIN) + 1)
+        # zero padding to the window plus the longest lag keeps the autocorrelation linear up to that lag
+        self._n_fft = sfft.next_fast_len(PITCH_WIN + int(self._lags[-1]) + 1, real=True)
 
     def process(self, samples: F32, own: BOOL) -> None:
         n = len(own)
@@ -78,8 +80,8 @@ class PitchTracker:
         starts = idx * FRAME
         win = buf[starts[:, None] + np.arange(PITCH_WIN)[None, :]]
         win = win - win.mean(axis=1, keepdims=True)
-        spec = sfft.rfft(win, 2 * PITCH_WIN, axis=1)
-        acf = sfft.irfft(spec.real**2 + spec.imag**2, axis=1)[:, : self._lags[-1] + 1]
+        spec = sfft.rfft(win, self._n_fft, axis=1)
+        acf = sfft.irfft(spec.real**2 + spec.imag**2, self._n_fft, axis=1)[:, : self._lags[-1] + 1]
         r = acf[:, self._lags] / np.maximum(acf[:, :1], 1e-12)
         best = np.argmax(r, axis=1)
         ok = r[np.arange(len(best)), best] >= VOICED_R

@@ -31,6 +31,7 @@ WEIGHTS = "silero-vad-v5-16k"
 WINDOW = 576  # one 512-sample chunk and the 64 samples before it
 N_FFT, HOP, N_FRAMES = 256, 128, 4
 HIDDEN = 128
+ONE = np.float32(1.0)  # keeps the LSTM step in float32 (a Python 1.0 reads as float64 to the type checker)
 CONVS = (("conv1", 1), ("conv2", 2), ("conv3", 2), ("conv4", 1))  # (weights, stride): kernel 3, padding 1
 
 
@@ -54,13 +55,15 @@ class SileroNet:
             self._convs = [(_taps_matrix(w[f"{name}.weight"]), w[f"{name}.bias"], stride) for name, stride in CONVS]
             # ONNX's LSTM layout, gates in the order input, output, forget, cell
             self._w_in = np.ascontiguousarray(w["lstm.W"][0].T)
-            self._w_rec = np.ascontiguousarray(w["lstm.R"][0].T)
+            # kept (4*HIDDEN, HIDDEN) for one matrix-vector product per stream and step: OpenBLAS packs the whole
+            # matrix on every matrix-matrix product, which for two state rows cost twice as much as two of these
+            self._w_rec = np.ascontiguousarray(w["lstm.R"][0])
             self._b = (w["lstm.B"][0, : 4 * HIDDEN] + w["lstm.B"][0, 4 * HIDDEN :]).astype(np.float32)
             self._w_out = w["output.weight"].reshape(HIDDEN, 1)
             self._b_out = w["output.bias"].reshape(1)
         except (OSError, ValueError, KeyError) as exc:
             raise SileroWeightsError(f"{path}: not a Silero weights file ({exc})") from None
-        if self._convs[0][0].shape != (3 * (N_FFT // 2 + 1), 128) or self._w_rec.shape != (HIDDEN, 4 * HIDDEN):
+        if self._convs[0][0].shape != (3 * (N_FFT // 2 + 1), 128) or self._w_rec.shape != (4 * HIDDEN, HIDDEN):
             raise SileroWeightsError(f"{path}: weights of the wrong shape for Silero VAD v5 at 16 kHz")
         # the STFT's periodic Hann window, as the ONNX's Fourier basis carries it
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
@@ -84,9 +87,12 @@ class SileroNet:
         # the input half of every LSTM step at once; only the recurrent half waits for the previous step
         gates_in = (x.reshape(n, streams, HIDDEN) @ self._w_in + self._b).astype(np.float32)
         hs = np.empty((n, streams, HIDDEN), np.float32)
+        g = np.empty((streams, 4 * HIDDEN), np.float32)
         for t in range(n):
-            g = gates_in[t] + h @ self._w_rec
-            s = 1.0 / (1.0 + np.exp(-g))
+            for k in range(streams):
+                np.dot(self._w_rec, h[k], out=g[k])
+            g += gates_in[t]
+            s = ONE / (ONE + np.exp(-g))
             c = s[:, 2 * HIDDEN : 3 * HIDDEN] * c + s[:, :HIDDEN] * np.tanh(g[:, 3 * HIDDEN :])  # f*c + i*tanh(g_c)
             h = s[:, HIDDEN : 2 * HIDDEN] * np.tanh(c)  # o*tanh(c)
             hs[t] = h
