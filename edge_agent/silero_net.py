@@ -1,5 +1,10 @@
 """Silero VAD v5's 16 kHz network as numpy: the station's "is this speech at all" opinion, without onnxruntime.
 
+Its LSTM runs through onnxruntime (`silero-vad-v5-16k-lstm.onnx`, the same three weight tensors as one ONNX LSTM
+node): stepping it in numpy cost a dozen numpy calls per 32 ms window, two thirds of Silero's time; onnxruntime's
+LSTM kernel steps a whole block in one call at about a third of that. The numpy loop stays (`numpy_lstm=True`),
+the reference the kernel is tested against.
+
 Why numpy: the network is small (four 3-tap convolutions over 4 STFT frames, one 128-unit LSTM), and
 onnxruntime runs each 32 ms window's convolutions as separate matrix products four columns wide, which
 made Silero half of the station's analysis time. Here the STFT is one batched rfft and each convolution
@@ -17,6 +22,7 @@ from __future__ import annotations
 import io
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
@@ -24,6 +30,9 @@ import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edge_agent.model_files import read_carded
+
+if TYPE_CHECKING:
+    import onnxruntime
 
 F32 = npt.NDArray[np.float32]
 
@@ -39,16 +48,26 @@ class SileroWeightsError(Exception):
     """The numpy Silero's weights are missing, corrupt or not what their card says."""
 
 
+LSTM_ONNX = f"{WEIGHTS}-lstm"
+
+
 def shipped_weights_path() -> Path:
     return Path(str(resources.files("models.shipped").joinpath(f"{WEIGHTS}.npz")))
+
+
+def shipped_lstm_path() -> Path:
+    return Path(str(resources.files("models.shipped").joinpath(f"{LSTM_ONNX}.onnx")))
 
 
 class SileroNet:
     """`run(windows, state)`: speech probability per 576-sample window for a batch of independent streams."""
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, lstm: Path | None = None, numpy_lstm: bool = False) -> None:
+        """`path`: the weights (.npz); `lstm`: the ONNX of their LSTM (default: beside shipped weights, required with
+        them); `numpy_lstm`: step the LSTM in numpy instead (the reference; slower)."""
+        shipped = path is None
         path = path or shipped_weights_path()
-        raw, _, _ = read_carded(path, SileroWeightsError, "Silero weights")
+        raw, digest, _ = read_carded(path, SileroWeightsError, "Silero weights")
         try:
             with np.load(io.BytesIO(raw)) as z:
                 w = {k: z[k].astype(np.float32) for k in z.files}
@@ -67,6 +86,9 @@ class SileroNet:
             raise SileroWeightsError(f"{path}: weights of the wrong shape for Silero VAD v5 at 16 kHz")
         # the STFT's periodic Hann window, as the ONNX's Fourier basis carries it
         self._window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)
+        self._lstm: onnxruntime.InferenceSession | None = None
+        if not numpy_lstm and (lstm is not None or shipped):
+            self._lstm = _lstm_session(lstm or shipped_lstm_path(), digest)
 
     @staticmethod
     def initial_state(streams: int) -> tuple[F32, F32]:
@@ -84,6 +106,9 @@ class SileroNet:
         x = np.sqrt(spec.real**2 + spec.imag**2).reshape(n * streams, N_FRAMES, -1)
         for w, b, stride in self._convs:
             x = _conv(x, w, b, stride)
+        if self._lstm is not None:
+            seq, h_n, c_n = self._lstm.run(None, {"X": x.reshape(n, streams, HIDDEN), "h0": h[None], "c0": c[None]})
+            return self._output(np.asarray(seq, np.float32)[:, 0]), np.asarray(h_n[0]), np.asarray(c_n[0])
         # the input half of every LSTM step at once; only the recurrent half waits for the previous step
         gates_in = (x.reshape(n, streams, HIDDEN) @ self._w_in + self._b).astype(np.float32)
         hs = np.empty((n, streams, HIDDEN), np.float32)
@@ -96,9 +121,30 @@ class SileroNet:
             c = s[:, 2 * HIDDEN : 3 * HIDDEN] * c + s[:, :HIDDEN] * np.tanh(g[:, 3 * HIDDEN :])  # f*c + i*tanh(g_c)
             h = s[:, HIDDEN : 2 * HIDDEN] * np.tanh(c)  # o*tanh(c)
             hs[t] = h
+        return self._output(hs), h, c
+
+    def _output(self, hs: F32) -> F32:
+        """LSTM outputs (n, streams, HIDDEN) -> speech probability (n, streams)."""
         logits = np.maximum(hs, 0.0) @ self._w_out + self._b_out
-        probs = 1.0 / (1.0 + np.exp(-logits[:, :, 0]))
-        return probs.astype(np.float32), h, c
+        probs: F32 = (1.0 / (1.0 + np.exp(-logits[:, :, 0]))).astype(np.float32)
+        return probs
+
+
+def _lstm_session(path: Path, weights_sha256: str) -> onnxruntime.InferenceSession:
+    """onnxruntime on the LSTM's ONNX, refused unless its card says it was built from these very weights."""
+    import onnxruntime as ort
+
+    raw, _, card = read_carded(path, SileroWeightsError, "Silero LSTM")
+    if card.get("weights_sha256") != weights_sha256:
+        raise SileroWeightsError(f"{path}: not built from these Silero weights (python -m models.silero_weights)")
+    opts = ort.SessionOptions()
+    # one thread: the station's other work and the speed budget are per core
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(raw, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+        raise SileroWeightsError(f"{path}: not a usable LSTM ({str(exc).splitlines()[0]})") from None
 
 
 def _taps_matrix(w: F32) -> F32:

@@ -7,9 +7,9 @@ wheel) was trained on far more voices, languages and noises than we can ship, so
 only believed where Silero also hears speech nearby. The model decides who; Silero vetoes "nobody".
 
 By default it runs Silero's network as numpy (`silero_net.py`, the weights copied from the wheel into
-`models/shipped`), all windows of both channels at once with the LSTM state carried between blocks, so a
-file and the same audio fed in 10 ms pieces give the same probabilities. Given an ONNX file
-(`vad.silero_onnx`), it runs that through onnxruntime instead: the wheel's *sequence* export
+`models/shipped`; its LSTM through onnxruntime's kernel), all windows of both channels at once with the LSTM state
+carried between blocks, so a file and the same audio fed in 10 ms pieces give the same probabilities. Given an ONNX
+file (`vad.silero_onnx`), it runs that through onnxruntime instead: the wheel's *sequence* export
 (`silero_vad_16k_sequence.onnx`), one call per block and channel.
 """
 

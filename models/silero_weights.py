@@ -6,6 +6,9 @@ The station runs Silero as numpy (`edge_agent/silero_net.py`); this reads the wh
 `silero_vad_16k_sequence.onnx` with the `onnx` package (the `train` extra, not a station dependency) and writes
 `silero-vad-v5-16k.npz`, its card `silero-vad-v5-16k.json` (source file, wheel version and both sha256s) and
 `SILERO_LICENSE` (MIT requires the notice to travel with the weights). The values are copied, not retrained.
+It also writes `silero-vad-v5-16k-lstm.onnx`: the same LSTM tensors as one ONNX LSTM node, which the station runs
+through onnxruntime (one call per block instead of a numpy loop per window), with a card naming its sha256 and
+that of the .npz it was built from.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.silero_net import WEIGHTS, SileroNet
+from edge_agent.silero_net import HIDDEN, LSTM_ONNX, WEIGHTS, SileroNet
 from edge_agent.silero_stream import SEQUENCE_ONNX, silero_data_dir
 
 log = logging.getLogger(__name__)
@@ -47,6 +50,31 @@ def extract(onnx_path: Path) -> dict[str, np.ndarray]:
     for key, name in zip(("lstm.W", "lstm.R", "lstm.B"), lstm.input[1:4], strict=True):
         out[key] = inits[name].astype(np.float32)
     return out
+
+
+def lstm_onnx(weights: dict[str, np.ndarray]) -> bytes:
+    """The LSTM alone as an ONNX model: X (windows, streams, HIDDEN), h0, c0 (1, streams, HIDDEN) -> Y, Yh, Yc."""
+    from onnx import TensorProto, ValueInfoProto, helper, numpy_helper
+
+    def value(name: str, shape: list[str | int] | None) -> ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+    node = helper.make_node("LSTM", ["X", "W", "R", "B", "", "h0", "c0"], ["Y", "Yh", "Yc"], hidden_size=HIDDEN)
+    graph = helper.make_graph(
+        [node],
+        "silero_lstm",
+        [
+            value("X", ["windows", "streams", HIDDEN]),
+            value("h0", [1, "streams", HIDDEN]),
+            value("c0", [1, "streams", HIDDEN]),
+        ],
+        [value("Y", None), value("Yh", None), value("Yc", None)],
+        initializer=[numpy_helper.from_array(weights[f"lstm.{k}"], k) for k in ("W", "R", "B")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="models.silero_weights")
+    model.ir_version = 8  # what onnxruntime 1.16, the oldest the station allows, reads
+    raw: bytes = model.SerializeToString()
+    return raw
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         "note": "Silero VAD v5's 16 kHz weights copied unchanged from the ONNX; run by edge_agent/silero_net.py",
     }
     args.out.joinpath(f"{WEIGHTS}.json").write_text(json.dumps(card, indent=1) + "\n")
+    lstm = lstm_onnx(weights)
+    args.out.joinpath(f"{LSTM_ONNX}.onnx").write_bytes(lstm)
+    lstm_card = {
+        "name": LSTM_ONNX,
+        "sha256": hashlib.sha256(lstm).hexdigest(),
+        "weights_sha256": card["sha256"],
+        "licence": card["licence"],
+        "note": f"the LSTM of {WEIGHTS}.npz as one ONNX LSTM node, run through onnxruntime by edge_agent/silero_net.py",
+    }
+    args.out.joinpath(f"{LSTM_ONNX}.json").write_text(json.dumps(lstm_card, indent=1) + "\n")
     licence = next((f for f in dist.files or [] if f.name == "LICENSE"), None)
     if licence is None:
         log.error("silero-vad %s carries no LICENSE file to copy", dist.version)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_agent.audio import FRAME
-from edge_agent.silero_net import SileroNet, SileroWeightsError, shipped_weights_path
+from edge_agent.silero_net import SileroNet, SileroWeightsError, shipped_lstm_path, shipped_weights_path
 from edge_agent.silero_stream import SEQUENCE_ONNX, SileroError, SileroStream, silero_data_dir
 from tests.test_silero_stream import NOISES, SPEECH, load16k, silero_frames
 
@@ -94,3 +94,46 @@ def test_a_silero_error_wraps_unusable_shipped_weights(tmp_path: Path, monkeypat
     monkeypatch.setattr("edge_agent.silero_net.shipped_weights_path", lambda: tmp_path / "gone.npz")
     with pytest.raises(SileroError, match=r"gone\.npz: cannot read"):
         SileroStream()
+
+
+def test_the_lstm_kernel_steps_as_the_numpy_loop_does(speech_in_noise: np.ndarray) -> None:
+    """The shipped LSTM ONNX (run by onnxruntime) against the numpy loop, on real speech in real noise: the same
+    probabilities and the same state, block after block."""
+    n = len(speech_in_noise) // 512
+    audio = np.concatenate([np.zeros((64, 2), np.float32), speech_in_noise[: n * 512]])
+    windows = np.stack([audio[i * 512 : i * 512 + 576].T for i in range(n)])
+    kernel, loop = SileroNet(), SileroNet(numpy_lstm=True)
+    state_k, state_l = kernel.initial_state(2), loop.initial_state(2)
+    for lo, hi in ((0, 7), (7, 40), (40, n)):
+        pk, *state_k = kernel.run(windows[lo:hi], *state_k)
+        pl, *state_l = loop.run(windows[lo:hi], *state_l)
+        np.testing.assert_allclose(pk, pl, atol=1e-5)
+        for a, b in zip(state_k, state_l, strict=True):
+            np.testing.assert_allclose(a, b, atol=1e-5)
+    assert pk.max() > 0.9 and pk.min() < 0.1  # real speech and real gaps went through
+
+
+def test_an_lstm_onnx_not_built_from_these_weights_is_refused(tmp_path: Path) -> None:
+    lstm = tmp_path / shipped_lstm_path().name
+    shutil.copy(shipped_lstm_path(), lstm)
+    card = json.loads(shipped_lstm_path().with_suffix(".json").read_text())
+    lstm.with_suffix(".json").write_text(json.dumps({**card, "weights_sha256": "0" * 64}))
+    with pytest.raises(SileroWeightsError, match="not built from these Silero weights"):
+        SileroNet(lstm=lstm)
+    lstm.with_suffix(".json").write_text(json.dumps(card))
+    SileroNet(lstm=lstm)  # the intact copy loads
+    raw = bytearray(lstm.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    lstm.write_bytes(bytes(raw))
+    with pytest.raises(SileroWeightsError, match="does not match its card"):
+        SileroNet(lstm=lstm)
+    lstm.with_suffix(".json").unlink()  # no card: nothing vouches for the file
+    with pytest.raises(SileroWeightsError, match="not built from these"):
+        SileroNet(lstm=lstm)
+
+
+def test_the_shipped_lstm_onnx_is_rebuilt_from_the_wheel_byte_for_byte() -> None:
+    pytest.importorskip("onnx", reason="building the LSTM's ONNX needs the train extra's onnx package")
+    from models.silero_weights import extract, lstm_onnx
+
+    assert lstm_onnx(extract(silero_data_dir() / SEQUENCE_ONNX)) == shipped_lstm_path().read_bytes()
