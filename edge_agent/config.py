@@ -16,7 +16,9 @@ class _Strict(BaseModel):
 
 class ModelVadConfig(_Strict):
     type: Literal["model"] = "model"
-    weights: str | None = Field(None, description="path to .npz weights; default: the shipped speech model")
+    weights: str | None = Field(
+        None, description="path to .npz weights (one MLP or several, averaged); default: the shipped speech model"
+    )
     silero_onnx: str | None = Field(
         None,
         description="run Silero VAD, an input of the model, from this sequence ONNX through onnxruntime; "

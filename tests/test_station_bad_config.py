@@ -26,7 +26,7 @@ from tests.test_station import doc
 from tests.test_transport import wait_until
 from tests.test_updates import command, keys  # noqa: F401 - the fixture
 
-WIDE = "speech-mlp-v3"
+WIDE = "speech-mlp-v4"
 
 
 def seat_noise(path: Path) -> Path:

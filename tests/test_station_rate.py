@@ -27,7 +27,7 @@ from tests.test_capture import HEADSET, stack  # noqa: F401 - the fixture
 from tests.test_station import doc
 from tests.test_transport import wait_until
 
-WIDE, NARROW = "speech-mlp-v3", "speech-mlp-v3-narrowband"
+WIDE, NARROW = "speech-mlp-v4", "speech-mlp-v3-narrowband"
 
 
 def line_noise(path: Path, seconds: float = 6.0) -> Path:

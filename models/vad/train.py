@@ -8,6 +8,13 @@ recordings (typing, hold music, chimes) and generated noise families, adds a sec
 gain, extracts features with the station's own streaming code, trains a small MLP with torch, reports frame F1
 on held-out speakers, and writes the .npz weights with a JSON card listing every source and its licence.
 `--exclude-noise` trains the leave-one-source-out models that `benchmarks/eval_calls.py --weights` scores.
+
+The shipped default (`speech-mlp-v4`) is two such models averaged, joined by `models/vad/ensemble.py`:
+
+    python -m models.vad.train --out DIR
+    python -m models.vad.train --level-spread -15 3 --work .cache/vad-lv --out DIR --name speech-mlp-v3-level-spread
+    python -m models.vad.ensemble --name speech-mlp-v4 --out DIR DIR/speech-mlp-v3.npz \\
+        DIR/speech-mlp-v3-level-spread.npz
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from edge_agent.speech_model import DEFAULT_MODEL, N_INPUTS, N_MODEL_FEATURES, POOLS
+from edge_agent.speech_model import N_INPUTS, N_MODEL_FEATURES, POOLS
 from models.vad import sources
 from models.vad.dataset import compose_into, frame_features, load_meetings, overlay, stack_inputs, truth_frames
 from models.vad.noises import write_generated
@@ -163,7 +170,8 @@ def main() -> None:
         metavar="SOURCE",
         help=f"add these commercial noise sources to the build ({', '.join(sources.OPTIONAL_NOISE)})",
     )
-    ap.add_argument("--name", default=DEFAULT_MODEL)
+    # one MLP of the recipe; the shipped default joins two (see the module docstring)
+    ap.add_argument("--name", default="speech-mlp-v3")
     ap.add_argument("--out", type=Path, default=ROOT / "models" / "shipped")
     ap.add_argument("--work", type=Path, default=ROOT / ".cache" / "vad")
     ap.add_argument("--composer", type=Path, default=SHARED / "tools" / "compose_calls.py")
