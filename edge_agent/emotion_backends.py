@@ -16,6 +16,8 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from edge_agent.model_files import onnx_session
+
 log = logging.getLogger(__name__)
 
 F32 = npt.NDArray[np.float32]
@@ -35,17 +37,7 @@ class OnnxBackend:
     name = "onnxruntime"
 
     def __init__(self, path: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.log_severity_level = 3
-        try:
-            self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-            raise BackendError(f"{path}: onnxruntime cannot load it ({str(exc).splitlines()[0]})") from None
+        self._sess = onnx_session(path, BackendError, "onnxruntime cannot load it", threads=threads)
         self._input = self._sess.get_inputs()[0].name
 
     def predict(self, windows: F32) -> F32:

@@ -1,5 +1,5 @@
 """Reading a shipped weights file beside its JSON card: the card names the file's sha256, and a file that does not
-match it is refused before anything is loaded from it."""
+match it is refused before anything is loaded from it. And the one way the station opens an ONNX file."""
 
 from __future__ import annotations
 
@@ -23,3 +23,21 @@ def read_carded(path: Path, error: type[Exception], what: str) -> tuple[bytes, s
     if want not in (None, digest):
         raise error(f"{path}: sha256 {digest[:12]} does not match its card {str(want)[:12]}")
     return raw, digest, card
+
+
+def onnx_session(path: Path, error: type[Exception], what: str, raw: bytes | None = None, threads: int = 1) -> Any:
+    """An onnxruntime CPU session on `raw` (the bytes `read_carded` checked) or else the file at `path`: `threads`
+    intra-op threads and one inter-op (the station's other work and its speed budget are per core), load warnings
+    off (exports carry unused initialisers ORT warns about). Refused as `error`, one line naming the file and `what`
+    it is not."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path) if raw is None else raw, opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for a bad file
+        raise error(f"{path}: {what} ({str(exc).splitlines()[0]})") from None

@@ -29,7 +29,7 @@ import numpy.typing as npt
 import scipy.fft as sfft
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edge_agent.model_files import read_carded
+from edge_agent.model_files import onnx_session, read_carded
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -132,19 +132,11 @@ class SileroNet:
 
 def _lstm_session(path: Path, weights_sha256: str) -> onnxruntime.InferenceSession:
     """onnxruntime on the LSTM's ONNX, refused unless its card says it was built from these very weights."""
-    import onnxruntime as ort
-
     raw, _, card = read_carded(path, SileroWeightsError, "Silero LSTM")
     if card.get("weights_sha256") != weights_sha256:
         raise SileroWeightsError(f"{path}: not built from these Silero weights (python -m models.silero_weights)")
-    opts = ort.SessionOptions()
-    # one thread: the station's other work and the speed budget are per core
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    try:
-        return ort.InferenceSession(raw, opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-        raise SileroWeightsError(f"{path}: not a usable LSTM ({str(exc).splitlines()[0]})") from None
+    session: onnxruntime.InferenceSession = onnx_session(path, SileroWeightsError, "not a usable LSTM", raw)
+    return session
 
 
 def _taps_matrix(w: F32) -> F32:

@@ -25,6 +25,7 @@ import numpy.typing as npt
 from numpy.lib.stride_tricks import sliding_window_view
 
 from edge_agent.audio import FRAME
+from edge_agent.model_files import onnx_session
 from edge_agent.silero_net import SileroNet, SileroWeightsError
 
 log = logging.getLogger(__name__)
@@ -56,20 +57,12 @@ def silero_data_dir() -> Path:
 def _onnx_session(path: Path) -> Any:
     """An onnxruntime session on a Silero sequence ONNX (the wheel's, or one named in vad.silero_onnx)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
     except ImportError as exc:  # pragma: no cover - a core dependency
         raise SileroError("Silero VAD's ONNX needs onnxruntime") from exc
     if not path.exists():
         raise SileroError(f"{path}: no such file (unset vad.silero_onnx to use the shipped Silero weights)")
-    opts = ort.SessionOptions()
-    # one thread: the station's other work and the 300x budget are per core
-    opts.intra_op_num_threads = 1
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3  # the export carries unused initialisers ORT warns about at load
-    try:
-        return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types for a bad file
-        raise SileroError(f"{path}: not a usable Silero sequence model ({exc})") from None
+    return onnx_session(path, SileroError, "not a usable Silero sequence model")
 
 
 class SileroStream:

@@ -169,6 +169,7 @@ def _side_by_side(members: list[Layers]) -> Layers:
     if len(members) == 1:
         return members[0]
     fused: Layers = [(np.hstack([m[0][0] for m in members]), np.concatenate([m[0][1] for m in members]))]
+    # block diagonal by hand: scipy.linalg.block_diag would add its module's 6 MB of RSS to the station for it
     for i in range(1, len(members[0])):
         ws = [m[i][0] for m in members]
         w = np.zeros((sum(x.shape[0] for x in ws), sum(x.shape[1] for x in ws)), np.float32)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from edge_agent.model_files import read_carded
 from edge_agent.speech_model import MEMBER, ModelError, SpeechModel
 from models.vad.sources import SOURCES
 
@@ -44,21 +45,22 @@ def join(members: list[Path], name: str, out: Path) -> Path:
             raise EnsembleError(str(exc)) from None
         if model.members != 1:
             raise EnsembleError(f"{path}: already holds {model.members} MLPs; join single ones")
-        card_path = path.with_suffix(".json")
-        if not card_path.exists():
+        # the bytes and card the station's loader just vouched for (their sha256 agrees), read once more here
+        raw, _, card = read_carded(path, EnsembleError, "model weights")
+        if not card:
             raise EnsembleError(f"{path}: no card beside it; an ensemble's card is built from its members' cards")
-        card = json.loads(card_path.read_text())
         if cards and _shape(card) != _shape(cards[0]):
             raise EnsembleError(f"{path}: its inputs differ from {members[0]}'s")
         cards.append(card)
-        with np.load(path) as z:
+        with np.load(io.BytesIO(raw)) as z:
             prefix = "" if i == 0 else MEMBER.format(i)
             arrays.update({prefix + k: z[k] for k in z.files})
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"{name}.npz"
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]
-    path.write_bytes(buf.getvalue())
+    joined = buf.getvalue()
+    path.write_bytes(joined)
     sources: dict[str, dict[str, Any]] = {}
     for card in cards:
         for s in card["training"]["sources"]:
@@ -67,7 +69,7 @@ def join(members: list[Path], name: str, out: Path) -> Path:
     commercial = all(n in SOURCES and SOURCES[n].commercial for n in sources)
     card = {
         "name": name,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": hashlib.sha256(joined).hexdigest(),
         "outputs": cards[0]["outputs"],
         "input": cards[0]["input"],
         "hidden": [c["hidden"] for c in cards],
@@ -89,8 +91,8 @@ def join(members: list[Path], name: str, out: Path) -> Path:
         "licence": next((c["licence"] for c in cards if "non-commercial" in c["licence"]), cards[0]["licence"]),
     }
     path.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
-    joined = SpeechModel(path)  # the station's loader must read what was written
-    log.info("%s: %d members, sha256 %s", path, joined.members, card["sha256"][:12])
+    loaded = SpeechModel(path)  # the station's loader must read what was written
+    log.info("%s: %d members, sha256 %s", path, loaded.members, card["sha256"][:12])
     return path
 
 
