@@ -29,6 +29,7 @@ from edge_agent.config import (
 )
 from edge_agent.events import PARTIES
 from edge_agent.features import N_FEATURES
+from edge_agent.model_files import onnx_session
 from edge_agent.silero_stream import CHUNK, PooledGate, SileroError, SileroStream, silero_data_dir
 from edge_agent.speech_model import LOOKAHEAD, ContextStack, SpeechModel, narrowband_model_path
 
@@ -162,15 +163,11 @@ class SileroVad(_GatedVad):
     CONTEXT = 64
 
     def __init__(self, cfg: SileroVadConfig) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError as exc:  # pragma: no cover - it is a core dependency
-            raise RuntimeError("the silero VAD backend needs onnxruntime") from exc
-        path = cfg.onnx or silero_onnx_path()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = 1
-        opts.inter_op_num_threads = 1
-        self._sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        path = Path(cfg.onnx) if cfg.onnx else silero_onnx_path()
+        if not path.exists():
+            raise SileroError(f"{path}: no such file (unset vad.onnx to use the wheel's Silero VAD)")
+        # a damaged or foreign file is one line naming it, as for the model backend's Silero
+        self._sess = onnx_session(path, SileroError, "not a usable Silero VAD ONNX")
         self.gate_db = cfg.crosstalk_gate_db
         self.delay = 0
         self.name = "silero"

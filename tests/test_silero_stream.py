@@ -254,3 +254,20 @@ def test_onnxruntime_keeps_no_files_or_device_id_under_home(tmp_path: Path) -> N
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "loaded" in out.stdout, out.stderr[-500:]
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.parametrize(
+    ("make", "needle"), [(lambda p: p.write_bytes(b"not an onnx model"), "not a usable"), (None, "no such file")]
+)
+def test_silero_backend_refuses_a_bad_onnx_in_one_line(
+    real_calls: list[Path], tmp_path: Path, make, needle: str
+) -> None:  # type: ignore[no-untyped-def]
+    onnx = tmp_path / "vad.onnx"
+    if make is not None:
+        make(onnx)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"vad: {{type: silero, onnx: {onnx}}}\n")
+    res = run_cli("analyze", str(real_calls[0]), "--config", str(cfg))
+    assert res.returncode == 2 and res.stdout == ""
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and str(onnx) in err[0] and needle in err[0] and "Traceback" not in res.stderr, res.stderr
