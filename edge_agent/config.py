@@ -112,6 +112,16 @@ class TalkOverConfig(_Strict):
 
 class DeadAirConfig(_Strict):
     min_silence_s: float = Field(3.0, gt=0, le=120, description="both silent at least this long, inside a call")
+    model_speech_s: float = Field(
+        0.8,
+        ge=0,
+        le=5,
+        description="a segment of a party's own activity this long, sure enough (model_speech_min_prob), breaks a"
+        " silence even where Silero hears nothing (it is deaf to speech under music); 0: only speech both hear",
+    )
+    model_speech_min_prob: float = Field(
+        0.7, ge=0, le=1, description="the mean speech probability over such a segment's first model_speech_s"
+    )
 
 
 class MetricsConfig(_Strict):

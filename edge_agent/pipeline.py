@@ -172,7 +172,9 @@ class Pipeline:
         silero, probs = self.self_check.process(act)
         events: list[Event] = self.segments.process(act)
         events += self.talk_over.process(act, None if silero is None else silero >= HEARD, probs, own)
-        events += self.dead_air.process(heard, silero)
+        # dead air: nobody speaks in the stricter view, unless a party's own activity there is long and sure
+        stricter = self.quiet_smoother is not None
+        events += self.dead_air.process(heard, silero, act if stricter else None, probs)
         if self.emotion is not None:
             events += self.emotion.process(act, samples)
         self.metrics.add_events([e for e in events if e.type != "speech"])

@@ -6,6 +6,7 @@ order; frame i of the call is at i / 100 s. Events come out as soon as they are 
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Literal
 
@@ -236,11 +237,79 @@ class TalkOverDetector:
         return out
 
 
+class LongSpeech:
+    """Each party's activity segments that last at least `frames` frames with a mean probability of at least
+    `min_prob` over those first frames, marked from their start.
+
+    A segment is judged once it has lasted `frames`, and its mark reaches back to its start, so marks come out
+    `frames - 1` frames late: `process` returns the marks of the frames no segment still being judged can reach.
+    """
+
+    def __init__(self, frames: int, min_prob: float) -> None:
+        self.frames, self.min_prob = frames, min_prob
+        self.reset()
+
+    def reset(self) -> None:
+        self._held = np.zeros((0, 2), bool)  # marks of the last frames - 1 frames, not yet released
+        self._run = [0, 0]  # frames of each party's segment in progress (0: silent)
+        self._sum = [0.0, 0.0]  # its probability summed over its first `frames` frames
+        self._long = [False, False]  # it has been judged long and sure
+
+    def process(self, act: BOOL, probs: F32) -> BOOL:
+        """act, probs: (m, 2) activity and the probabilities it was smoothed from. Returns the marks of the frames
+        released, oldest first (as many as came in, once `frames - 1` are held)."""
+        m, base = len(act), len(self._held)
+        marks = np.concatenate([self._held, np.zeros((m, 2), bool)])
+        for ch in (0, 1):
+            col = act[:, ch]
+            edges = np.flatnonzero(np.diff(np.concatenate([[self._run[ch] > 0], col]).astype(np.int8)))
+            bounds = [0, *edges.tolist(), m]
+            on = self._run[ch] > 0
+            # walk the few segment pieces of this block, carrying the segment in progress across blocks
+            for a, b in itertools.pairwise(bounds):
+                if on and b > a:
+                    self._piece(ch, a, b, base, probs, marks)
+                elif not on:
+                    self._run[ch], self._sum[ch], self._long[ch] = 0, 0.0, False
+                on = not on
+        keep = min(self.frames - 1, len(marks))
+        self._held = marks[len(marks) - keep :]
+        return marks[: len(marks) - keep]
+
+    def _piece(self, ch: int, a: int, b: int, base: int, probs: F32, marks: BOOL) -> None:
+        before = self._run[ch]
+        if before < self.frames:
+            k = min(self.frames - before, b - a)
+            self._sum[ch] += float(probs[a : a + k, ch].sum())
+            if before + k == self.frames and self._sum[ch] >= self.min_prob * self.frames:
+                self._long[ch] = True
+                # the segment started `before` frames before this piece: those frames are still held
+                marks[base + a - before : base + a, ch] = True
+        if self._long[ch]:
+            marks[base + a : base + b, ch] = True
+        self._run[ch] = before + b - a
+
+    def finish(self) -> BOOL:
+        """The held frames' marks (a segment still being judged at the end never reached `frames`)."""
+        out = self._held
+        self.reset()
+        return out
+
+
 class DeadAirDetector:
-    """Both parties silent >= min_silence_s between speech (not before the first or after the last)."""
+    """Both parties silent >= min_silence_s between speech (not before the first or after the last).
+
+    Silence is where the activity given (with the model backend: speech both the model and Silero hear) shows
+    nobody, except, when each party's own activity is given too, its long and sure segments (`LongSpeech`): under
+    noise Silero was never made for (music, some babble) it hears nothing of speech the model is sure of for
+    seconds, and each such turn would read as dead air. Such segments are judged `model_speech_s` late, so with them
+    dead air is decided that much later.
+    """
 
     def __init__(self, cfg: DeadAirConfig) -> None:
         self.min_frames = round(cfg.min_silence_s * FPS)
+        frames = round(cfg.model_speech_s * FPS)
+        self._long = LongSpeech(frames, cfg.model_speech_min_prob) if frames > 0 else None
         self.reset()
 
     def reset(self) -> None:
@@ -249,10 +318,31 @@ class DeadAirDetector:
         self._silence_start: int | None = None
         self._mass = 0.0  # the silence's speech probability (the louder side's, per frame) summed so far
         self._known = True  # every block so far came with the probabilities
+        # frames held while LongSpeech judges the segments around them: activity, then the probabilities (NaN: none)
+        self._held = np.zeros((0, 4), np.float32)
+        if self._long is not None:
+            self._long.reset()
 
-    def process(self, act: BOOL, speech_probs: F32 | None = None) -> list[Event]:
+    def process(
+        self, act: BOOL, speech_probs: F32 | None = None, own: BOOL | None = None, own_probs: F32 | None = None
+    ) -> list[Event]:
         """act: each party's activity (m, 2); speech_probs: an independent detector's speech probability for each
-        party in the same frames, if known (they give each dead air its `confidence`)."""
+        party in the same frames, if known (they give each dead air its `confidence`); own, own_probs: each party's
+        own activity and the probabilities it was smoothed from (without them, segments are judged on length)."""
+        if self._long is None or own is None:
+            return self._silences(act, speech_probs)
+        probs = np.full((len(act), 2), np.nan, np.float32) if speech_probs is None else speech_probs
+        self._held = np.vstack([self._held, np.hstack([act, probs]).astype(np.float32)])
+        marks = self._long.process(own, np.ones(own.shape, np.float32) if own_probs is None else own_probs)
+        return self._release(marks)
+
+    def _release(self, marks: BOOL) -> list[Event]:
+        rows, self._held = self._held[: len(marks)], self._held[len(marks) :]
+        heard = (rows[:, :2] > 0.5) | marks
+        probs = rows[:, 2:]
+        return self._silences(heard, None if np.isnan(probs).any() else probs)
+
+    def _silences(self, act: BOOL, speech_probs: F32 | None) -> list[Event]:
         out: list[Event] = []
         any_on = act[:, 0] | act[:, 1]
         if speech_probs is None:
@@ -287,5 +377,7 @@ class DeadAirDetector:
         return round(min(max(1.0 - mass / frames, 0.0), 1.0), 2) if self._known else None
 
     def finish(self) -> list[Event]:
+        # a silence still open at the end is not dead air; one that the held frames close is
+        out = self._release(self._long.finish()) if self._long is not None and len(self._held) else []
         self.reset()
-        return []
+        return out

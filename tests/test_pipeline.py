@@ -24,11 +24,17 @@ def events_for(wav: Path, block_seconds: float, cfg: AnalyzerConfig | None = Non
 
 
 def test_live_sized_blocks_give_the_same_events_as_a_file(real_calls: list[Path]) -> None:
-    """10 ms blocks (live capture) and 10 s blocks (a file) run the same code to the same result."""
+    """10 ms blocks (live capture) and 10 s blocks (a file) run the same code to the same result.
+
+    Each kind of event comes out in the same order either way; dead air is decided dead_air.model_speech_s after it
+    ends (turns.LongSpeech), so where it falls among the other kinds depends on the blocks around that moment."""
     wav = real_calls[0]
     big = events_for(wav, 10.0)
     small = events_for(wav, 0.01)
-    assert [e for e in big if e["type"] != "call_summary"] == [e for e in small if e["type"] != "call_summary"]
+    for kind in ("speech", "talk_over", "dead_air", "emotion"):
+        assert [e for e in big if e["type"] == kind] == [e for e in small if e["type"] == kind], kind
+    assert len(big) == len(small)
+    assert any(e["type"] == "dead_air" for e in big)  # the delayed kind is there to compare
     assert big[-1]["talk_overs"] == small[-1]["talk_overs"]
 
 

@@ -188,3 +188,41 @@ def test_a_dead_air_carries_how_sure_silero_was_that_nobody_spoke() -> None:
     det = DeadAirDetector(DeadAirConfig())
     (plain, *_) = det.process(act)
     assert plain.confidence is None and "confidence" not in plain.to_dict()
+
+
+def dead_airs_with_own(heard: np.ndarray, own: np.ndarray, probs: np.ndarray, block: int) -> list[DeadAir]:
+    det = DeadAirDetector(DeadAirConfig())
+    out = []
+    for i in range(0, len(heard), block):
+        out += det.process(heard[i : i + block], None, own[i : i + block], probs[i : i + block])
+    out += det.finish()
+    return [e for e in out if isinstance(e, DeadAir)]
+
+
+def test_long_sure_speech_of_ones_own_breaks_a_silence_the_stricter_view_hears_nothing_in() -> None:
+    """Silero is deaf to speech under music: the stricter view (both detectors) then shows one long silence where
+    the model heard the agent speak. Such a segment breaks the silence when it lasts model_speech_s (0.8 s) with a
+    mean probability of at least 0.7 over that first stretch; a short one, or an unsure one, does not."""
+    n = 4000
+    heard = track(n, agent=[(100, 300)], customer=[(3800, 3900)])
+    own = track(n, agent=[(100, 300), (1500, 1700), (2400, 2440), (3000, 3100)], customer=[(3800, 3900)])
+    probs = np.where(own, 0.9, 0.05).astype(np.float32)
+    probs[3000:3100, 0] = 0.55  # long enough, but never sure
+    for block in (4000, 250, 37, 1):
+        evs = dead_airs_with_own(heard, own, probs, block)
+        # 3 -> 15 s and 17 -> 38 s: the 2 s segment at 15 s splits the silence; the 0.4 s and the unsure 1 s do not
+        assert [(e.start, e.end) for e in evs] == [(3.0, 15.0), (17.0, 38.0)], block
+    # off (model_speech_s 0), the stricter view alone decides: one silence
+    det = DeadAirDetector(DeadAirConfig(model_speech_s=0))
+    assert [(e.start, e.end) for e in det.process(heard, None, own, probs)] == [(3.0, 38.0)]
+
+
+def test_a_dead_air_closed_in_the_last_held_frames_comes_out_at_finish() -> None:
+    n = 1000
+    heard = track(n, agent=[(100, 200)], customer=[(700, 990)])
+    evs = dead_airs_with_own(heard, heard, heard.astype(np.float32), block=n)
+    assert [(e.start, e.end) for e in evs] == [(2.0, 7.0)]
+    # with the speech that ends it only 0.3 s before the end (under model_speech_s), still found
+    heard = track(n, agent=[(100, 200)], customer=[(970, 1000)])
+    evs = dead_airs_with_own(heard, heard, heard.astype(np.float32), block=n)
+    assert [(e.start, e.end) for e in evs] == [(2.0, 9.7)]
